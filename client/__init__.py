@@ -1,0 +1,1 @@
+"""natlab client: agent and CLI."""

@@ -1,0 +1,1 @@
+"""natlab NAT router: profiles, ruleset rendering, entrypoint."""

@@ -1,0 +1,41 @@
+"""natlab's signal wire protocol: pure parse/encode, no I/O (see messages.py for the grammar)."""
+
+from protocol.messages import (
+    ID_SYNTAX,
+    MAX_DATAGRAM,
+    VERBS,
+    Connect,
+    Endpoint,
+    Err,
+    Hello,
+    HelloAck,
+    Keepalive,
+    Message,
+    Msg,
+    Ok,
+    ProtocolError,
+    Punch,
+    Register,
+    encode,
+    parse,
+)
+
+__all__ = [
+    "ID_SYNTAX",
+    "MAX_DATAGRAM",
+    "VERBS",
+    "Connect",
+    "Endpoint",
+    "Err",
+    "Hello",
+    "HelloAck",
+    "Keepalive",
+    "Message",
+    "Msg",
+    "Ok",
+    "ProtocolError",
+    "Punch",
+    "Register",
+    "encode",
+    "parse",
+]

@@ -1,0 +1,257 @@
+"""The signal protocol's messages: one dataclass per verb, parsed and encoded through one verb table.
+
+The wire format is the seed's: one UTF-8 text datagram, ``<verb> <arg> ...`` separated by single spaces.
+``msg`` keeps its text verbatim (everything after ``msg <id> ``). A single trailing ``\\n`` or ``\\r\\n`` is
+treated as a line terminator and dropped, so ``nc -u`` works as a client.
+
+Pure: no sockets, no clocks. Malformed input raises :class:`ProtocolError`; its ``verb`` says whether the
+datagram named a known verb (and so deserves an ``err`` reply) or was garbage (dropped silently).
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+
+MAX_DATAGRAM = 1024
+"""Largest datagram, in bytes, that either side accepts (the seed's read buffer)."""
+
+ID_SYNTAX = "[A-Za-z0-9][A-Za-z0-9._-]{0,31}"
+"""Peer ids: 1-32 characters, letters, digits, '.', '_' and '-', starting with a letter or digit."""
+
+_ID_RE = re.compile(ID_SYNTAX + r"\Z")
+
+
+class ProtocolError(ValueError):
+    """A datagram that is not a valid message.
+
+    ``verb`` is the known verb whose arguments were wrong, or ``None`` when the datagram is garbage
+    (empty, oversize, not UTF-8, unknown verb). ``reason`` is the text an ``err`` reply carries.
+    """
+
+    def __init__(self, reason: str, verb: str | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.verb = verb
+
+
+@dataclass(frozen=True, order=True)
+class Endpoint:
+    """A UDP address as the protocol writes it: ``198.18.0.11:40000`` or ``[::1]:9000``."""
+
+    host: str
+    port: int
+
+    def __str__(self) -> str:
+        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+
+    @classmethod
+    def parse(cls, text: str) -> Endpoint:
+        """Parse ``ip:port``; raises ``ValueError`` naming the problem."""
+        host, sep, port_text = text.rpartition(":")
+        if not sep or not port_text.isdigit():
+            raise ValueError(f"invalid address {text!r}: expected ip:port")
+        if host.startswith("[") and host.endswith("]"):
+            host = host[1:-1]
+        try:
+            address = ipaddress.ip_address(host)
+        except ValueError:
+            raise ValueError(f"invalid address {text!r}: {host!r} is not an IP address") from None
+        port = int(port_text)
+        if not 0 < port < 65536:
+            raise ValueError(f"invalid address {text!r}: port out of range")
+        return cls(str(address), port)
+
+    @classmethod
+    def of(cls, sockaddr: tuple[str, int] | tuple[str, int, int, int]) -> Endpoint:
+        """The endpoint of a socket address as asyncio reports it."""
+        return cls(sockaddr[0], sockaddr[1])
+
+    def sockaddr(self) -> tuple[str, int]:
+        return (self.host, self.port)
+
+
+@dataclass(frozen=True)
+class Register:
+    """C -> S: register under ``id`` at the address the server sees."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class Connect:
+    """C -> S: ask the server to introduce ``from_id`` and ``to_id``."""
+
+    from_id: str
+    to_id: str
+
+
+@dataclass(frozen=True)
+class Punch:
+    """S -> C: punch a hole to peer ``id``, last seen by the server at ``addr``."""
+
+    id: str
+    addr: Endpoint
+
+
+@dataclass(frozen=True)
+class Hello:
+    """C -> C: a hole-punching probe from peer ``id``; the receiver answers with :class:`HelloAck`."""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class HelloAck:
+    """C -> C: the answer to a probe; receiving either confirms the direct path. (natlab extension)"""
+
+    id: str
+
+
+@dataclass(frozen=True)
+class Msg:
+    """C -> C: a chat message from peer ``id``."""
+
+    id: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Keepalive:
+    """C -> S or C -> C: keeps NAT mappings and presence fresh; never answered."""
+
+
+@dataclass(frozen=True)
+class Ok:
+    """S -> C: the request succeeded."""
+
+
+@dataclass(frozen=True)
+class Err:
+    """S -> C: the request failed, with a reason."""
+
+    reason: str
+
+
+Message = Register | Connect | Punch | Hello | HelloAck | Msg | Keepalive | Ok | Err
+
+
+def _check_id(verb: str, value: str) -> str:
+    if not _ID_RE.match(value):
+        raise ProtocolError(f"invalid id {value!r}: ids match {ID_SYNTAX}", verb)
+    return value
+
+
+def _fields(verb: str, rest: str, count: int, reason: str) -> list[str]:
+    fields = rest.split(" ") if rest else []
+    if len(fields) != count or any(not f for f in fields):
+        raise ProtocolError(reason, verb)
+    return fields
+
+
+def _parse_register(rest: str) -> Message:
+    (peer_id,) = _fields("register", rest, 1, "invalid register cmd")
+    return Register(_check_id("register", peer_id))
+
+
+def _parse_connect(rest: str) -> Message:
+    from_id, to_id = _fields("connect", rest, 2, "invalid connection cmd")
+    return Connect(_check_id("connect", from_id), _check_id("connect", to_id))
+
+
+def _parse_punch(rest: str) -> Message:
+    peer_id, addr = _fields("punch", rest, 2, "invalid punch cmd")
+    try:
+        endpoint = Endpoint.parse(addr)
+    except ValueError as exc:
+        raise ProtocolError(str(exc), "punch") from None
+    return Punch(_check_id("punch", peer_id), endpoint)
+
+
+def _parse_hello(rest: str) -> Message:
+    (peer_id,) = _fields("hello", rest, 1, "invalid hello cmd")
+    return Hello(_check_id("hello", peer_id))
+
+
+def _parse_hello_ack(rest: str) -> Message:
+    (peer_id,) = _fields("hello-ack", rest, 1, "invalid hello-ack cmd")
+    return HelloAck(_check_id("hello-ack", peer_id))
+
+
+def _parse_msg(rest: str) -> Message:
+    peer_id, sep, text = rest.partition(" ")
+    if not sep or not text:
+        raise ProtocolError("invalid msg cmd", "msg")
+    return Msg(_check_id("msg", peer_id), text)
+
+
+def _parse_keepalive(rest: str) -> Message:
+    # The seed ignores keepalive's arguments; so do we (and never reply).
+    return Keepalive()
+
+
+def _parse_ok(rest: str) -> Message:
+    if rest:
+        raise ProtocolError("invalid ok cmd", "ok")
+    return Ok()
+
+
+def _parse_err(rest: str) -> Message:
+    return Err(rest)
+
+
+_PARSERS: dict[str, Callable[[str], Message]] = {
+    "register": _parse_register,
+    "connect": _parse_connect,
+    "punch": _parse_punch,
+    "hello": _parse_hello,
+    "hello-ack": _parse_hello_ack,
+    "msg": _parse_msg,
+    "keepalive": _parse_keepalive,
+    "ok": _parse_ok,
+    "err": _parse_err,
+}
+
+VERBS = frozenset(_PARSERS)
+
+
+def parse(data: bytes) -> Message:
+    """Parse one datagram into a message; raises :class:`ProtocolError`."""
+    if len(data) > MAX_DATAGRAM:
+        raise ProtocolError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        raise ProtocolError("datagram is not UTF-8") from None
+    text = text.removesuffix("\n").removesuffix("\r")
+    verb, _, rest = text.partition(" ")
+    parser = _PARSERS.get(verb)
+    if parser is None:
+        raise ProtocolError(f"unknown verb {verb[:32]!r}")
+    return parser(rest)
+
+
+def encode(message: Message) -> bytes:
+    """The datagram for a message; ``parse(encode(m)) == m`` for every valid message."""
+    match message:
+        case Register(peer_id):
+            text = f"register {peer_id}"
+        case Connect(from_id, to_id):
+            text = f"connect {from_id} {to_id}"
+        case Punch(peer_id, addr):
+            text = f"punch {peer_id} {addr}"
+        case Hello(peer_id):
+            text = f"hello {peer_id}"
+        case HelloAck(peer_id):
+            text = f"hello-ack {peer_id}"
+        case Msg(peer_id, body):
+            text = f"msg {peer_id} {body}"
+        case Keepalive():
+            text = "keepalive"
+        case Ok():
+            text = "ok"
+        case Err(reason):
+            text = f"err {reason}" if reason else "err"
+    return text.encode("utf-8")

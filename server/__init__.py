@@ -1,0 +1,1 @@
+"""natlab signal server."""
