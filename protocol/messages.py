@@ -39,7 +39,10 @@ class ProtocolError(ValueError):
 
 @dataclass(frozen=True, order=True)
 class Endpoint:
-    """A UDP address as the protocol writes it: ``198.18.0.11:40000`` or ``[::1]:9000``."""
+    """A UDP address as the protocol writes it: ``198.18.0.11:40000`` or ``[::1]:9000``.
+
+    IPv6 addresses must be bracketed: a bare ``2001:db8::1:9000`` is ambiguous.
+    """
 
     host: str
     port: int
@@ -51,14 +54,18 @@ class Endpoint:
     def parse(cls, text: str) -> Endpoint:
         """Parse ``ip:port``; raises ``ValueError`` naming the problem."""
         host, sep, port_text = text.rpartition(":")
-        if not sep or not port_text.isdigit():
+        # isascii: str.isdigit() alone accepts e.g. Arabic-Indic digits, which int() then reads as a port.
+        if not sep or not (port_text.isascii() and port_text.isdigit()):
             raise ValueError(f"invalid address {text!r}: expected ip:port")
-        if host.startswith("[") and host.endswith("]"):
+        bracketed = host.startswith("[") and host.endswith("]")
+        if bracketed:
             host = host[1:-1]
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
             raise ValueError(f"invalid address {text!r}: {host!r} is not an IP address") from None
+        if bracketed != (address.version == 6):
+            raise ValueError(f"invalid address {text!r}: write IPv6 as [ip]:port and IPv4 as ip:port")
         port = int(port_text)
         if not 0 < port < 65536:
             raise ValueError(f"invalid address {text!r}: port out of range")
@@ -140,7 +147,10 @@ Message = Register | Connect | Punch | Hello | HelloAck | Msg | Keepalive | Ok |
 
 def _check_id(verb: str, value: str) -> str:
     if not _ID_RE.match(value):
-        raise ProtocolError(f"invalid id {value!r}: ids match {ID_SYNTAX}", verb)
+        # Show at most 32 characters: the reason is echoed in an ``err`` reply, which must stay far below
+        # MAX_DATAGRAM (repr() of a 1000-byte id can be 4000 characters: a reply bigger than the request).
+        shown = f"{value[:32]!r}..." if len(value) > 32 else repr(value)
+        raise ProtocolError(f"invalid id {shown}: ids match {ID_SYNTAX}", verb)
     return value
 
 
@@ -225,7 +235,9 @@ def parse(data: bytes) -> Message:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
         raise ProtocolError("datagram is not UTF-8") from None
-    text = text.removesuffix("\n").removesuffix("\r")
+    if text.endswith("\n"):
+        # Only "\n" or "\r\n" ends a line; a lone trailing "\r" is data (e.g. the end of a msg's text).
+        text = text.removesuffix("\n").removesuffix("\r")
     verb, _, rest = text.partition(" ")
     parser = _PARSERS.get(verb)
     if parser is None:

@@ -1,0 +1,71 @@
+# natlab — run `make help` for the targets.
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+.SHELLFLAGS := -eu -o pipefail -c
+
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed
+NAT_A  ?= cone
+NAT_B  ?= cone
+export NAT_A NAT_B
+COMPOSE := docker compose
+PYTEST_ARGS ?=
+
+.PHONY: help venv compose images lab-up lab-down lab-status logs lint unit scenarios test bench clean
+
+help: ## Show the targets and what they do
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
+	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: cone, symmetric), PYTEST_ARGS"
+
+$(STAMP): pyproject.toml
+	python3 -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+venv: $(STAMP) ## Create the host virtualenv (.venv) from pyproject.toml
+
+compose: $(STAMP) ## Install the Docker Compose v2 plugin if `docker compose` is missing
+	@images/install-compose.sh $(PY)
+
+images: compose ## Build the lab image (bootstraps the Debian base once; rebuilds only what changed)
+	@images/build.sh >/dev/null
+
+lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=)
+	@$(COMPOSE) up -d --wait --wait-timeout 60 --remove-orphans >/dev/null 2>&1 \
+	  || { $(COMPOSE) ps -a; $(COMPOSE) logs --tail 40; echo "lab-up: the lab did not become healthy" >&2; exit 1; }
+	@$(PY) -m scenarios.lab_status
+
+lab-down: compose ## Stop the interactive lab and remove its containers and networks
+	@$(COMPOSE) down --volumes --remove-orphans --timeout 2 2>/dev/null
+
+lab-status: $(STAMP) ## Show the lab: profiles, addresses, who is registered, each pair's path
+	@$(PY) -m scenarios.lab_status
+
+logs: compose ## Show the interactive lab's recent logs (SERVICE=alice for one service)
+	@$(COMPOSE) logs --tail 200 --timestamps $(SERVICE)
+
+lint: $(STAMP) ## ruff check, ruff format --check, mypy
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+	$(VENV)/bin/mypy
+	$(VENV)/bin/mypy tests scenarios
+
+unit: $(STAMP) ## Unit tests (no Docker)
+	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
+
+scenarios: images ## Scenario tests on real containers (e.g. PYTEST_ARGS='-k symmetric')
+	$(VENV)/bin/pytest scenarios $(PYTEST_ARGS)
+
+test: lint unit scenarios ## Everything CI runs: lint + unit + scenarios
+
+bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; prints the figures
+	@$(PY) -m scenarios.bench
+
+clean: ## Remove every natlab-labelled container, network, volume and image (also from crashed runs)
+	@docker ps -aq --filter label=natlab | xargs -r docker rm -f >/dev/null
+	@docker network ls -q --filter label=natlab | xargs -r docker network rm >/dev/null
+	@docker volume ls -q --filter label=natlab | xargs -r docker volume rm >/dev/null
+	@docker images -q --filter label=natlab | sort -u | xargs -r docker rmi -f >/dev/null
+	@echo "natlab: removed all natlab-labelled objects"

@@ -1,0 +1,208 @@
+"""The per-peer path state machine: pure, time passed in, no I/O (h11-style: triggers in, actions out).
+
+States::
+
+    none ──punch──▶ punching ──hello / hello-ack──▶ direct
+      ▲                │  ▲                            │
+      │             timeout└─────punch (new addr)──────┘
+      │                ▼
+      └──reset──── failed ──punch──▶ punching
+
+A probe or answer from the peer confirms the path from *any* state (the peer may have been told to punch
+before us, or answered after we gave up). The transitions are the :data:`TRANSITIONS` table; the methods
+compute what to send and when. Every method returns a list of actions for the caller to perform.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+from protocol import Endpoint
+
+
+class PathState(enum.StrEnum):
+    """Where the direct path to one peer stands; the value is what status JSON shows."""
+
+    NONE = "none"
+    PUNCHING = "punching"
+    DIRECT = "direct"
+    FAILED = "failed"
+
+
+class Trigger(enum.Enum):
+    PUNCH = "punch"
+    CONFIRM = "confirm"
+    TIMEOUT = "timeout"
+    RESET = "reset"
+
+
+_ANY = tuple(PathState)
+
+TRANSITIONS: dict[tuple[PathState, Trigger], PathState] = {
+    **{(state, Trigger.PUNCH): PathState.PUNCHING for state in _ANY},
+    **{(state, Trigger.CONFIRM): PathState.DIRECT for state in _ANY},
+    **{(state, Trigger.RESET): PathState.NONE for state in _ANY},
+    (PathState.PUNCHING, Trigger.TIMEOUT): PathState.FAILED,
+}
+"""(state, trigger) -> next state. A pair missing from the table is a bug in the caller."""
+
+
+class PathError(RuntimeError):
+    """A trigger the table does not allow in the current state: a bug in the code driving the path."""
+
+
+@dataclass(frozen=True)
+class Probe:
+    """Send ``hello <self>`` to ``to``."""
+
+    to: Endpoint
+
+
+@dataclass(frozen=True)
+class Answer:
+    """Send ``hello-ack <self>`` to ``to`` (the address the probe actually came from)."""
+
+    to: Endpoint
+
+
+@dataclass(frozen=True)
+class Changed:
+    """The path moved from ``old`` to ``new``; read the path's fields for addr, reason and timing."""
+
+    old: PathState
+    new: PathState
+
+
+@dataclass(frozen=True)
+class Moved:
+    """The direct path now runs to ``new`` instead of ``old`` (the peer's NAT picked another port)."""
+
+    old: Endpoint | None
+    new: Endpoint
+
+
+@dataclass(frozen=True)
+class Ignored:
+    """A trigger that changed nothing, with why (worth a log line)."""
+
+    why: str
+
+
+Action = Probe | Answer | Changed | Moved | Ignored
+
+
+@dataclass(frozen=True)
+class PathTiming:
+    """How long to punch and how often to probe, in seconds."""
+
+    timeout: float = 5.0
+    interval: float = 0.020
+
+
+class Path:
+    """The direct path to one peer.
+
+    ``addr`` is where we send: the address a probe or answer last came from once direct, else the address
+    the server told us. ``started`` is when this connection attempt began (a local ``connect`` or the
+    ``punch`` arrival), which is what ``time_to_direct_ms`` is measured from.
+    """
+
+    def __init__(self, peer: str, timing: PathTiming) -> None:
+        self.peer = peer
+        self.timing = timing
+        self.state = PathState.NONE
+        self.addr: Endpoint | None = None
+        self.reason: str | None = None
+        self.started: float | None = None
+        self.time_to_direct_ms: float | None = None
+        self._punched: Endpoint | None = None
+        self._targets: tuple[Endpoint, ...] = ()
+        self._deadline = 0.0
+        self._next_probe = 0.0
+
+    def _fire(self, trigger: Trigger) -> list[Action]:
+        new = TRANSITIONS.get((self.state, trigger))
+        if new is None:
+            raise PathError(f"path to {self.peer}: {trigger.value} not allowed in state {self.state}")
+        old, self.state = self.state, new
+        return [Changed(old, new)] if old is not new else []
+
+    def punch(self, addr: Endpoint, now: float, started: float | None = None) -> list[Action]:
+        """The server says the peer is at ``addr``: probe it now and every interval until answered."""
+        if self.state is PathState.DIRECT and addr == self.addr:
+            return [Ignored(f"already direct to {self.peer} at {addr}")]
+        if self.state is PathState.PUNCHING and addr == self._punched:
+            return [Ignored(f"already punching {self.peer} at {addr}")]
+        # A confirmed address may differ from the server's view (symmetric NAT) and still work: keep
+        # probing it too, so a late or repeated punch cannot break a working path.
+        keep = self.addr if self.state is PathState.DIRECT and self.addr != addr else None
+        self._targets = (addr,) if keep is None else (addr, keep)
+        self._punched = self.addr = addr
+        self.reason = None
+        self.started = now if started is None else started
+        self.time_to_direct_ms = None
+        self._deadline = now + self.timing.timeout
+        self._next_probe = now + self.timing.interval
+        actions = self._fire(Trigger.PUNCH)
+        return [*actions, *(Probe(t) for t in self._targets)]
+
+    def on_hello(self, source: Endpoint, now: float, started: float | None = None) -> list[Action]:
+        """A probe from the peer: answer where it came from, and the path is direct.
+
+        ``started`` is when a local connect began, if one is waiting for its punch.
+        """
+        return [Answer(source), *self._confirm(source, now, started)]
+
+    def on_hello_ack(self, source: Endpoint, now: float, started: float | None = None) -> list[Action]:
+        """An answer to our probe: the path is direct; stop probing."""
+        return self._confirm(source, now, started)
+
+    def _confirm(self, source: Endpoint, now: float, started: float | None) -> list[Action]:
+        actions: list[Action] = []
+        if self.addr != source and self.state is PathState.DIRECT:
+            actions.append(Moved(self.addr, source))
+        self.addr = source
+        if self.state is PathState.DIRECT:
+            return actions
+        if started is not None:
+            self.started = started
+        elif self.started is None:
+            # No attempt under way here: the probe itself starts it (the peer got its punch first).
+            self.started = now
+        self.time_to_direct_ms = round((now - self.started) * 1000, 1)
+        self.reason = None
+        self._targets = ()
+        return [*actions, *self._fire(Trigger.CONFIRM)]
+
+    def tick(self, now: float) -> list[Action]:
+        """Time passes: give up at the deadline, else probe when the interval is due."""
+        if self.state is not PathState.PUNCHING:
+            return []
+        if now >= self._deadline:
+            self.reason = (
+                f"punch failed: no response from {self._punched} within {self.timing.timeout:g} s"
+            )
+            self._targets = ()
+            return self._fire(Trigger.TIMEOUT)
+        if now < self._next_probe:
+            return []
+        # Keep the cadence, but after a stall send one probe rather than a burst of catch-up probes.
+        self._next_probe += self.timing.interval
+        if self._next_probe <= now:
+            self._next_probe = now + self.timing.interval
+        return [Probe(t) for t in self._targets]
+
+    def wakeup(self) -> float | None:
+        """When :meth:`tick` next has something to do, or ``None``."""
+        if self.state is not PathState.PUNCHING:
+            return None
+        return min(self._deadline, self._next_probe)
+
+    def reset(self, reason: str | None = None) -> list[Action]:
+        """Forget the path (a local disconnect, a new local connect, or a refused connect)."""
+        self.reason = reason
+        self.started = None
+        self._targets = ()
+        self._punched = None
+        return self._fire(Trigger.RESET)

@@ -1,0 +1,51 @@
+"""The ``nft`` command, run as a subprocess: apply a script, list natlab's table."""
+
+from __future__ import annotations
+
+import subprocess
+
+from nat.render import TABLE
+
+TIMEOUT = 10.0
+"""Seconds any one ``nft`` call may take; it normally takes milliseconds."""
+
+
+class NftError(RuntimeError):
+    """``nft`` refused a command or could not be run; the message carries its stderr."""
+
+
+def run_nft(*args: str, script: str | None = None, timeout: float = TIMEOUT) -> str:
+    """Run ``nft ARGS`` (feeding ``script`` on stdin); its stdout, or ``NftError`` with its stderr."""
+    command = ["nft", *args]
+    try:
+        done = subprocess.run(
+            command, input=script, capture_output=True, text=True, timeout=timeout, check=False
+        )
+    except FileNotFoundError:
+        raise NftError("nft is not installed (package nftables)") from None
+    except subprocess.TimeoutExpired:
+        raise NftError(f"{' '.join(command)} took longer than {timeout:g}s") from None
+    if done.returncode != 0:
+        detail = done.stderr.strip() or f"exit status {done.returncode}"
+        raise NftError(f"{' '.join(command)} failed: {detail}")
+    return done.stdout
+
+
+def apply(script: str) -> None:
+    """Apply ``script`` as one transaction (``nft -f -``): all of it or, on error, none of it."""
+    run_nft("-f", "-", script=script)
+
+
+def check(script: str) -> None:
+    """Parse and validate ``script`` against the kernel without applying it (``nft -c -f -``)."""
+    run_nft("-c", "-f", "-", script=script)
+
+
+def list_table(timeout: float = TIMEOUT) -> str:
+    """natlab's table as the kernel holds it now."""
+    return run_nft("list", "table", *TABLE.split(), timeout=timeout)
+
+
+def list_ruleset() -> str:
+    """Every table in this netns, Docker's included."""
+    return run_nft("list", "ruleset")

@@ -1,0 +1,40 @@
+"""Actions scenarios share: reset a pair's paths, connect, read event logs. Each returns parsed JSON."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from scenarios.harness import Lab
+
+PEER_OF = {"alice": "bob", "bob": "alice"}
+
+
+def reset_paths(lab: Lab) -> None:
+    """Both hosts forget each other, so the next connect starts from nothing."""
+    for host, peer in PEER_OF.items():
+        lab.exec_ok(host, "client", "disconnect", peer)
+
+
+def connect(lab: Lab, host: str) -> tuple[int, dict[str, Any]]:
+    """`client connect <peer> --json` on `host`: (exit code, the peer's status)."""
+    code, output = lab.exec(host, "client", "connect", PEER_OF[host], "--json")
+    return code, json.loads(output)
+
+
+def peer_status(lab: Lab, host: str) -> dict[str, Any] | None:
+    """`host`'s view of its peer from `client status --json`, or None if it has none."""
+    status = lab.json(host, "client", "status", "--json")
+    return next((p for p in status["peers"] if p["id"] == PEER_OF[host]), None)
+
+
+def events(lab: Lab, host: str, name: str) -> list[dict[str, Any]]:
+    """The `name` events in `host`'s event log (JSON lines)."""
+    lines = lab.exec_ok(host, "client", "events").splitlines()
+    return [e for e in map(json.loads, filter(None, lines)) if e["event"] == name]
+
+
+def server_peers(lab: Lab) -> dict[str, dict[str, Any]]:
+    """The signal server's peer table, by id."""
+    state = lab.json("server", "cat", "/run/natlab/server.json")
+    return {p["id"]: p for p in state["peers"]}

@@ -1,0 +1,112 @@
+"""``python -m server``: run the signal server until SIGTERM or SIGINT, then exit 0.
+
+In the lab it runs under tini (``--listen 0.0.0.0:9000``); ``docker compose down`` sends SIGTERM and must
+not have to wait, so both signals just set an event and the server closes at once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import logging
+import math
+import signal
+import sys
+from dataclasses import replace
+from pathlib import Path
+
+from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint
+from server.app import DEFAULT_LISTEN, Config, serve
+from server.table import DEFAULT_MAX_PEERS, DEFAULT_TTL
+
+log = logging.getLogger("server")
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def listen_address(text: str) -> Endpoint:
+    """``HOST:PORT`` as for the protocol (``[::]:9000`` for IPv6), except that port 0 is allowed."""
+    host, sep, port = text.rpartition(":")
+    try:
+        if sep and port == "0":
+            return replace(Endpoint.parse(f"{host}:1"), port=0)
+        return Endpoint.parse(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
+def seconds(text: str) -> float:
+    value = float(text)
+    if not (value > 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a positive number of seconds, not {text!r}")
+    return value
+
+
+def count(text: str) -> int:
+    value = int(text)
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"must be at least 1, not {text!r}")
+    return value
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(
+        prog="python -m server",
+        description="natlab signal server (UDP): register, connect -> punch, keepalive.",
+        epilog=f"Limits: datagrams up to {MAX_DATAGRAM} bytes; ids match {ID_SYNTAX}.",
+    )
+    parser.add_argument(
+        "--listen",
+        type=listen_address,
+        default=DEFAULT_LISTEN,
+        metavar="HOST:PORT",
+        help=f"address to listen on (default {DEFAULT_LISTEN})",
+    )
+    parser.add_argument(
+        "--state-file", type=Path, metavar="PATH", help="write the peer table and counters here as JSON (atomically)"
+    )
+    parser.add_argument(
+        "--peer-ttl",
+        type=seconds,
+        default=DEFAULT_TTL,
+        metavar="SECONDS",
+        help=f"forget peers not seen for this long (default {DEFAULT_TTL:.0f})",
+    )
+    parser.add_argument(
+        "--max-peers",
+        type=count,
+        default=DEFAULT_MAX_PEERS,
+        metavar="N",
+        help=f"peer table size (default {DEFAULT_MAX_PEERS})",
+    )
+    parser.add_argument("--log-level", type=str.lower, default="info", choices=["debug", "info", "warning", "error"])
+    return parser.parse_args(argv)
+
+
+async def _run(config: Config) -> None:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+
+    def on_signal(signum: signal.Signals) -> None:
+        log.info("stopping on %s", signum.name)
+        stop.set()
+
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, on_signal, signum)
+    await serve(config, stop)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
+    config = Config(args.listen, args.state_file, args.peer_ttl, args.max_peers)
+    try:
+        asyncio.run(_run(config))
+    except OSError as exc:
+        log.error("cannot serve on %s: %s", args.listen, exc)
+        return 1
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,160 @@
+"""The signal server's asyncio shell: UDP datagram -> :class:`~server.handler.Handler` -> ``sendto``.
+
+All decisions live in the handler and the peer table; this module only owns the socket, the clock, the
+periodic expiry and the state file. It must never die on one bad datagram: anything the handler raises
+is logged with its traceback, counted as ``dropped["error"]``, and the server goes on.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from types import TracebackType
+from typing import Any, cast
+
+from protocol import Endpoint
+from server.handler import Handler
+from server.state import StateWriter, render_state
+from server.table import DEFAULT_MAX_PEERS, DEFAULT_TTL, PeerTable
+
+log = logging.getLogger(__name__)
+
+DEFAULT_PORT = 9000
+DEFAULT_LISTEN = Endpoint("127.0.0.1", DEFAULT_PORT)
+
+
+@dataclass(frozen=True)
+class Config:
+    listen: Endpoint = DEFAULT_LISTEN
+    """Where to listen; port 0 picks a free port (see :attr:`SignalServer.address`)."""
+    state_file: Path | None = None
+    peer_ttl: float = DEFAULT_TTL
+    max_peers: int = DEFAULT_MAX_PEERS
+    expire_interval: float = 5.0
+    state_interval: float = 0.5
+
+
+class SignalProtocol(asyncio.DatagramProtocol):
+    """Receives datagrams, asks the handler what to send, sends it."""
+
+    def __init__(self, handler: Handler, on_datagram: Callable[[], None]) -> None:
+        self.handler = handler
+        self.on_datagram = on_datagram
+        self.transport: asyncio.DatagramTransport | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = cast(asyncio.DatagramTransport, transport)
+
+    def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
+        try:
+            replies = self.handler.handle(data, Endpoint.of((addr[0], addr[1])), time.monotonic())
+            for payload, destination in replies:
+                assert self.transport is not None  # datagrams only arrive after connection_made
+                self.transport.sendto(payload, destination.sockaddr())
+            self.on_datagram()
+        except Exception:
+            self.handler.dropped["error"] += 1
+            log.exception("error handling %d bytes from %s:%s", len(data), addr[0], addr[1])
+
+    def error_received(self, exc: Exception) -> None:
+        # On Linux an ICMP port unreachable (a peer's socket or NAT mapping is gone) surfaces here.
+        log.debug("socket error: %s", exc)
+
+
+class SignalServer:
+    """One running signal server: ``async with SignalServer(config) as server: ... server.address``."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self.handler = Handler(PeerTable(config.peer_ttl, config.max_peers))
+        self.started = time.time()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._writer: StateWriter | None = None
+        self._expiry: asyncio.Task[None] | None = None
+
+    @property
+    def address(self) -> Endpoint:
+        """The bound address (the real port when listening on port 0)."""
+        if self._transport is None:
+            raise RuntimeError("server not started")
+        return Endpoint.of(self._transport.get_extra_info("sockname"))
+
+    async def start(self) -> None:
+        loop = asyncio.get_running_loop()
+        protocol = SignalProtocol(self.handler, self._changed)
+        transport, _ = await loop.create_datagram_endpoint(lambda: protocol, local_addr=self.config.listen.sockaddr())
+        self._transport = transport
+        log.info("listening on %s", self.address)
+        if self.config.state_file is not None:
+            self._writer = StateWriter(
+                self.config.state_file, self._render, self._fingerprint, self.config.state_interval
+            )
+            self._writer.write()  # once listening: the healthcheck waits for a non-empty file
+        self._expiry = asyncio.create_task(self._expire_forever())
+
+    async def close(self) -> None:
+        """Stop listening and write the final state; safe to call twice."""
+        if self._expiry is not None:
+            self._expiry.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._expiry
+            self._expiry = None
+        if self._writer is not None:
+            self._writer.write()
+            self._writer = None
+        if self._transport is not None:
+            self._transport.close()
+            self._transport = None
+
+    async def __aenter__(self) -> SignalServer:
+        try:
+            await self.start()
+        except BaseException:
+            await self.close()
+            raise
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        await self.close()
+
+    async def _expire_forever(self) -> None:
+        # Lookups already ignore expired peers; this removes them so logs and the state file show it.
+        while True:
+            await asyncio.sleep(self.config.expire_interval)
+            try:
+                self.handler.expire(time.monotonic())
+                self._changed()
+            except Exception:
+                log.exception("error expiring peers")
+
+    def _changed(self) -> None:
+        if self._writer is not None:
+            self._writer.poke()
+
+    def _fingerprint(self) -> object:
+        return (self.handler.table.version, sum(self.handler.dropped.values()))
+
+    def _render(self) -> dict[str, Any]:
+        now = time.monotonic()
+        peers = self.handler.table.snapshot(now)
+        return render_state(
+            self.address,
+            started=self.started,
+            peers=peers,
+            dropped=self.handler.dropped,
+            now=now,
+            wall_now=time.time(),
+        )
+
+
+async def serve(config: Config, stop: asyncio.Event) -> None:
+    """Run a server until ``stop`` is set."""
+    async with SignalServer(config):
+        await stop.wait()

@@ -1,0 +1,111 @@
+"""The server's state file: JSON for ``make lab-status``, and the container healthcheck (``test -s``).
+
+Format (times ISO 8601 UTC, addresses as the protocol writes them)::
+
+    {"listen": "0.0.0.0:9000", "started": "2025-01-01T12:00:00+00:00",
+     "peers": [{"id": "alice", "addr": "198.18.0.11:40000",
+                "registered_at": "...", "last_seen": "..."}],
+     "dropped": {"empty": 0, "oversize": 0, "not_utf8": 0, "unknown_verb": 0,
+                 "not_for_server": 0, "malformed": 0, "error": 0}}
+
+Written atomically (temporary file + ``os.replace``) so a reader never sees half a file; at most once per
+``interval`` seconds after a change, plus once at start and once at exit.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import math
+import os
+import tempfile
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from protocol import Endpoint
+from server.table import Peer
+
+log = logging.getLogger(__name__)
+
+
+def render_state(
+    listen: Endpoint,
+    *,
+    started: float,
+    peers: list[Peer],
+    dropped: Mapping[str, int],
+    now: float,
+    wall_now: float,
+) -> dict[str, Any]:
+    """The state as JSON-ready data. ``started``/``wall_now`` are wall-clock; peer times are monotonic."""
+
+    def wall(monotonic: float) -> str:
+        return _iso(wall_now - (now - monotonic))
+
+    return {
+        "listen": str(listen),
+        "started": _iso(started),
+        "peers": [
+            {"id": p.id, "addr": str(p.addr), "registered_at": wall(p.registered_at), "last_seen": wall(p.last_seen)}
+            for p in peers
+        ],
+        "dropped": dict(dropped),
+    }
+
+
+def write_atomic(path: Path, text: str) -> None:
+    """Replace ``path`` with ``text`` in one step (temporary file in the same directory + rename)."""
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a host user reading a bind mount
+        with os.fdopen(fd, "w", encoding="utf-8") as file:
+            file.write(text)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+class StateWriter:
+    """Writes ``render()`` to ``path`` soon after ``fingerprint()`` changes, at most once per ``interval``."""
+
+    def __init__(
+        self,
+        path: Path,
+        render: Callable[[], dict[str, Any]],
+        fingerprint: Callable[[], object],
+        interval: float = 0.5,
+    ) -> None:
+        self.path = path
+        self.interval = interval
+        self._render = render
+        self._fingerprint = fingerprint
+        self._loop = asyncio.get_running_loop()
+        self._pending: asyncio.TimerHandle | None = None
+        self._written: object = None
+        self._last_write = -math.inf
+
+    def poke(self) -> None:
+        """Schedule a write if something changed since the last one; cheap enough to call per datagram."""
+        if self._pending is None and self._fingerprint() != self._written:
+            delay = max(0.0, self._last_write + self.interval - self._loop.time())
+            self._pending = self._loop.call_later(delay, self.write)
+
+    def write(self) -> None:
+        """Write now (and cancel a scheduled write); a failure is logged, never raised."""
+        if self._pending is not None:
+            self._pending.cancel()
+            self._pending = None
+        self._written = self._fingerprint()
+        self._last_write = self._loop.time()
+        try:
+            write_atomic(self.path, json.dumps(self._render(), indent=2) + "\n")
+        except OSError:
+            log.exception("cannot write state file %s", self.path)
+
+
+def _iso(timestamp: float) -> str:
+    return datetime.fromtimestamp(timestamp, UTC).isoformat(timespec="seconds")
