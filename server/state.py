@@ -102,6 +102,7 @@ class StateWriter:
         self._written = self._fingerprint()
         self._last_write = self._loop.time()
         try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)  # e.g. /run/natlab on a fresh tmpfs
             write_atomic(self.path, json.dumps(self._render(), indent=2) + "\n")
         except OSError:
             log.exception("cannot write state file %s", self.path)

@@ -1,0 +1,46 @@
+"""The chat CLI itself, in a pseudo-terminal, exactly as a user types it: `docker compose exec alice client bob`."""
+
+from __future__ import annotations
+
+import os
+
+import pexpect
+
+from scenarios.harness import COMPOSE_FILE, Lab
+from scenarios.pairs import Pair
+from scenarios.steps import events, reset_paths
+
+
+def open_chat(lab: Lab) -> pexpect.spawn:
+    env = os.environ | lab.subnets.env() | {"NAT_A": lab.nat_a, "NAT_B": lab.nat_b}
+    command = f"docker compose -p {lab.project} -f {COMPOSE_FILE} exec -e PROMPT_TOOLKIT_NO_CPR=1 alice client bob"
+    return pexpect.spawn(command, env=env, encoding="utf-8", timeout=lab.punch_timeout_s + 10, dimensions=(24, 100))
+
+
+def test_chat_line_typed_at_alice_arrives_at_bob(lab: Lab, pair: Pair) -> None:
+    reset_paths(lab)
+    chat = open_chat(lab)
+    try:
+        if pair.expected_path != "direct":
+            chat.expect(r"punch failed: no response from \S+ within \d+ s")
+            chat.sendline("/quit")
+            chat.expect(pexpect.EOF)
+            return
+        chat.expect(r"direct path to bob")
+        chat.sendline("typed in a real terminal")
+        lab.wait_for(
+            lambda: (
+                True
+                if any(e["text"] == "typed in a real terminal" for e in events(lab, "bob", "message_received"))
+                else None
+            ),
+            5,
+            "bob to receive the typed line",
+        )
+        lab.exec_ok("bob", "client", "send", "alice", "answer from bob")
+        chat.expect(r"\[peer bob\] answer from bob")
+        chat.sendline("/quit")
+        chat.expect(pexpect.EOF)
+    finally:
+        chat.close(force=True)
+    assert chat.exitstatus == 0, chat.before

@@ -1,0 +1,214 @@
+"""The signal protocol's wire format: golden datagrams, every malformed case, endpoints."""
+
+import pytest
+
+from protocol import (
+    ID_SYNTAX,
+    MAX_DATAGRAM,
+    VERBS,
+    Connect,
+    Endpoint,
+    Err,
+    Hello,
+    HelloAck,
+    Keepalive,
+    Msg,
+    Ok,
+    ProtocolError,
+    Punch,
+    Register,
+    encode,
+    parse,
+)
+
+ID_RULE = f"ids match {ID_SYNTAX}"
+
+# Each datagram must parse to its message and the message must encode to the very same bytes.
+GOLDEN = [
+    (b"register alice", Register("alice")),
+    (b"register A.b_c-9", Register("A.b_c-9")),
+    (b"register 0", Register("0")),
+    (b"register " + b"x" * 32, Register("x" * 32)),
+    (b"connect alice bob", Connect("alice", "bob")),
+    (b"punch bob 198.18.0.12:40001", Punch("bob", Endpoint("198.18.0.12", 40001))),
+    (b"punch bob 10.0.0.1:1", Punch("bob", Endpoint("10.0.0.1", 1))),
+    (b"punch bob 10.0.0.1:65535", Punch("bob", Endpoint("10.0.0.1", 65535))),
+    (b"punch bob [2001:db8::1]:9000", Punch("bob", Endpoint("2001:db8::1", 9000))),
+    (b"punch bob [::1]:9000", Punch("bob", Endpoint("::1", 9000))),
+    (b"hello alice", Hello("alice")),
+    (b"hello-ack bob", HelloAck("bob")),
+    (b"msg alice hi", Msg("alice", "hi")),
+    (b"msg alice  two  spaces and a tab\there ", Msg("alice", " two  spaces and a tab\there ")),
+    ("msg bob café ☕ ok".encode(), Msg("bob", "café ☕ ok")),
+    (b"msg bob register carol", Msg("bob", "register carol")),
+    (b"msg bob trailing cr\r", Msg("bob", "trailing cr\r")),
+    (b"keepalive", Keepalive()),
+    (b"ok", Ok()),
+    (b"err invalid peers", Err("invalid peers")),
+    (b"err invalid id 'b@d': " + ID_RULE.encode(), Err(f"invalid id 'b@d': {ID_RULE}")),
+    (b"err", Err("")),
+]
+
+
+@pytest.mark.parametrize(("datagram", "message"), GOLDEN, ids=[g[0][:40].decode() for g in GOLDEN])
+def test_golden_datagram_round_trips(datagram, message):
+    assert parse(datagram) == message
+    assert encode(message) == datagram
+
+
+def test_golden_table_covers_every_verb():
+    assert {datagram.split(b" ")[0].decode() for datagram, _ in GOLDEN} == VERBS
+
+
+def test_largest_datagram_is_accepted():
+    datagram = b"msg bob " + b"x" * (MAX_DATAGRAM - 8)
+    assert len(datagram) == MAX_DATAGRAM
+    assert encode(parse(datagram)) == datagram
+
+
+def bad_id(shown):
+    return f"invalid id {shown}: {ID_RULE}"
+
+
+# (datagram, ProtocolError.verb, ProtocolError.reason)
+MALFORMED = [
+    # garbage: no known verb
+    (b"", None, "unknown verb ''"),
+    (b"\n", None, "unknown verb ''"),
+    (b"regist alice", None, "unknown verb 'regist'"),
+    (b"REGISTER alice", None, "unknown verb 'REGISTER'"),
+    (b" register alice", None, "unknown verb ''"),
+    (b"register\talice", None, "unknown verb 'register\\talice'"),
+    (b"y" * 40, None, f"unknown verb '{'y' * 32}'"),
+    (b"\xff\xfe register", None, "datagram is not UTF-8"),
+    (b"register al\xc3", None, "datagram is not UTF-8"),
+    (b"msg bob " + b"x" * (MAX_DATAGRAM + 1 - 8), None, f"datagram of 1025 bytes exceeds {MAX_DATAGRAM}"),
+    (b"\xff" * 2000, None, f"datagram of 2000 bytes exceeds {MAX_DATAGRAM}"),
+    # register
+    (b"register", "register", "invalid register cmd"),
+    (b"register ", "register", "invalid register cmd"),
+    (b"register alice bob", "register", "invalid register cmd"),
+    (b"register  alice", "register", "invalid register cmd"),
+    (b"register alice ", "register", "invalid register cmd"),
+    (b"register b@d", "register", bad_id("'b@d'")),
+    (b"register -alice", "register", bad_id("'-alice'")),
+    (b"register .alice", "register", bad_id("'.alice'")),
+    ("register élise".encode(), "register", bad_id("'élise'")),
+    (b"register " + b"x" * 33, "register", bad_id(f"'{'x' * 32}'...")),
+    (b"register alice\r", "register", bad_id("'alice\\r'")),
+    (b"register alice\n\n", "register", bad_id("'alice\\n'")),
+    # connect
+    (b"connect", "connect", "invalid connection cmd"),
+    (b"connect alice", "connect", "invalid connection cmd"),
+    (b"connect alice bob carol", "connect", "invalid connection cmd"),
+    (b"connect alice  bob", "connect", "invalid connection cmd"),
+    (b"connect b@d bob", "connect", bad_id("'b@d'")),
+    (b"connect alice b@d", "connect", bad_id("'b@d'")),
+    # punch
+    (b"punch", "punch", "invalid punch cmd"),
+    (b"punch bob", "punch", "invalid punch cmd"),
+    (b"punch bob 1.2.3.4:5 extra", "punch", "invalid punch cmd"),
+    (b"punch b@d 1.2.3.4:5", "punch", bad_id("'b@d'")),
+    (b"punch bob 1.2.3.4", "punch", "invalid address '1.2.3.4': expected ip:port"),
+    (b"punch bob host:9000", "punch", "invalid address 'host:9000': 'host' is not an IP address"),
+    (b"punch bob 1.2.3.4:0", "punch", "invalid address '1.2.3.4:0': port out of range"),
+    (b"punch bob 1.2.3.4:65536", "punch", "invalid address '1.2.3.4:65536': port out of range"),
+    (b"punch bob 1.2.3.4:-1", "punch", "invalid address '1.2.3.4:-1': expected ip:port"),
+    # hello, hello-ack, msg, ok
+    (b"hello", "hello", "invalid hello cmd"),
+    (b"hello alice bob", "hello", "invalid hello cmd"),
+    (b"hello b@d", "hello", bad_id("'b@d'")),
+    (b"hello-ack", "hello-ack", "invalid hello-ack cmd"),
+    (b"hello-ack alice bob", "hello-ack", "invalid hello-ack cmd"),
+    (b"hello-ack b@d", "hello-ack", bad_id("'b@d'")),
+    (b"msg", "msg", "invalid msg cmd"),
+    (b"msg bob", "msg", "invalid msg cmd"),
+    (b"msg bob ", "msg", "invalid msg cmd"),
+    (b"msg b@d hi", "msg", bad_id("'b@d'")),
+    (b"ok now", "ok", "invalid ok cmd"),
+]
+
+
+@pytest.mark.parametrize(("datagram", "verb", "reason"), MALFORMED, ids=[repr(m[0][:30]) for m in MALFORMED])
+def test_malformed_datagram_raises_protocol_error(datagram, verb, reason):
+    with pytest.raises(ProtocolError) as caught:
+        parse(datagram)
+    assert (caught.value.verb, caught.value.reason) == (verb, reason)
+    assert str(caught.value) == reason
+    assert isinstance(caught.value, ValueError)
+
+
+def test_invalid_id_reason_stays_short_for_huge_ids():
+    """The reason is echoed in an err reply, which must not outgrow the request (reflection)."""
+    datagram = b"register " + b"\x00" * (MAX_DATAGRAM - 9)
+    with pytest.raises(ProtocolError) as caught:
+        parse(datagram)
+    assert len(encode(Err(caught.value.reason))) < 256
+
+
+@pytest.mark.parametrize(
+    ("datagram", "message"),
+    [
+        (b"register alice\n", Register("alice")),
+        (b"register alice\r\n", Register("alice")),
+        (b"connect alice bob\n", Connect("alice", "bob")),
+        (b"keepalive\n", Keepalive()),
+        (b"msg bob hi there\n", Msg("bob", "hi there")),
+        (b"msg bob hi there\r\n", Msg("bob", "hi there")),
+        (b"msg bob two lines\n\n", Msg("bob", "two lines\n")),
+        (b"msg bob line\none\n", Msg("bob", "line\none")),
+    ],
+)
+def test_one_trailing_line_terminator_is_dropped(datagram, message):
+    assert parse(datagram) == message
+
+
+def test_keepalive_ignores_arguments_like_the_seed():
+    assert parse(b"keepalive alice") == Keepalive()
+
+
+@pytest.mark.parametrize(
+    ("text", "endpoint", "canonical"),
+    [
+        ("198.18.0.11:40000", Endpoint("198.18.0.11", 40000), "198.18.0.11:40000"),
+        ("[::1]:9000", Endpoint("::1", 9000), "[::1]:9000"),
+        ("[2001:DB8:0::1]:1", Endpoint("2001:db8::1", 1), "[2001:db8::1]:1"),
+        ("[fe80::1%eth0]:80", Endpoint("fe80::1%eth0", 80), "[fe80::1%eth0]:80"),
+        ("1.2.3.4:080", Endpoint("1.2.3.4", 80), "1.2.3.4:80"),
+    ],
+)
+def test_endpoint_parse_and_str(text, endpoint, canonical):
+    assert Endpoint.parse(text) == endpoint
+    assert str(endpoint) == canonical
+    assert Endpoint.parse(canonical) == endpoint
+
+
+@pytest.mark.parametrize(
+    ("text", "problem"),
+    [
+        ("1.2.3.4", "expected ip:port"),
+        ("1.2.3.4:", "expected ip:port"),
+        ("1.2.3.4:port", "expected ip:port"),
+        ("1.2.3.4:+80", "expected ip:port"),
+        ("1.2.3.4:\u0669\u0660", "expected ip:port"),  # Arabic-Indic digits: str.isdigit() but not a port
+        ("1.2.3.4:\u00b2", "expected ip:port"),
+        ("1.2.3.4:0", "port out of range"),
+        ("1.2.3.4:65536", "port out of range"),
+        (":9000", "'' is not an IP address"),
+        ("localhost:9000", "'localhost' is not an IP address"),
+        ("1.2.3.256:9000", "'1.2.3.256' is not an IP address"),
+        ("[::1:9000", "'[::1' is not an IP address"),
+        ("::1:9000", "write IPv6 as [ip]:port"),
+        ("[1.2.3.4]:9000", "write IPv6 as [ip]:port"),
+    ],
+)
+def test_endpoint_parse_rejects(text, problem):
+    with pytest.raises(ValueError, match="invalid address") as caught:
+        Endpoint.parse(text)
+    assert problem in str(caught.value)
+
+
+def test_endpoint_of_socket_addresses():
+    assert Endpoint.of(("127.0.0.1", 9000)) == Endpoint("127.0.0.1", 9000)
+    assert Endpoint.of(("::1", 9000, 0, 0)) == Endpoint("::1", 9000)
+    assert Endpoint("::1", 9000).sockaddr() == ("::1", 9000)

@@ -1,0 +1,174 @@
+"""The server's datagram handler, pure: bytes and a source address in, replies out, time passed in."""
+
+import logging
+
+import pytest
+
+from protocol import ID_SYNTAX, Endpoint
+from server.handler import DROP_KINDS, Handler
+from server.table import PeerTable
+
+ALICE = Endpoint("198.18.0.11", 40000)
+BOB = Endpoint("198.18.0.12", 50000)
+CAROL = Endpoint("198.18.0.13", 60000)
+
+
+@pytest.fixture
+def handler():
+    """A handler over an empty table (ttl 120 s, room for 3 peers)."""
+    return Handler(PeerTable(ttl=120, max_peers=3))
+
+
+@pytest.fixture
+def registered(handler):
+    """The handler with alice and bob registered at t=0."""
+    assert handler.handle(b"register alice", ALICE, 0) == [(b"ok", ALICE)]
+    assert handler.handle(b"register bob", BOB, 0) == [(b"ok", BOB)]
+    return handler
+
+
+def test_register_replies_ok_and_stores_source(handler, caplog):
+    caplog.set_level(logging.INFO)
+    assert handler.handle(b"register alice\n", ALICE, 5) == [(b"ok", ALICE)]
+    assert handler.table.lookup("alice", 5).addr == ALICE
+    assert "registered alice at 198.18.0.11:40000" in caplog.messages
+
+
+def test_register_from_new_address_moves_and_logs(registered, caplog):
+    caplog.set_level(logging.INFO)
+    moved = Endpoint("198.18.0.11", 40999)
+    assert registered.handle(b"register alice", moved, 1) == [(b"ok", moved)]
+    assert registered.table.lookup("alice", 1).addr == moved
+    assert "moved alice from 198.18.0.11:40000 to 198.18.0.11:40999" in caplog.messages
+
+
+def test_connect_sends_each_side_the_others_address(registered, caplog):
+    caplog.set_level(logging.INFO)
+    assert registered.handle(b"connect alice bob", ALICE, 1) == [
+        (b"punch bob 198.18.0.12:50000", ALICE),
+        (b"punch alice 198.18.0.11:40000", BOB),
+    ]
+    assert any(m.startswith("connect alice -> bob") for m in caplog.messages)
+
+
+def test_connect_the_other_way(registered):
+    assert registered.handle(b"connect bob alice", BOB, 1) == [
+        (b"punch alice 198.18.0.11:40000", BOB),
+        (b"punch bob 198.18.0.12:50000", ALICE),
+    ]
+
+
+def test_connect_uses_the_latest_address(registered):
+    moved = Endpoint("198.18.0.12", 50001)
+    registered.handle(b"register bob", moved, 1)
+    assert registered.handle(b"connect alice bob", ALICE, 2) == [
+        (b"punch bob 198.18.0.12:50001", ALICE),
+        (b"punch alice 198.18.0.11:40000", moved),
+    ]
+
+
+def test_connect_ipv6_peer_is_bracketed(handler):
+    six = Endpoint("2001:db8::7", 4000)
+    handler.handle(b"register alice", ALICE, 0)
+    handler.handle(b"register six", six, 0)
+    assert handler.handle(b"connect alice six", ALICE, 1)[0] == (b"punch six [2001:db8::7]:4000", ALICE)
+
+
+@pytest.mark.parametrize(
+    ("datagram", "reason"),
+    [
+        (b"register", b"invalid register cmd"),
+        (b"register alice bob", b"invalid register cmd"),
+        (b"connect alice", b"invalid connection cmd"),
+        (b"connect alice bob carol", b"invalid connection cmd"),
+        (b"connect alice carol", b"invalid peers"),
+        (b"connect carol alice", b"invalid peers"),
+        (b"connect carol dave", b"invalid peers"),
+        (b"connect alice alice", b"invalid peers"),
+        (b"register b@d", f"invalid id 'b@d': ids match {ID_SYNTAX}".encode()),
+        (b"connect alice b@d", f"invalid id 'b@d': ids match {ID_SYNTAX}".encode()),
+    ],
+)
+def test_errors_are_answered_to_the_sender(registered, datagram, reason):
+    assert registered.handle(datagram, CAROL, 1) == [(b"err " + reason, CAROL)]
+    assert set(registered.dropped.values()) == {0}, "an answered error is not a drop"
+
+
+def test_connect_to_expired_peer_is_invalid(registered):
+    registered.handle(b"keepalive", ALICE, 100)
+    assert registered.handle(b"connect alice bob", ALICE, 125) == [(b"err invalid peers", ALICE)]
+
+
+def test_table_full(registered, caplog):
+    assert registered.handle(b"register carol", CAROL, 1) == [(b"ok", CAROL)]
+    dave = Endpoint("198.18.0.14", 1)
+    assert registered.handle(b"register dave", dave, 1) == [(b"err peer table full", dave)]
+    assert "peer table full (3): refused dave at 198.18.0.14:1" in caplog.messages
+
+
+def test_register_expires_stale_peers_to_make_room(registered, caplog):
+    caplog.set_level(logging.INFO)
+    registered.handle(b"register carol", CAROL, 100)
+    dave = Endpoint("198.18.0.14", 1)
+    assert registered.handle(b"register dave", dave, 121) == [(b"ok", dave)]
+    assert [p.id for p in registered.table.snapshot(121)] == ["carol", "dave"]
+    assert "expired alice at 198.18.0.11:40000 (not seen for 121 s)" in caplog.messages
+
+
+def test_keepalive_is_silent_and_refreshes_presence(registered):
+    assert registered.handle(b"keepalive", ALICE, 100) == []
+    assert registered.handle(b"keepalive", CAROL, 100) == [], "unknown sender: still silent"
+    assert registered.table.lookup("alice", 200).last_seen == 100
+    assert registered.table.lookup("bob", 200) is None
+
+
+def test_any_valid_datagram_proves_presence(registered):
+    registered.handle(b"connect alice bob", ALICE, 100)
+    registered.handle(b"hello bob", BOB, 110)
+    assert registered.table.lookup("alice", 200).last_seen == 100
+    assert registered.table.lookup("bob", 200).last_seen == 110
+
+
+@pytest.mark.parametrize(
+    ("datagram", "kind"),
+    [
+        (b"", "empty"),
+        (b"\n", "empty"),
+        (b"\r\n", "empty"),
+        (b"x" * 1025, "oversize"),
+        (b"register " + b"a" * 2000, "oversize"),
+        (bytes(range(256)) * 4, "not_utf8"),
+        (b"\xc3\x28", "not_utf8"),
+        (b"REGISTER alice", "unknown_verb"),
+        (b" ", "unknown_verb"),
+        (b"ok", "not_for_server"),
+        (b"err invalid peers", "not_for_server"),
+        (b"punch bob 1.2.3.4:5", "not_for_server"),
+        (b"hello alice", "not_for_server"),
+        (b"hello-ack alice", "not_for_server"),
+        (b"msg alice hi", "not_for_server"),
+        (b"punch bob nowhere", "malformed"),
+        (b"hello", "malformed"),
+        (b"msg bob", "malformed"),
+        (b"ok then", "malformed"),
+    ],
+)
+def test_garbage_is_dropped_silently_and_counted(registered, caplog, datagram, kind):
+    caplog.set_level(logging.DEBUG)
+    assert registered.handle(datagram, CAROL, 1) == []
+    assert registered.dropped == {k: int(k == kind) for k in DROP_KINDS}
+    assert caplog.records[-1].levelno == logging.DEBUG
+    assert caplog.messages[-1].startswith(f"dropped {kind} datagram from 198.18.0.13:60000")
+
+
+def test_garbage_does_not_touch_presence(registered):
+    registered.handle(b"\xff", ALICE, 100)
+    assert registered.table.lookup("alice", 120) is None
+
+
+def test_expire_logs_each_expired_peer(registered, caplog):
+    caplog.set_level(logging.INFO)
+    registered.handle(b"keepalive", BOB, 60)
+    registered.expire(150)
+    assert caplog.messages == ["expired alice at 198.18.0.11:40000 (not seen for 150 s)"]
+    assert [p.id for p in registered.table.snapshot(150)] == ["bob"]

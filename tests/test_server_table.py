@@ -1,0 +1,129 @@
+"""The peer table as a pure state machine: time is passed in, nothing sleeps."""
+
+import pytest
+
+from protocol import Endpoint
+from server.table import Outcome, Peer, PeerTable
+
+A1 = Endpoint("198.18.0.11", 40000)
+A2 = Endpoint("198.18.0.11", 40001)
+B1 = Endpoint("198.18.0.12", 50000)
+
+
+@pytest.fixture
+def table():
+    """A table with a 10 s ttl and room for 3 peers."""
+    return PeerTable(ttl=10, max_peers=3)
+
+
+def test_register_new_peer(table):
+    result = table.register("alice", A1, now=100)
+    assert result.outcome is Outcome.NEW
+    assert result.peer == Peer("alice", A1, registered_at=100, last_seen=100)
+    assert (result.previous, result.replaced) == (None, None)
+    assert table.lookup("alice", now=101) == result.peer
+    assert len(table) == 1
+
+
+def test_register_again_from_same_address_refreshes(table):
+    table.register("alice", A1, now=100)
+    result = table.register("alice", A1, now=105)
+    assert result.outcome is Outcome.REFRESHED
+    assert result.peer == Peer("alice", A1, registered_at=100, last_seen=105)
+
+
+def test_register_from_new_address_moves(table):
+    table.register("alice", A1, now=100)
+    result = table.register("alice", A2, now=105)
+    assert result.outcome is Outcome.MOVED
+    assert result.previous == A1
+    assert table.lookup("alice", now=105) == Peer("alice", A2, registered_at=105, last_seen=105)
+    assert table.touch(A1, now=106) is None, "the old address no longer belongs to alice"
+    assert table.touch(A2, now=106) is not None
+
+
+def test_new_id_at_anothers_address_replaces_it(table):
+    table.register("alice", A1, now=100)
+    result = table.register("bob", A1, now=101)
+    assert (result.outcome, result.replaced) == (Outcome.NEW, "alice")
+    assert table.lookup("alice", now=101) is None
+    assert [p.id for p in table.snapshot(now=101)] == ["bob"]
+
+
+def test_lookup_unknown_peer(table):
+    assert table.lookup("nobody", now=0) is None
+
+
+def test_touch_refreshes_peer_at_address(table):
+    table.register("alice", A1, now=100)
+    assert table.touch(A1, now=108) == Peer("alice", A1, registered_at=100, last_seen=108)
+    assert table.lookup("alice", now=117) is not None, "expiry counts from the touch"
+    assert table.touch(B1, now=108) is None
+
+
+def test_peer_expires_after_ttl(table):
+    table.register("alice", A1, now=100)
+    table.register("bob", B1, now=105)
+    assert table.lookup("alice", now=109.9) is not None
+    assert table.lookup("alice", now=110) is None, "expired peers are invisible before expire() runs"
+    assert table.touch(A1, now=110) is None, "and a keepalive does not revive them"
+    assert [p.id for p in table.snapshot(now=110)] == ["bob"]
+    assert len(table) == 2
+    gone = table.expire(now=110)
+    assert [p.id for p in gone] == ["alice"]
+    assert len(table) == 1
+    assert table.expire(now=110) == [], "each expiry is reported once"
+
+
+def test_expired_peer_registers_as_new(table):
+    table.register("alice", A1, now=100)
+    result = table.register("alice", A2, now=200)
+    assert result.outcome is Outcome.NEW
+    assert result.previous is None
+
+
+def test_table_full_refuses_new_ids_only(table):
+    for n, peer_id in enumerate(["a", "b", "c"]):
+        table.register(peer_id, Endpoint("10.0.0.1", 1000 + n), now=100)
+    result = table.register("d", Endpoint("10.0.0.1", 2000), now=100)
+    assert result.outcome is Outcome.FULL
+    assert result.peer is None
+    assert table.lookup("d", now=100) is None
+    assert table.register("a", Endpoint("10.0.0.1", 3000), now=101).outcome is Outcome.MOVED
+    assert table.register("d", Endpoint("10.0.0.1", 1001), now=101).replaced == "b", "taking b's address"
+
+
+def test_full_table_makes_room_after_expire(table):
+    for n, peer_id in enumerate(["a", "b", "c"]):
+        table.register(peer_id, Endpoint("10.0.0.1", 1000 + n), now=100 + n)
+    assert table.register("d", B1, now=110.5).outcome is Outcome.FULL, "expired 'a' still holds a slot"
+    assert [p.id for p in table.expire(now=110.5)] == ["a"]
+    assert table.register("d", B1, now=110.5).outcome is Outcome.NEW
+
+
+def test_snapshot_is_sorted_by_id(table):
+    table.register("carol", A2, now=0)
+    table.register("alice", A1, now=0)
+    table.register("bob", B1, now=0)
+    assert [p.id for p in table.snapshot(now=1)] == ["alice", "bob", "carol"]
+
+
+def test_version_counts_changes(table):
+    versions = [table.version]
+    table.register("alice", A1, now=0)
+    versions.append(table.version)
+    table.touch(A1, now=1)
+    versions.append(table.version)
+    table.lookup("alice", now=2)
+    table.snapshot(now=2)
+    table.touch(B1, now=2)
+    versions.append(table.version)
+    table.expire(now=100)
+    versions.append(table.version)
+    assert versions == [0, 1, 2, 2, 3]
+
+
+@pytest.mark.parametrize(("ttl", "max_peers"), [(0, 10), (-1, 10), (10, 0)])
+def test_bad_limits_rejected(ttl, max_peers):
+    with pytest.raises(ValueError, match="ttl must be"):
+        PeerTable(ttl=ttl, max_peers=max_peers)

@@ -1,0 +1,316 @@
+"""The real signal server over loopback UDP: in-process (background event loop) and as `python -m server`."""
+
+import argparse
+import asyncio
+import contextlib
+import json
+import logging
+import queue
+import random
+import signal
+import socket
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import pytest
+from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
+
+from protocol import Endpoint
+from server.__main__ import listen_address
+from server.app import Config, SignalProtocol, SignalServer
+from server.handler import Handler
+from server.table import PeerTable
+
+pytestmark = pytest.mark.timeout(30)
+
+REPO = Path(__file__).resolve().parent.parent
+LOOPBACK = "127.0.0.1"
+
+
+def wait_for(check, timeout=5.0):
+    """Call ``check`` until it stops raising (AssertionError/OSError/ValueError) or ``timeout`` s pass."""
+    retrying = Retrying(
+        stop=stop_after_delay(timeout),
+        wait=wait_fixed(0.02),
+        retry=retry_if_exception_type((AssertionError, OSError, ValueError)),
+        reraise=True,
+    )
+    for attempt in retrying:
+        with attempt:
+            return check()
+    raise AssertionError("unreachable")
+
+
+@contextlib.contextmanager
+def running_server(config):
+    """Run a SignalServer in its own thread's event loop; yield (server, bound address); stop it after."""
+    started = queue.Queue()
+
+    async def main():
+        stop = asyncio.Event()
+        try:
+            async with SignalServer(config) as server:
+                started.put((asyncio.get_running_loop(), stop, server, server.address))
+                await stop.wait()
+        except Exception as exc:  # hand start-up failures to the test thread
+            started.put(exc)
+
+    thread = threading.Thread(target=asyncio.run, args=(main(),), name="signal-server")
+    thread.start()
+    item = started.get(timeout=5)
+    if isinstance(item, Exception):
+        thread.join(timeout=5)
+        raise item
+    loop, stop, server, address = item
+    try:
+        yield server, address
+    finally:
+        loop.call_soon_threadsafe(stop.set)
+        thread.join(timeout=5)
+        assert not thread.is_alive(), "server thread did not stop"
+
+
+@pytest.fixture
+def state_file(tmp_path):
+    """The state file's path, in a directory the server has to create."""
+    return tmp_path / "run" / "state.json"
+
+
+@pytest.fixture
+def server(state_file):
+    """An in-process server on 127.0.0.1, port 0, with a fast state file; yields (server, address)."""
+    config = Config(listen=Endpoint(LOOPBACK, 0), state_file=state_file, state_interval=0.05)
+    with running_server(config) as running:
+        yield running
+
+
+@pytest.fixture
+def client():
+    """Factory for UDP client sockets on loopback (2 s receive timeout), all closed afterwards."""
+    sockets = []
+
+    def make():
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sockets.append(sock)
+        sock.bind((LOOPBACK, 0))
+        sock.settimeout(2)
+        return sock
+
+    yield make
+    for sock in sockets:
+        sock.close()
+
+
+def request(sock, address, datagram):
+    """Send ``datagram`` and return the next datagram received (from the server)."""
+    sock.sendto(datagram, address.sockaddr())
+    data, sender = sock.recvfrom(4096)
+    assert Endpoint.of(sender) == address
+    return data
+
+
+def own(sock):
+    return Endpoint.of(sock.getsockname())
+
+
+def read_state(path):
+    return json.loads(path.read_text())
+
+
+def test_bound_port_is_exposed(server):
+    _, address = server
+    assert address.host == LOOPBACK
+    assert address.port > 0
+
+
+def test_register_connect_punch(server, client):
+    _, address = server
+    alice, bob = client(), client()
+    assert request(alice, address, b"register alice") == b"ok"
+    assert request(bob, address, b"register bob") == b"ok"
+    assert request(alice, address, b"connect alice bob") == f"punch bob {own(bob)}".encode()
+    assert bob.recv(4096) == f"punch alice {own(alice)}".encode()
+
+
+def test_errors_are_answered(server, client):
+    _, address = server
+    carol = client()
+    assert request(carol, address, b"connect alice bob") == b"err invalid peers"
+    assert request(carol, address, b"register") == b"err invalid register cmd"
+    assert request(carol, address, b"connect alice") == b"err invalid connection cmd"
+
+
+def test_garbage_flood_gets_no_reply_and_server_still_answers(server, client):
+    running, address = server
+    alice = client()
+    rng = random.Random(1234)
+    garbage = [b"", b"\n", b"x" * 2000, b"\xff" * 1500, b"ok", b"punch bob 1.2.3.4:5", b"hello"]
+    garbage += [rng.randbytes(rng.choice([1, 7, 100, 1024, 1025, 2000])) for _ in range(300)]
+    for start in range(0, len(garbage), 50):
+        for datagram in garbage[start : start + 50]:
+            alice.sendto(datagram, address.sockaddr())
+        # Loopback keeps order and the server is one loop: if garbage had a reply, it would come first.
+        assert request(alice, address, b"register alice") == b"ok"
+    assert sum(running.handler.dropped.values()) == len(garbage)
+    assert running.handler.dropped["oversize"] >= 3
+    assert running.handler.dropped["error"] == 0
+
+
+def test_server_survives_a_crashing_handler(server, client, monkeypatch, caplog):
+    running, address = server
+    real_handle = running.handler.handle
+
+    def handle(data, source, now):
+        if data == b"boom":
+            raise RuntimeError("handler bug")
+        return real_handle(data, source, now)
+
+    monkeypatch.setattr(running.handler, "handle", handle)
+    alice = client()
+    alice.sendto(b"boom", address.sockaddr())
+    assert request(alice, address, b"register alice") == b"ok"
+    assert running.handler.dropped["error"] == 1
+    [record] = [r for r in caplog.records if r.name == "server.app"]
+    assert record.levelno == logging.ERROR
+    assert "handler bug" in str(record.exc_info[1])
+
+
+def test_error_received_is_logged_not_raised(caplog):
+    caplog.set_level(logging.DEBUG, logger="server.app")
+    protocol = SignalProtocol(Handler(PeerTable()), lambda: None)
+    protocol.error_received(ConnectionRefusedError(111, "Connection refused"))
+    assert caplog.messages == ["socket error: [Errno 111] Connection refused"]
+    assert caplog.records[0].levelno == logging.DEBUG
+
+
+def test_state_file_lists_peers_and_drops(server, client, state_file):
+    _, address = server
+    assert read_state(state_file)["peers"] == [], "written at start, once listening"
+    alice = client()
+    assert request(alice, address, b"register alice") == b"ok"
+    alice.sendto(b"\xff", address.sockaddr())
+
+    def alice_listed():
+        state = read_state(state_file)
+        assert [(p["id"], p["addr"]) for p in state["peers"]] == [("alice", str(own(alice)))]
+        assert state["dropped"]["not_utf8"] == 1
+        return state
+
+    state = wait_for(alice_listed)
+    assert state["listen"] == str(address)
+    assert state["started"].endswith("+00:00")
+    assert state["peers"][0]["registered_at"].endswith("+00:00")
+    assert not list(state_file.parent.glob(".state.json.*")), "no temporary files left behind"
+
+
+def test_peers_expire_periodically(state_file, client, caplog):
+    caplog.set_level(logging.INFO, logger="server.handler")
+    config = Config(Endpoint(LOOPBACK, 0), state_file, peer_ttl=0.2, expire_interval=0.05, state_interval=0.05)
+    with running_server(config) as (_, address):
+        alice = client()
+        assert request(alice, address, b"register alice") == b"ok"
+
+        def alice_expired():
+            assert f"expired alice at {own(alice)}" in " ".join(caplog.messages)
+            assert read_state(state_file)["peers"] == []
+
+        wait_for(alice_expired)
+
+
+def test_unwritable_state_file_is_logged_not_fatal(tmp_path, client, caplog):
+    blocker = tmp_path / "not-a-directory"
+    blocker.write_text("")
+    with running_server(Config(Endpoint(LOOPBACK, 0), blocker / "state.json")) as (_, address):
+        assert request(client(), address, b"register alice") == b"ok"
+    assert any(m.startswith("cannot write state file") for m in caplog.messages)
+
+
+def test_start_fails_cleanly_when_port_is_taken(client):
+    taken = own(client())
+    with pytest.raises(OSError, match="in use"), running_server(Config(listen=taken)):
+        pass
+
+
+@pytest.mark.parametrize("signum", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
+def test_python_m_server_runs_and_stops_on_signal(tmp_path, client, signum):
+    state_file = tmp_path / "state.json"
+    port = free_udp_port()
+    with (tmp_path / "stderr.log").open("w+") as stderr:
+        args = ["--listen", f"{LOOPBACK}:{port}", "--state-file", str(state_file), "--log-level", "debug"]
+        proc = subprocess.Popen([sys.executable, "-m", "server", *args], cwd=REPO, stderr=stderr)
+        try:
+            assert wait_for(lambda: read_state(state_file), timeout=10)["listen"] == f"{LOOPBACK}:{port}"
+            alice = client()
+            assert request(alice, Endpoint(LOOPBACK, port), b"register alice") == b"ok"
+
+            def alice_listed():
+                assert [p["id"] for p in read_state(state_file)["peers"]] == ["alice"]
+
+            wait_for(alice_listed)
+            proc.send_signal(signum)
+            assert proc.wait(timeout=2) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+        stderr.seek(0)
+        log = stderr.read()
+    assert f"registered alice at {own(alice)}" in log
+    assert f"stopping on {signum.name}" in log
+
+
+@pytest.mark.parametrize(
+    ("args", "returncode", "message"),
+    [
+        (["--listen", "localhost:9000"], 2, "'localhost' is not an IP address"),
+        (["--peer-ttl", "0"], 2, "must be a positive number of seconds"),
+        (["--max-peers", "0"], 2, "must be at least 1"),
+    ],
+)
+def test_python_m_server_rejects_bad_arguments(args, returncode, message):
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", *args], cwd=REPO, capture_output=True, text=True, timeout=10, check=False
+    )
+    assert proc.returncode == returncode
+    assert message in proc.stderr
+
+
+def test_python_m_server_exits_1_when_port_is_taken(client):
+    taken = own(client())
+    proc = subprocess.run(
+        [sys.executable, "-m", "server", "--listen", str(taken)],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=10,
+        check=False,
+    )
+    assert proc.returncode == 1
+    assert f"cannot serve on {taken}" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("text", "endpoint"),
+    [
+        ("0.0.0.0:9000", Endpoint("0.0.0.0", 9000)),
+        ("127.0.0.1:0", Endpoint("127.0.0.1", 0)),
+        ("[::]:9000", Endpoint("::", 9000)),
+        ("[::1]:0", Endpoint("::1", 0)),
+    ],
+)
+def test_listen_address(text, endpoint):
+    assert listen_address(text) == endpoint
+
+
+@pytest.mark.parametrize("text", ["9000", "host:9000", "1.2.3.4:65536", "1.2.3.4:x", ":0"])
+def test_listen_address_rejects(text):
+    with pytest.raises(argparse.ArgumentTypeError, match="invalid address"):
+        listen_address(text)
+
+
+def free_udp_port():
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
+        sock.bind((LOOPBACK, 0))
+        return sock.getsockname()[1]
