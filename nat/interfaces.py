@@ -63,12 +63,15 @@ def ipv4_links() -> list[Link]:
     with IPRoute() as ipr:
         names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         return [
-            Link(
-                ifname=names.get(msg["index"], f"if{msg['index']}"),
-                address=ipaddress.IPv4Interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}"),
-            )
+            Link(names.get(msg["index"], f"if{msg['index']}"), _interface_address(msg))
             for msg in ipr.get_addr(family=socket.AF_INET)
         ]
+
+
+def _interface_address(msg: Any) -> ipaddress.IPv4Interface:
+    # IFA_LOCAL is the interface's own address; IFA_ADDRESS is the peer's on point-to-point links.
+    address = msg.get_attr("IFA_LOCAL") or msg.get_attr("IFA_ADDRESS")
+    return ipaddress.IPv4Interface(f"{address}/{msg['prefixlen']}")
 
 
 def delete_default_routes() -> list[str]:
@@ -78,12 +81,14 @@ def delete_default_routes() -> list[str]:
     """
     deleted = []
     with IPRoute() as ipr:
+        names = {link["index"]: link.get_attr("IFLA_IFNAME") for link in ipr.get_links()}
         for family, any_addr in ((socket.AF_INET, "0.0.0.0"), (socket.AF_INET6, "::")):
             for route in ipr.get_routes(family=family, table=MAIN_TABLE):
                 if route["dst_len"] != 0:
                     continue
                 ipr.route("del", **_route_key(route, family, any_addr))
-                deleted.append(_describe_route(route, any_addr))
+                via, oif = route.get_attr("RTA_GATEWAY"), route.get_attr("RTA_OIF")
+                deleted.append(f"default route {any_addr}/0 via {via} dev {names.get(oif, oif)}")
     return deleted
 
 
@@ -94,8 +99,3 @@ def _route_key(route: Any, family: int, any_addr: str) -> dict[str, Any]:
         if value is not None:
             key[name] = value
     return key
-
-
-def _describe_route(route: Any, any_addr: str) -> str:
-    via = route.get_attr("RTA_GATEWAY")
-    return f"default ({any_addr}/0) via {via} oif {route.get_attr('RTA_OIF')}"

@@ -18,9 +18,7 @@ def run_nft(*args: str, script: str | None = None, timeout: float = TIMEOUT) -> 
     """Run ``nft ARGS`` (feeding ``script`` on stdin); its stdout, or ``NftError`` with its stderr."""
     command = ["nft", *args]
     try:
-        done = subprocess.run(
-            command, input=script, capture_output=True, text=True, timeout=timeout, check=False
-        )
+        done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=timeout, check=False)
     except FileNotFoundError:
         raise NftError("nft is not installed (package nftables)") from None
     except subprocess.TimeoutExpired:
@@ -34,11 +32,6 @@ def run_nft(*args: str, script: str | None = None, timeout: float = TIMEOUT) -> 
 def apply(script: str) -> None:
     """Apply ``script`` as one transaction (``nft -f -``): all of it or, on error, none of it."""
     run_nft("-f", "-", script=script)
-
-
-def check(script: str) -> None:
-    """Parse and validate ``script`` against the kernel without applying it (``nft -c -f -``)."""
-    run_nft("-c", "-f", "-", script=script)
 
 
 def list_table(timeout: float = TIMEOUT) -> str:

@@ -82,9 +82,7 @@ class Profile:
 def check_udp_timeout(seconds: object) -> None:
     """Raise ``ProfileError`` unless ``seconds`` is an int in 1..MAX_UDP_TIMEOUT."""
     if isinstance(seconds, bool) or not isinstance(seconds, int) or not 0 < seconds <= MAX_UDP_TIMEOUT:
-        raise ProfileError(
-            f"UDP timeout must be a whole number of seconds in 1..{MAX_UDP_TIMEOUT}, got {seconds!r}"
-        )
+        raise ProfileError(f"UDP timeout must be a whole number of seconds in 1..{MAX_UDP_TIMEOUT}, got {seconds!r}")
 
 
 _EIM = Behaviour.ENDPOINT_INDEPENDENT

@@ -1,0 +1,176 @@
+"""``nat`` subcommands: run, health, show, conntrack, render.
+
+Exit status: 0 success; 1 runtime failure (setup failed, unhealthy, a tool failed); 2 bad input
+(command line, ``NAT_*`` environment, unknown or unsupported profile). Bad input never prints a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from nat import conntrack, nft, state
+from nat.profiles import DEFAULT_PROFILE, PROFILES, ProfileError, get_profile
+from nat.render import TABLE, render
+
+HEALTH_NFT_TIMEOUT = 3.0
+
+_NFT_LISTING_NOTE = "# (nft lists no ct timeout value equal to the kernel default: unreplied 30s for UDP)"
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = _parser().parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s nat: %(message)s")
+    try:
+        status: int = args.handler(args)
+    except ProfileError as exc:
+        _error(str(exc))
+        return 2
+    return status
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="nat", description="natlab NAT router")
+    parser.add_argument(
+        "--state-dir", type=Path, default=state.STATE_DIR, help="where run leaves its state (%(default)s)"
+    )
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    run = commands.add_parser("run", help="configure this container as a NAT router and wait for SIGTERM")
+    run.set_defaults(handler=_run)
+
+    health = commands.add_parser("health", help="exit 0 iff the router is ready (Docker healthcheck)")
+    health.set_defaults(handler=_health)
+
+    show = commands.add_parser("show", help="profile, applied ruleset and UDP conntrack table")
+    show.add_argument("--json", action="store_true", help="one JSON object instead of text")
+    show.add_argument("--all", action="store_true", help="the whole nft ruleset, not only natlab's table")
+    show.set_defaults(handler=_show)
+
+    track = commands.add_parser("conntrack", help="UDP conntrack entries (the NAT mappings)")
+    track.add_argument("--json", action="store_true", help="a JSON list instead of text")
+    track.set_defaults(handler=_conntrack)
+
+    rend = commands.add_parser("render", help="print the ruleset a profile renders to, apply nothing")
+    rend.add_argument("profile", nargs="?", default=DEFAULT_PROFILE, help=", ".join(sorted(PROFILES)))
+    rend.add_argument("--wan", default="eth0", help="WAN interface name (%(default)s)")
+    rend.add_argument("--lan", default="eth1", help="LAN interface name (%(default)s)")
+    rend.add_argument("--lan-subnet", default="198.18.1.0/24", help="LAN subnet (%(default)s)")
+    rend.add_argument("--udp-timeout", type=int, help="override the profile's UDP timeout (seconds)")
+    rend.set_defaults(handler=_render)
+    return parser
+
+
+def _run(args: argparse.Namespace) -> int:
+    from nat import router  # pyroute2 and tenacity: only the router's main process needs them
+
+    return router.run(os.environ, args.state_dir)
+
+
+def _health(args: argparse.Namespace) -> int:
+    ready = args.state_dir / state.READY_FILE
+    if not ready.exists():
+        _error(f"not ready: {ready} does not exist")
+        return 1
+    try:
+        nft.list_table(timeout=HEALTH_NFT_TIMEOUT)
+    except nft.NftError as exc:
+        _error(f"unhealthy: {exc}")
+        return 1
+    return 0
+
+
+@dataclass
+class _ShowReport:
+    profile: dict[str, Any] | None = None
+    ruleset: str | None = None
+    entries: list[conntrack.Entry] | None = None
+    errors: list[str] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, Any]:
+        entries = None if self.entries is None else [entry.as_dict() for entry in self.entries]
+        return {"profile": self.profile, "ruleset": self.ruleset, "conntrack": entries, "errors": self.errors}
+
+
+def _show(args: argparse.Namespace) -> int:
+    """Gather what can be gathered: this runs when a scenario has failed, so one broken part must not
+    hide the others. Exit status 1 if any part is missing."""
+    report = _ShowReport()
+    profile_file = args.state_dir / state.PROFILE_FILE
+    try:
+        report.profile = json.loads(profile_file.read_text())
+    except (OSError, ValueError) as exc:
+        report.errors.append(f"no router state in {profile_file}: {exc}")
+    try:
+        report.ruleset = nft.list_ruleset() if args.all else nft.list_table()
+    except nft.NftError as exc:
+        report.errors.append(str(exc))
+    try:
+        report.entries = conntrack.list_entries()
+    except conntrack.ConntrackError as exc:
+        report.errors.append(str(exc))
+    print(json.dumps(report.as_dict(), indent=2) if args.json else _show_text(report, args.all))
+    return 1 if report.errors else 0
+
+
+def _show_text(report: _ShowReport, whole_ruleset: bool) -> str:
+    lines = []
+    if report.profile is not None:
+        lines += [f"{key:<12}{value}" for key, value in _profile_rows(report.profile)]
+    if report.ruleset is not None:
+        source = "nft list ruleset" if whole_ruleset else f"nft list table {TABLE}"
+        lines += ["", f"# {source}", _NFT_LISTING_NOTE, report.ruleset.rstrip()]
+    if report.entries is not None:
+        lines += ["", f"# conntrack -L -p udp ({len(report.entries)} entries)"]
+        lines += [entry.describe() for entry in report.entries] or ["(none)"]
+    lines += [f"error: {error}" for error in report.errors]
+    return "\n".join(lines)
+
+
+def _profile_rows(profile: dict[str, Any]) -> list[tuple[str, str]]:
+    wan, lan = profile["wan"], profile["lan"]
+    return [
+        ("profile", profile["name"]),
+        ("mapping", profile["mapping"]),
+        ("filtering", profile["filtering"]),
+        ("ports", profile["ports"]),
+        ("hairpin", "on" if profile["hairpinning"] else "off"),
+        ("udp timeout", f"{profile['udp_timeout']}s"),
+        ("wan", f"{wan['ifname']} {wan['address']} ({wan['subnet']})"),
+        ("lan", f"{lan['ifname']} {lan['address']} ({lan['subnet']})"),
+    ]
+
+
+def _conntrack(args: argparse.Namespace) -> int:
+    try:
+        entries = conntrack.list_entries()
+    except conntrack.ConntrackError as exc:
+        _error(str(exc))
+        return 1
+    if args.json:
+        print(json.dumps([entry.as_dict() for entry in entries], indent=2))
+    else:
+        print("\n".join(entry.describe() for entry in entries) or "(no UDP conntrack entries)")
+    return 0
+
+
+def _render(args: argparse.Namespace) -> int:
+    profile = get_profile(args.profile, args.udp_timeout)
+    try:
+        script = render(profile, args.wan, args.lan, args.lan_subnet)
+    except ValueError as exc:  # ProfileError included: also the caller's input
+        _error(str(exc))
+        return 2
+    sys.stdout.write(script)
+    return 0
+
+
+def _error(message: str) -> None:
+    print(f"nat: {message}", file=sys.stderr)
