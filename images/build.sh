@@ -10,7 +10,10 @@ inputs=$( { echo "$base"; find images/Dockerfile images/bin protocol server clie
 ref="natlab-lab:$inputs"
 if ! docker image inspect "$ref" >/dev/null 2>&1; then
   echo "[natlab] building $ref on $base" >&2
-  DOCKER_BUILDKIT=0 docker build -q -f images/Dockerfile --build-arg "BASE=$base" -t "$ref" . >/dev/null
+  # The legacy builder: this engine has BuildKit but the CLI has no buildx. Its output only matters on failure.
+  if ! out=$(DOCKER_BUILDKIT=0 docker build -q -f images/Dockerfile --build-arg "BASE=$base" -t "$ref" . 2>&1); then
+    echo "$out" >&2; exit 1
+  fi
 fi
 docker tag "$ref" natlab-lab:latest
 echo "$ref"

@@ -13,6 +13,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
@@ -46,7 +47,7 @@ def wait_for(check, timeout=5.0):
 @contextlib.contextmanager
 def running_server(config):
     """Run a SignalServer in its own thread's event loop; yield (server, bound address); stop it after."""
-    started = queue.Queue()
+    started: queue.Queue[Any] = queue.Queue()
 
     async def main():
         stop = asyncio.Event()
