@@ -67,5 +67,5 @@ clean: ## Remove every natlab-labelled container, network, volume and image (als
 	@docker ps -aq --filter label=natlab | xargs -r docker rm -f >/dev/null
 	@docker network ls -q --filter label=natlab | xargs -r docker network rm >/dev/null
 	@docker volume ls -q --filter label=natlab | xargs -r docker volume rm >/dev/null
-	@docker images -q --filter label=natlab | sort -u | xargs -r docker rmi -f >/dev/null
+	@docker images -q --filter label=natlab | awk '!seen[$$0]++' | xargs -r docker rmi -f >/dev/null  # newest (children) first
 	@echo "natlab: removed all natlab-labelled objects"

@@ -23,6 +23,7 @@ LINES: dict[str, str] = {
 """Event name -> log line template (the seed's wording where it has one). Also the list of names."""
 
 _CONNECT_REFUSED = "[client] no path to {peer}: server: {reason}"
+"""A ``server_error`` that answered (or timed out) a connect to ``peer``."""
 
 
 def event(name: str, **fields: Any) -> Event:
@@ -35,9 +36,9 @@ def event(name: str, **fields: Any) -> Event:
 def describe(ev: Event) -> str:
     """The human line for an event."""
     name = ev.get("event", "")
-    if name == "server_error" and ev.get("peer"):
-        return _CONNECT_REFUSED.format(**ev)
-    template = LINES.get(name)
-    if template is None:
-        return f"[client] {name}"
-    return template.format(**ev)
+    template = _CONNECT_REFUSED if name == "server_error" and ev.get("peer") else LINES.get(name)
+    try:
+        return template.format(**ev) if template else f"[client] {name}"
+    except (KeyError, ValueError, TypeError):
+        # An event from another version of the agent, missing a field: show it raw, never crash a chat.
+        return f"[client] {ev}"

@@ -126,7 +126,8 @@ class Path:
         if new is None:
             raise PathError(f"path to {self.peer}: {trigger.value} not allowed in state {self.state}")
         old, self.state = self.state, new
-        return [Changed(old, new)] if old is not new else []
+        # A punch is a new attempt (maybe at a new address) even when already punching: report it.
+        return [Changed(old, new)] if old is not new or trigger is Trigger.PUNCH else []
 
     def punch(self, addr: Endpoint, now: float, started: float | None = None) -> list[Action]:
         """The server says the peer is at ``addr``: probe it now and every interval until answered."""
@@ -180,9 +181,7 @@ class Path:
         if self.state is not PathState.PUNCHING:
             return []
         if now >= self._deadline:
-            self.reason = (
-                f"punch failed: no response from {self._punched} within {self.timing.timeout:g} s"
-            )
+            self.reason = f"punch failed: no response from {self._punched} within {self.timing.timeout:g} s"
             self._targets = ()
             return self._fire(Trigger.TIMEOUT)
         if now < self._next_probe:

@@ -35,8 +35,8 @@ def remove_images() -> None:
     ids = subprocess.run(
         ["docker", "images", "-q", "--filter", "label=natlab"], capture_output=True, text=True, check=True
     ).stdout.split()
-    if ids:
-        subprocess.run(["docker", "rmi", "-f", *sorted(set(ids))], capture_output=True, check=True)
+    if ids:  # newest first, as docker lists them: children go before the base they were built on
+        subprocess.run(["docker", "rmi", "-f", *dict.fromkeys(ids)], capture_output=True, check=True)
 
 
 def connect_to_direct_ms() -> list[float]:

@@ -1,0 +1,188 @@
+"""The agent's thin asyncio shell: one UDP socket and one timer around :class:`client.core.AgentCore`.
+
+Datagrams and timer ticks go into the core with ``loop.time()`` as ``now``; the outputs that come back are
+performed here (sendto, event log, log line, subscribers). Local requests from the control socket
+(:mod:`client.control`) call the request methods below. :func:`run` is ``client agent``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import signal
+import socket
+import time
+from collections.abc import Callable
+from typing import Any
+
+from client.config import AgentConfig, AgentStartError
+from client.control import ControlServer, Subscription
+from client.core import AgentCore, Emit, Log, Output, Send
+from client.eventlog import EventLog
+from client.events import Event, describe
+from protocol import Endpoint, encode
+
+logger = logging.getLogger("client")
+
+
+class _Protocol(asyncio.DatagramProtocol):
+    def __init__(self, on_datagram: Callable[[bytes, Any], None]) -> None:
+        self.on_datagram = on_datagram
+
+    def datagram_received(self, data: bytes, addr: Any) -> None:
+        self.on_datagram(data, addr)
+
+    def error_received(self, exc: Exception) -> None:
+        # An ICMP error about one peer must not stop the socket serving the others.
+        logger.debug("[client] socket error: %s", exc)
+
+
+class Agent:
+    """The running agent: socket, timer, event log and subscribers around one :class:`AgentCore`."""
+
+    def __init__(self, config: AgentConfig, events: EventLog) -> None:
+        self.config = config
+        self.core = AgentCore(config.core())
+        self.events = events
+        self.local: Endpoint | None = None
+        self._loop = asyncio.get_running_loop()
+        self._transport: asyncio.DatagramTransport | None = None
+        self._timer: asyncio.TimerHandle | None = None
+        self._waiters: set[asyncio.Future[None]] = set()
+        self.subscriptions: set[Subscription] = set()
+
+    async def open(self) -> None:
+        """Bind the UDP socket and start registering."""
+        ipv6 = ":" in self.config.server.host
+        bind = ("::" if ipv6 else "0.0.0.0", self.config.port)
+        try:
+            transport, _ = await self._loop.create_datagram_endpoint(
+                lambda: _Protocol(self.on_datagram), local_addr=bind
+            )
+        except OSError as exc:
+            raise AgentStartError(f"cannot bind UDP port {self.config.port}: {exc.strerror}") from None
+        self._transport = transport
+        port = transport.get_extra_info("sockname")[1]
+        self.local = Endpoint(_route_ip(self.config.server, bind[0]), port)
+        self._perform(self.core.start(self._loop.time()))
+
+    def close(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None:
+            self._transport.close()
+        self._wake()
+
+    # -- requests from the control socket ------------------------------------------------------------
+
+    def status(self) -> dict[str, Any]:
+        return {
+            "id": self.config.id,
+            "server": str(self.config.server),
+            "registered": self.core.registered,
+            "local": str(self.local),
+            "peers": self.core.peer_statuses(),
+        }
+
+    async def connect(self, peer: str) -> dict[str, Any] | None:
+        """Connect (unless direct or punching already) and wait for the outcome; the peer's status."""
+        self._perform(self.core.connect(peer, self._loop.time()))
+        while not self.core.connect_settled(peer):
+            waiter = self._loop.create_future()
+            self._waiters.add(waiter)
+            try:
+                await waiter
+            finally:
+                self._waiters.discard(waiter)
+        return self.core.peer_status(peer)
+
+    def disconnect(self, peer: str) -> dict[str, Any] | None:
+        self._perform(self.core.disconnect(peer))
+        return self.core.peer_status(peer)
+
+    def send(self, peer: str, text: str) -> dict[str, Any] | None:
+        self._perform(self.core.send(peer, text))
+        return self.core.peer_status(peer)
+
+    # -- the shell -----------------------------------------------------------------------------------
+
+    def on_datagram(self, data: bytes, addr: Any) -> None:
+        try:
+            outputs = self.core.receive(data, Endpoint.of(addr), self._loop.time())
+        except Exception:
+            # Never let one datagram stop the agent; the core should not raise, so this is a bug report.
+            logger.exception("[client] error handling datagram from %s: %r", addr, data[:64])
+            return
+        self._perform(outputs)
+
+    def _on_timer(self) -> None:
+        self._timer = None
+        try:
+            self._perform(self.core.tick(self._loop.time()))
+        except Exception:
+            # A bug, but keepalives must go on: try again in a second rather than spin or stop.
+            logger.exception("[client] error in timer tick")
+            self._timer = self._loop.call_later(1.0, self._on_timer)
+
+    def _perform(self, outputs: list[Output]) -> None:
+        for output in outputs:
+            match output:
+                case Send(message, to) if self._transport is not None:
+                    self._transport.sendto(encode(message), to.sockaddr())
+                case Emit(ev):
+                    self._emit(ev)
+                case Log(level, text):
+                    logger.log(level, text)
+        self._reschedule()
+        self._wake()
+
+    def _emit(self, ev: Event) -> None:
+        stamped = self.events.write(ev, time.time())
+        logger.info(describe(stamped))
+        for subscription in self.subscriptions:
+            subscription.offer(stamped)
+
+    def _reschedule(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._transport is not None and not self._transport.is_closing():
+            self._timer = self._loop.call_at(self.core.wakeup(), self._on_timer)
+
+    def _wake(self) -> None:
+        for waiter in self._waiters:
+            if not waiter.done():
+                waiter.set_result(None)
+
+
+def _route_ip(server: Endpoint, fallback: str) -> str:
+    """The local IP the kernel would use to reach the server (what ``local`` in status should show)."""
+    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
+    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(server.sockaddr())  # a UDP connect sends nothing; it only picks a route
+            return str(probe.getsockname()[0])
+        except OSError:
+            return fallback
+
+
+async def run(config: AgentConfig) -> int:
+    """Run the agent until SIGTERM or SIGINT; returns the exit status."""
+    loop = asyncio.get_running_loop()
+    stop = asyncio.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, stop.set)
+    try:
+        events = EventLog(config.events)
+    except OSError as exc:
+        raise AgentStartError(f"cannot open event log {config.events}: {exc.strerror}") from None
+    with events:
+        agent = Agent(config, events)
+        await agent.open()
+        try:
+            async with ControlServer(agent, config.socket):
+                logger.info("[client] listening on %s as %s (control %s)", agent.local, config.id, config.socket)
+                await stop.wait()
+        finally:
+            agent.close()
+    logger.info("[client] stopped")
+    return 0

@@ -1,0 +1,247 @@
+"""client: the natlab agent, and the command line that talks to it.
+
+    client agent                      run the agent (the host container's main process)
+    client <peer> | chat <peer>       interactive chat (connects first when there is no direct path)
+    client send <peer> TEXT...        connect if needed, send one message; exit 1 if there is no path
+    client connect <peer> [--json]    connect and wait: exit 0 if direct, 1 if not
+    client disconnect <peer>          forget the path locally
+    client peers [--json]             one line per peer: id, addr, path, reason
+    client status [--json]            the agent's status
+    client events [--follow]          print the event log (JSON lines)
+    client health                     exit 0 iff the agent answers and is registered (fast)
+
+Exit status: 0 success, 1 failure (no agent, no path, refused), 2 usage or configuration error.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import os
+import sys
+import time
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
+
+from client.config import AgentStartError, ConfigError, agent_config, events_path, socket_path
+from client.control_client import AgentClient, AgentRefused, AgentUnavailable
+from client.core import RequestError, check_id
+
+RESERVED = frozenset({"agent", "chat", "send", "connect", "disconnect", "peers", "status", "events", "health", "help"})
+"""Subcommand names; a peer called one of these is reached with ``client chat <name>``."""
+
+HEALTH_TIMEOUT = 0.4
+"""Seconds the healthcheck waits for the agent (the whole check must stay under half a second)."""
+
+
+def _connect_timeout(env: Mapping[str, str]) -> float:
+    """How long a connect may take: the agent's connect deadline plus its punch deadline, with margin."""
+    try:
+        punch = float(env.get("NATLAB_PUNCH_TIMEOUT") or 5)
+    except ValueError:
+        punch = 5.0
+    return 2 * punch + 10
+
+
+def peer_line(peer: Mapping[str, Any]) -> str:
+    """A peer's status as one human line: ``bob  198.18.0.12:40000  direct  23 ms``."""
+    parts = [f"{peer['id']:<12}", f"{peer.get('addr') or '-':<22}", f"{peer['path']:<8}"]
+    if peer["path"] == "direct" and peer.get("time_to_direct_ms") is not None:
+        parts.append(f"{peer['time_to_direct_ms']:.0f} ms")
+    if peer.get("reason"):
+        parts.append(str(peer["reason"]))
+    return "  ".join(parts).rstrip()
+
+
+def _print_json(obj: Any) -> None:
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
+
+
+# -- commands --------------------------------------------------------------------------------------
+
+
+# asyncio, the agent and prompt_toolkit are imported only by the commands that use them: `client health`
+# runs every few seconds as the Docker healthcheck and must start fast.
+
+
+def cmd_agent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import asyncio
+
+    from client.agent import run
+
+    config = agent_config(env)
+    logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.WARNING)
+    logging.getLogger("client").setLevel(config.log_level.upper())  # not asyncio's debug chatter
+    if config.keepalive >= 30:
+        logging.getLogger("client").warning(
+            "[client] NATLAB_KEEPALIVE=%g s is not well inside a 30 s NAT UDP timeout", config.keepalive
+        )
+    return asyncio.run(run(config))
+
+
+def cmd_chat(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    import asyncio
+
+    from client.chat import run_chat
+
+    check_id(args.peer)
+    return asyncio.run(run_chat(socket_path(env), args.peer))
+
+
+def _ensure_direct(agent: AgentClient, peer: str) -> dict[str, Any]:
+    status: dict[str, Any] = agent.request("connect", peer=peer)["peer"]
+    return status
+
+
+def cmd_send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    text = " ".join(args.text)
+    with AgentClient(socket_path(env), timeout=_connect_timeout(env)) as agent:
+        status = _ensure_direct(agent, args.peer)
+        if status["path"] != "direct":
+            raise AgentRefused(f"no path to {args.peer}: {status.get('reason') or 'not connected'}")
+        agent.request("send", peer=args.peer, text=text)
+    return 0
+
+
+def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with AgentClient(socket_path(env), timeout=_connect_timeout(env)) as agent:
+        status = _ensure_direct(agent, args.peer)
+    if args.json:
+        _print_json(status)
+    else:
+        print(peer_line(status))
+    return 0 if status["path"] == "direct" else 1
+
+
+def cmd_disconnect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    with AgentClient(socket_path(env)) as agent:
+        status = agent.request("disconnect", peer=args.peer)["peer"]
+    print(peer_line(status or {"id": args.peer, "addr": None, "path": "none"}))
+    return 0
+
+
+def _status(env: Mapping[str, str], timeout: float = 5.0) -> dict[str, Any]:
+    with AgentClient(socket_path(env), timeout=timeout) as agent:
+        status: dict[str, Any] = agent.request("status")["status"]
+    return status
+
+
+def cmd_peers(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    peers = _status(env)["peers"]
+    if args.json:
+        _print_json(peers)
+    for peer in [] if args.json else peers:
+        print(peer_line(peer))
+    return 0
+
+
+def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    status = _status(env)
+    if args.json:
+        _print_json(status)
+        return 0
+    registered = "registered with" if status["registered"] else "NOT registered with"
+    print(f"{status['id']}: {registered} {status['server']}, local {status['local']}")
+    for peer in status["peers"]:
+        print(f"  {peer_line(peer)}  (sent {peer['sent']}, received {peer['received']})")
+    return 0
+
+
+def cmd_health(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    status = _status(env, timeout=HEALTH_TIMEOUT)
+    if not status["registered"]:
+        print(f"client: not registered with server {status['server']}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    path = events_path(env)
+    try:
+        log = open(path, encoding="utf-8")  # noqa: SIM115 - kept open while following
+    except OSError as exc:
+        raise AgentRefused(f"cannot read event log {path}: {exc.strerror}") from None
+    with log:
+        try:
+            while True:
+                line = log.readline()
+                if line:
+                    sys.stdout.write(line)
+                    continue
+                if not args.follow:
+                    return 0
+                sys.stdout.flush()
+                time.sleep(0.2)  # a tail -f: poll for the lines the agent appends
+        except KeyboardInterrupt:
+            return 0  # the way to stop --follow
+
+
+def cmd_help(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    print(__doc__)
+    return 0
+
+
+Command = Callable[[argparse.Namespace, Mapping[str, str]], int]
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="client",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="A peer named like a command is reached with `client chat <name>`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND")
+
+    def add(name: str, func: Command, help_text: str, peer: bool = False, json: bool = False) -> Any:
+        cmd = sub.add_parser(name, help=help_text, description=help_text)
+        cmd.set_defaults(func=func)
+        if peer:
+            cmd.add_argument("peer", help="the peer's id")
+        if json:
+            cmd.add_argument("--json", action="store_true", help="print JSON")
+        return cmd
+
+    add("agent", cmd_agent, "run the agent (configured by NATLAB_* variables)")
+    add("chat", cmd_chat, "interactive chat with a peer", peer=True)
+    add("send", cmd_send, "send one message (connecting first)", peer=True).add_argument(
+        "text", nargs="+", help="the message"
+    )
+    add("connect", cmd_connect, "connect and wait: exit 0 if direct, 1 if not", peer=True, json=True)
+    add("disconnect", cmd_disconnect, "forget the path to a peer locally", peer=True)
+    add("peers", cmd_peers, "one line per peer: id, addr, path, reason", json=True)
+    add("status", cmd_status, "the agent's status", json=True)
+    add("events", cmd_events, "print the event log").add_argument(
+        "--follow", "-f", action="store_true", help="keep printing new events"
+    )
+    add("health", cmd_health, "exit 0 iff the agent answers and is registered")
+    add("help", cmd_help, "this help")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None, env: Mapping[str, str] | None = None) -> int:
+    args_list = list(sys.argv[1:] if argv is None else argv)
+    env = os.environ if env is None else env
+    if args_list and args_list[0] not in RESERVED and not args_list[0].startswith("-"):
+        args_list.insert(0, "chat")  # `client bob` is `client chat bob`
+    parser = _parser()
+    args = parser.parse_args(args_list)
+    if args.command is None:
+        parser.print_usage(sys.stderr)
+        print("client: a command or a peer id is required (try `client help`)", file=sys.stderr)
+        return 2
+    try:
+        return int(args.func(args, env))
+    except (ConfigError, RequestError) as exc:
+        print(f"client: {exc}", file=sys.stderr)
+        return 2
+    except (AgentUnavailable, AgentRefused, AgentStartError) as exc:
+        print(f"client: {exc}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # `client events | head`: stop quietly, and keep Python from complaining when it flushes stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1

@@ -1,0 +1,139 @@
+"""Configuration from the environment (NATLAB_*), checked up front so a bad value is one clear line.
+
+=======================  =============================  ==========================================
+variable                 default                        meaning
+=======================  =============================  ==========================================
+NATLAB_ID                (required for the agent)       this host's peer id
+NATLAB_SERVER            (required for the agent)       signal server, ``ip:port`` (or ``name:port``)
+NATLAB_PORT              0 (ephemeral)                  local UDP port
+NATLAB_SOCKET            /run/natlab/client.sock        the agent's control socket
+NATLAB_EVENTS            /var/log/natlab/events.jsonl   JSON-lines event log
+NATLAB_PUNCH_TIMEOUT     5 (s)                          give up punching after this long
+NATLAB_PUNCH_INTERVAL    20 (ms)                        time between probes
+NATLAB_KEEPALIVE         10 (s)                         keepalive period (well inside NAT timeouts)
+NATLAB_REGISTER_RETRY    250 (ms)                       register / connect retry period
+NATLAB_LOG               info                           log level: debug, info, warning
+=======================  =============================  ==========================================
+"""
+
+from __future__ import annotations
+
+import math
+import socket
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+from client.core import CoreConfig, RequestError, check_id
+from client.path import PathTiming
+from protocol import Endpoint
+
+DEFAULT_SOCKET = "/run/natlab/client.sock"
+DEFAULT_EVENTS = "/var/log/natlab/events.jsonl"
+LOG_LEVELS = ("debug", "info", "warning")
+
+
+class ConfigError(ValueError):
+    """A missing or malformed NATLAB_* variable; the message names it (the user's fault: exit 2)."""
+
+
+class AgentStartError(RuntimeError):
+    """The agent cannot start here (port taken, socket in use, log not writable): exit 1."""
+
+
+@dataclass(frozen=True)
+class AgentConfig:
+    """Everything the agent needs; times in seconds."""
+
+    id: str
+    server: Endpoint
+    port: int = 0
+    socket: str = DEFAULT_SOCKET
+    events: str = DEFAULT_EVENTS
+    punch_timeout: float = 5.0
+    punch_interval: float = 0.020
+    keepalive: float = 10.0
+    register_retry: float = 0.250
+    log_level: str = "info"
+
+    def core(self) -> CoreConfig:
+        timing = PathTiming(self.punch_timeout, self.punch_interval)
+        return CoreConfig(self.id, self.server, timing, self.keepalive, self.register_retry)
+
+
+def socket_path(env: Mapping[str, str]) -> str:
+    return env.get("NATLAB_SOCKET") or DEFAULT_SOCKET
+
+
+def events_path(env: Mapping[str, str]) -> str:
+    return env.get("NATLAB_EVENTS") or DEFAULT_EVENTS
+
+
+def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | None = None) -> AgentConfig:
+    """The agent's configuration, or :class:`ConfigError`. ``resolve`` maps a host name to an IP."""
+    peer_id = _required(env, "NATLAB_ID")
+    try:
+        check_id(peer_id)
+    except RequestError as exc:
+        raise ConfigError(f"NATLAB_ID: {exc}") from None
+    level = env.get("NATLAB_LOG", "info").lower()
+    if level not in LOG_LEVELS:
+        raise ConfigError(f"NATLAB_LOG={level!r}: expected one of {', '.join(LOG_LEVELS)}")
+    return AgentConfig(
+        id=peer_id,
+        server=parse_server(_required(env, "NATLAB_SERVER"), resolve or _resolve),
+        port=_port(env.get("NATLAB_PORT", "0")),
+        socket=socket_path(env),
+        events=events_path(env),
+        punch_timeout=_positive(env, "NATLAB_PUNCH_TIMEOUT", 5.0, scale=1.0),
+        punch_interval=_positive(env, "NATLAB_PUNCH_INTERVAL", 20.0, scale=0.001),
+        keepalive=_positive(env, "NATLAB_KEEPALIVE", 10.0, scale=1.0),
+        register_retry=_positive(env, "NATLAB_REGISTER_RETRY", 250.0, scale=0.001),
+        log_level=level,
+    )
+
+
+def parse_server(text: str, resolve: Callable[[str, int], str]) -> Endpoint:
+    """``ip:port``, or ``name:port`` resolved once now (compose service names)."""
+    host, sep, port_text = text.rpartition(":")
+    if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
+        raise ConfigError(f"NATLAB_SERVER={text!r}: expected ip:port, e.g. 198.18.0.10:9000")
+    try:
+        return Endpoint.parse(text)
+    except ValueError:
+        pass
+    try:
+        return Endpoint(resolve(host, int(port_text)), int(port_text))
+    except OSError as exc:
+        raise ConfigError(f"NATLAB_SERVER={text!r}: cannot resolve {host!r}: {exc}") from None
+
+
+def _resolve(host: str, port: int) -> str:
+    infos = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+    return str(infos[0][4][0])
+
+
+def _required(env: Mapping[str, str], name: str) -> str:
+    value = env.get(name, "").strip()
+    if not value:
+        raise ConfigError(f"{name} is not set (required for the agent)")
+    return value
+
+
+def _port(text: str) -> int:
+    if not text.strip().isdigit() or not 0 <= int(text) < 65536:
+        raise ConfigError(f"NATLAB_PORT={text!r}: expected a UDP port, 0-65535 (0 = ephemeral)")
+    return int(text)
+
+
+def _positive(env: Mapping[str, str], name: str, default: float, scale: float) -> float:
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default * scale
+    unit = "s" if scale == 1.0 else "ms"
+    try:
+        value = float(text)
+    except ValueError:
+        raise ConfigError(f"{name}={text!r}: expected a number of {unit}") from None
+    if not math.isfinite(value) or value <= 0:
+        raise ConfigError(f"{name}={text!r}: expected a positive number of {unit}")
+    return value * scale

@@ -1,0 +1,229 @@
+"""The agent's control socket: JSON lines over a Unix stream socket (NATLAB_SOCKET).
+
+The CLI writes one request object per line; the agent answers each with one response line, in order, and
+a connection may carry several requests. Every response has ``ok``; a failure is
+``{"ok": false, "error": "<one line for the user>"}``.
+
+=========================================================  ==============================================
+request                                                    response
+=========================================================  ==============================================
+``{"op": "status"}``                                       ``{"ok": true, "status": <status>}``
+``{"op": "connect", "peer": "bob"}``                       ``{"ok": true, "peer": <peer>}`` once the path
+                                                           is direct or failed, or the server refused
+                                                           (returns at once if already direct)
+``{"op": "disconnect", "peer": "bob"}``                    ``{"ok": true, "peer": <peer>}``
+``{"op": "send", "peer": "bob", "text": "hi"}``            ``{"ok": true, "peer": <peer>}``; no direct
+                                                           path is ``ok: false``, "no path to bob: ..."
+``{"op": "subscribe"}`` or ``{..., "peer": "bob"}``        ``{"ok": true}``, then one event object per line
+                                                           (as in the event log) until the client closes;
+                                                           ``{"ok": false, "error": "fell behind"}`` ends
+                                                           a stream whose reader stopped reading
+=========================================================  ==============================================
+
+``<status>`` is the status JSON (``client status --json``); ``<peer>`` is one entry of its ``peers``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import logging
+import os
+import socket
+import stat
+from collections.abc import Awaitable, Callable
+from types import TracebackType
+from typing import TYPE_CHECKING, Any
+
+from client.config import AgentStartError
+from client.core import RequestError
+from client.events import Event
+
+if TYPE_CHECKING:
+    from client.agent import Agent
+
+SUBSCRIBER_BACKLOG = 1000
+"""Events a subscriber may fall behind by before it is cut off (a chat suspended with Ctrl-Z)."""
+
+logger = logging.getLogger("client")
+
+Handler = Callable[["Agent", dict[str, Any]], Awaitable[dict[str, Any]]]
+
+
+class Subscription:
+    """A stream of events, for one peer or all; ``None`` in the queue means it fell behind and was cut."""
+
+    def __init__(self, peer: str | None) -> None:
+        self.peer = peer
+        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self._cut = False
+
+    def offer(self, ev: Event) -> None:
+        if self._cut or (self.peer is not None and ev.get("peer") != self.peer):
+            return
+        self._cut = self.queue.qsize() >= SUBSCRIBER_BACKLOG
+        self.queue.put_nowait(None if self._cut else ev)
+
+
+class BadRequest(RequestError):
+    """A request line that is not a valid request (the CLI's fault)."""
+
+
+def _peer_field(request: dict[str, Any]) -> str:
+    peer = request.get("peer")
+    if not isinstance(peer, str) or not peer:
+        raise BadRequest(f"{request.get('op')}: 'peer' must be a peer id")
+    return peer
+
+
+async def _status(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "status": agent.status()}
+
+
+async def _connect(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "peer": await agent.connect(_peer_field(request))}
+
+
+async def _disconnect(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
+    return {"ok": True, "peer": agent.disconnect(_peer_field(request))}
+
+
+async def _send(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
+    text = request.get("text")
+    if not isinstance(text, str):
+        raise BadRequest("send: 'text' must be a string")
+    return {"ok": True, "peer": agent.send(_peer_field(request), text)}
+
+
+HANDLERS: dict[str, Handler] = {
+    "status": _status,
+    "connect": _connect,
+    "disconnect": _disconnect,
+    "send": _send,
+}
+"""op -> handler for the request/response ops; ``subscribe`` turns the connection into a stream."""
+
+
+class ControlServer:
+    """Serves the control protocol for ``agent`` on the Unix socket ``path``; removes it on exit."""
+
+    def __init__(self, agent: Agent, path: str) -> None:
+        self.agent = agent
+        self.path = path
+        self._server: asyncio.Server | None = None
+        self._tasks: set[asyncio.Task[None]] = set()
+
+    async def __aenter__(self) -> ControlServer:
+        _claim_socket_path(self.path)
+        self._server = await asyncio.start_unix_server(self._serve, self.path)
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if self._server is not None:
+            self._server.close()
+            await self._server.wait_closed()
+        for task in list(self._tasks):
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(self.path)
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        task = asyncio.current_task()
+        assert task is not None
+        self._tasks.add(task)  # so shutdown can end streams that would otherwise wait forever
+        try:
+            while line := await reader.readline():
+                request = _decode(line)
+                if request is not None and request.get("op") == "subscribe":
+                    await self._stream(request, reader, writer)
+                    return
+                response = await _answer(self.agent, request)
+                writer.write(_encode(response))
+                await writer.drain()
+        except (ConnectionError, asyncio.IncompleteReadError, ValueError):
+            pass  # the CLI went away (Ctrl-C) or sent an over-long line; nothing to answer
+        except asyncio.CancelledError:
+            # Shutdown. End normally: Python 3.11's start_unix_server logs a cancelled handler as an error.
+            pass
+        finally:
+            self._tasks.discard(task)
+            writer.close()
+
+    async def _stream(
+        self, request: dict[str, Any], reader: asyncio.StreamReader, writer: asyncio.StreamWriter
+    ) -> None:
+        peer = request.get("peer")
+        if peer is not None and not isinstance(peer, str):
+            writer.write(_encode({"ok": False, "error": "subscribe: 'peer' must be a peer id"}))
+            return
+        subscription = Subscription(peer)
+        self.agent.subscriptions.add(subscription)
+        watcher = asyncio.create_task(_end_at_eof(reader, subscription))
+        try:
+            writer.write(_encode({"ok": True}))
+            while (ev := await subscription.queue.get()) is not None:
+                writer.write(_encode(ev))
+                await writer.drain()
+            if not reader.at_eof():
+                writer.write(_encode({"ok": False, "error": "fell behind"}))
+        finally:
+            watcher.cancel()
+            self.agent.subscriptions.discard(subscription)
+
+
+async def _end_at_eof(reader: asyncio.StreamReader, subscription: Subscription) -> None:
+    """End a stream when its reader hangs up (a chat that left), not at the next event it cannot take."""
+    with contextlib.suppress(ConnectionError):
+        while await reader.read(4096):
+            pass
+    subscription.queue.put_nowait(None)
+
+
+def _decode(line: bytes) -> dict[str, Any] | None:
+    try:
+        request = json.loads(line)
+    except (UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    return request if isinstance(request, dict) else None
+
+
+def _encode(obj: dict[str, Any]) -> bytes:
+    return json.dumps(obj, ensure_ascii=False).encode() + b"\n"
+
+
+async def _answer(agent: Agent, request: dict[str, Any] | None) -> dict[str, Any]:
+    if request is None:
+        return {"ok": False, "error": "bad request: expected one JSON object per line"}
+    handler = HANDLERS.get(str(request.get("op")))
+    if handler is None:
+        return {"ok": False, "error": f"bad request: unknown op {request.get('op')!r}"}
+    try:
+        return await handler(agent, request)
+    except RequestError as exc:
+        return {"ok": False, "error": str(exc)}
+    except Exception as exc:
+        logger.exception("[client] control request %r failed", request)
+        return {"ok": False, "error": f"agent error: {exc}"}
+
+
+def _claim_socket_path(path: str) -> None:
+    """Make ``path`` free for our socket: remove a stale one, refuse if a live agent answers there."""
+    os.makedirs(os.path.dirname(path) or ".", exist_ok=True)
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        return
+    if not stat.S_ISSOCK(mode):
+        raise AgentStartError(f"{path} exists and is not a socket")
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as probe:
+        probe.settimeout(0.5)
+        try:
+            probe.connect(path)
+        except OSError:
+            os.unlink(path)  # left behind by an agent that was killed
+            return
+    raise AgentStartError(f"another agent is already running (socket {path} answers)")

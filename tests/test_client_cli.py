@@ -1,0 +1,122 @@
+"""The CLI's dispatch and formatting, and configuration from the environment: in-process, no agent."""
+
+from __future__ import annotations
+
+import argparse
+from collections.abc import Mapping
+
+import pytest
+
+import client.cli
+from client.cli import RESERVED, main, peer_line
+from client.config import ConfigError, agent_config, parse_server
+from client.events import LINES, describe, event
+from protocol import Endpoint
+
+BASE = {"NATLAB_ID": "alice", "NATLAB_SERVER": "198.18.0.10:9000"}
+
+
+@pytest.fixture
+def chats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Record the peer of each chat the CLI would open, instead of opening it."""
+    opened: list[str] = []
+
+    def fake_chat(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+        opened.append(args.peer)
+        return 0
+
+    monkeypatch.setattr(client.cli, "cmd_chat", fake_chat)
+    return opened
+
+
+def test_a_bare_peer_id_opens_a_chat(chats: list[str]) -> None:
+    assert main(["bob"], {}) == 0
+    assert main(["chat", "status"], {}) == 0  # a peer named like a command
+    assert chats == ["bob", "status"]
+
+
+@pytest.mark.parametrize("name", sorted(RESERVED - {"agent", "chat", "help"}))
+def test_reserved_names_are_commands_not_peers(name: str, chats: list[str]) -> None:
+    with pytest.raises(SystemExit):
+        main([name, "--bogus-option"], {})
+    assert chats == []
+
+
+def test_invalid_peer_id_is_a_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["chat", "bad!id"], {}) == 2
+    assert capsys.readouterr().err.startswith("client: invalid peer id 'bad!id'")
+
+
+def test_help(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["help"], {}) == 0
+    assert "client send <peer> TEXT..." in capsys.readouterr().out
+
+
+def test_peer_line() -> None:
+    direct = {"id": "bob", "addr": "198.18.0.12:40000", "path": "direct", "reason": None, "time_to_direct_ms": 23.4}
+    assert peer_line(direct).split() == ["bob", "198.18.0.12:40000", "direct", "23", "ms"]
+    failed = {**direct, "path": "failed", "reason": "punch failed: x", "time_to_direct_ms": None}
+    assert peer_line(failed).endswith("failed    punch failed: x")
+    assert peer_line({"id": "carol", "addr": None, "path": "none"}).split() == ["carol", "-", "none"]
+
+
+def test_agent_config_defaults_and_units() -> None:
+    config = agent_config({**BASE, "NATLAB_PUNCH_INTERVAL": "50", "NATLAB_REGISTER_RETRY": "100"})
+    assert config.server == Endpoint("198.18.0.10", 9000)
+    assert (config.port, config.punch_timeout, config.keepalive) == (0, 5.0, 10.0)
+    assert config.punch_interval == pytest.approx(0.050)
+    assert config.register_retry == pytest.approx(0.100)
+    assert config.socket == "/run/natlab/client.sock"
+    assert config.events == "/var/log/natlab/events.jsonl"
+    core = config.core()
+    assert core.timing.timeout == 5.0
+    assert core.timing.interval == pytest.approx(0.050)
+
+
+def test_server_by_name_is_resolved_once() -> None:
+    assert parse_server("server:9000", lambda host, port: "198.18.0.10") == Endpoint("198.18.0.10", 9000)
+
+    def unresolvable(host: str, port: int) -> str:
+        raise OSError("Name or service not known")
+
+    with pytest.raises(ConfigError, match="cannot resolve 'nowhere'"):
+        parse_server("nowhere:9000", unresolvable)
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"NATLAB_KEEPALIVE": "0"}, "NATLAB_KEEPALIVE='0': expected a positive number of s"),
+        ({"NATLAB_KEEPALIVE": "nan"}, "NATLAB_KEEPALIVE='nan': expected a positive number of s"),
+        ({"NATLAB_REGISTER_RETRY": "x"}, "NATLAB_REGISTER_RETRY='x': expected a number of ms"),
+        ({"NATLAB_PORT": "-1"}, "NATLAB_PORT='-1': expected a UDP port"),
+        ({"NATLAB_SERVER": "198.18.0.10:0"}, "NATLAB_SERVER='198.18.0.10:0': expected ip:port"),
+        ({"NATLAB_LOG": "loud"}, "NATLAB_LOG='loud': expected one of debug, info, warning"),
+    ],
+)
+def test_bad_config_names_the_variable(env: dict[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as exc:
+        agent_config({**BASE, **env})
+    assert str(exc.value).startswith(message)
+
+
+def test_every_event_has_a_line() -> None:
+    examples = {
+        "registered": event("registered", server="198.18.0.10:9000"),
+        "punch_started": event("punch_started", peer="bob", addr="1.2.3.4:5"),
+        "direct_confirmed": event("direct_confirmed", peer="bob", addr="1.2.3.4:5", time_to_direct_ms=23.4),
+        "punch_failed": event("punch_failed", peer="bob", addr="1.2.3.4:5", reason="punch failed: x"),
+        "message_sent": event("message_sent", peer="bob", text="hi"),
+        "message_received": event("message_received", peer="bob", text="gday", addr="1.2.3.4:5"),
+        "server_error": event("server_error", reason="invalid peers"),
+        "disconnected": event("disconnected", peer="bob"),
+    }
+    assert set(examples) == set(LINES)
+    assert describe(examples["punch_started"]) == "[client] punching peer bob (1.2.3.4:5)"
+    assert describe(examples["direct_confirmed"]) == "[client] direct path to bob (1.2.3.4:5) in 23 ms"
+    assert describe(examples["message_received"]) == "[peer bob] gday"
+    refused = event("server_error", reason="invalid peers", peer="carol")
+    assert describe(refused) == "[client] no path to carol: server: invalid peers"
+    assert describe({"event": "punch_started"}).startswith("[client] {")  # missing fields: raw, no crash
+    with pytest.raises(ValueError, match="unknown event"):
+        event("exploded")
