@@ -13,6 +13,7 @@ import signal
 import socket
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 from client.config import AgentConfig, AgentStartError
@@ -67,6 +68,7 @@ class Agent:
         self._perform(self.core.start(self._loop.time()))
 
     def close(self) -> None:
+        Path(self.config.ready_file).unlink(missing_ok=True)
         if self._timer is not None:
             self._timer.cancel()
         if self._transport is not None:
@@ -137,6 +139,10 @@ class Agent:
         self._wake()
 
     def _emit(self, ev: Event) -> None:
+        if ev["event"] == "registered":
+            # The container healthcheck is `test -f` on this file: a file test costs far less CPU than
+            # starting Python to ask the agent, and healthchecks run several times a second.
+            _touch(self.config.ready_file)
         stamped = self.events.write(ev, time.time())
         logger.info(describe(stamped))
         for subscription in self.subscriptions:
@@ -152,6 +158,14 @@ class Agent:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+def _touch(path: str) -> None:
+    try:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).touch()
+    except OSError as exc:
+        logger.warning("[client] cannot write ready file %s: %s", path, exc.strerror)
 
 
 def _route_ip(server: Endpoint, fallback: str) -> str:

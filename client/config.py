@@ -8,6 +8,7 @@ NATLAB_SERVER            (required for the agent)       signal server, ``ip:port
 NATLAB_PORT              0 (ephemeral)                  local UDP port
 NATLAB_SOCKET            /run/natlab/client.sock        the agent's control socket
 NATLAB_EVENTS            /var/log/natlab/events.jsonl   JSON-lines event log
+NATLAB_READY_FILE        /run/natlab/registered         exists while registered (the healthcheck)
 NATLAB_PUNCH_TIMEOUT     5 (s)                          give up punching after this long
 NATLAB_PUNCH_INTERVAL    20 (ms)                        time between probes
 NATLAB_KEEPALIVE         10 (s)                         keepalive period (well inside NAT timeouts)
@@ -29,6 +30,7 @@ from protocol import Endpoint
 
 DEFAULT_SOCKET = "/run/natlab/client.sock"
 DEFAULT_EVENTS = "/var/log/natlab/events.jsonl"
+DEFAULT_READY_FILE = "/run/natlab/registered"
 LOG_LEVELS = ("debug", "info", "warning")
 
 
@@ -49,6 +51,7 @@ class AgentConfig:
     port: int = 0
     socket: str = DEFAULT_SOCKET
     events: str = DEFAULT_EVENTS
+    ready_file: str = DEFAULT_READY_FILE
     punch_timeout: float = 5.0
     punch_interval: float = 0.020
     keepalive: float = 10.0
@@ -84,6 +87,7 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         port=_port(env.get("NATLAB_PORT", "0")),
         socket=socket_path(env),
         events=events_path(env),
+        ready_file=env.get("NATLAB_READY_FILE") or DEFAULT_READY_FILE,
         punch_timeout=_positive(env, "NATLAB_PUNCH_TIMEOUT", 5.0, scale=1.0),
         punch_interval=_positive(env, "NATLAB_PUNCH_INTERVAL", 20.0, scale=0.001),
         keepalive=_positive(env, "NATLAB_KEEPALIVE", 10.0, scale=1.0),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import sys
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from scenarios.harness import INTERACTIVE_PROJECT, Lab, LabError, Subnets
@@ -29,24 +30,30 @@ def read_json(lab: Lab, service: str, *command: str) -> Any:
         return None
 
 
-def describe(lab: Lab, service: str) -> str:
+def query(lab: Lab, service: str) -> Any:
+    """The one JSON document that describes a service: profile, peer table or client status."""
     if service.startswith("router"):
-        profile = read_json(lab, service, "cat", "/run/natlab/profile.json") or {}
-        fields = ", ".join(f"{k} {profile[k]}" for k in ("mapping", "filtering") if k in profile)
-        return f"profile {profile.get('name', '?')} ({fields})"
+        return read_json(lab, service, "cat", "/run/natlab/profile.json")
     if service == "server":
-        state = read_json(lab, service, "cat", "/run/natlab/server.json") or {}
+        return read_json(lab, service, "cat", "/run/natlab/server.json")
+    return read_json(lab, service, "client", "status", "--json")
+
+
+def describe(service: str, state: Any) -> str:
+    state = state or {}
+    if service.startswith("router"):
+        fields = ", ".join(f"{k} {state[k]}" for k in ("mapping", "filtering") if k in state)
+        return f"profile {state.get('name', '?')} ({fields})"
+    if service == "server":
         peers = [f"{p['id']}@{p['addr']}" for p in state.get("peers", [])]
         return f"{len(peers)} registered: {', '.join(peers) or '-'}"
-    status = read_json(lab, service, "client", "status", "--json") or {}
-    registered = "registered" if status.get("registered") else "NOT registered"
-    return f"{registered} as {status.get('id', '?')} with {status.get('server', '?')}"
+    registered = "registered" if state.get("registered") else "NOT registered"
+    return f"{registered} as {state.get('id', '?')} with {state.get('server', '?')}"
 
 
-def paths(lab: Lab, host: str) -> list[str]:
-    status = read_json(lab, host, "client", "status", "--json") or {}
+def paths(host: str, status: Any) -> list[str]:
     lines = []
-    for peer in status.get("peers", []):
+    for peer in (status or {}).get("peers", []):
         timing = f", direct in {peer['time_to_direct_ms']:.1f} ms" if peer.get("time_to_direct_ms") else ""
         reason = f" ({peer['reason']})" if peer.get("reason") else ""
         lines.append(f"  {host} -> {peer['id']}: {peer['path']} via {peer.get('addr')}{timing}{reason}")
@@ -60,15 +67,17 @@ def main() -> int:
         print("natlab: the lab is not running (start it with `make lab-up`)")
         return 1
     print(f"natlab lab '{lab.project}': wan {lab.subnets.wan}.0/24")
+    with ThreadPoolExecutor(len(services)) as pool:  # one `docker exec` each, side by side
+        states = dict(zip(services, pool.map(lambda service: query(lab, service), services), strict=True))
     print(f"  {'SERVICE':<9} {'STATE':<10} {'ADDRESSES':<27} DETAIL")
     for service in services:
         container = lab.container(service)
         health = container.attrs["State"].get("Health", {}).get("Status", container.status)
         networks = container.attrs["NetworkSettings"]["Networks"].values()
         addresses = " ".join(n["IPAddress"] for n in networks if n.get("IPAddress"))
-        print(f"  {service:<9} {health:<10} {addresses:<27} {describe(lab, service)}")
+        print(f"  {service:<9} {health:<10} {addresses:<27} {describe(service, states[service])}")
     print("paths:")
-    lines = [line for host in HOSTS if host in services for line in paths(lab, host)]
+    lines = [line for host in HOSTS if host in services for line in paths(host, states[host])]
     print("\n".join(lines) if lines else "  none yet (try: docker compose exec alice client bob)")
     return 0
 

@@ -104,12 +104,14 @@ class AgentProcess:
         self.socket = str(workdir / f"{peer_id}.sock")
         self.events = workdir / peer_id / "log" / "events.jsonl"  # the directory does not exist yet
         self.stderr_path = workdir / f"{peer_id}.stderr"
+        self.ready_file = workdir / peer_id / "registered"
         self.env = {
             **os.environ,
             "NATLAB_ID": peer_id,
             "NATLAB_SERVER": str(server),
             "NATLAB_SOCKET": self.socket,
             "NATLAB_EVENTS": str(self.events),
+            "NATLAB_READY_FILE": str(self.ready_file),
             "NATLAB_PUNCH_TIMEOUT": str(PUNCH_TIMEOUT),
             "NATLAB_LOG": "debug",
         }
@@ -118,6 +120,7 @@ class AgentProcess:
                 [sys.executable, "-m", "client", "agent"], env=self.env, cwd=REPO, stderr=stderr
             )
         wait_for(self._registered, f"agent {peer_id} to register; stderr:\n{self.stderr()}")
+        assert self.ready_file.exists(), "a registered agent marks itself ready for the healthcheck"
 
     def _registered(self) -> bool:
         assert self.proc.poll() is None, f"agent {self.id} exited:\n{self.stderr()}"
@@ -206,6 +209,7 @@ def start_agent(server: FakeSignalServer, workdir: pathlib.Path) -> Iterator[Cal
     for agent in agents:
         assert agent.stop() == 0, agent.stderr()
         assert not os.path.exists(agent.socket)
+        assert not agent.ready_file.exists(), "a stopped agent is no longer ready"
         assert "Traceback" not in agent.stderr()
 
 
