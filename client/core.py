@@ -237,7 +237,9 @@ class AgentCore:
         return {
             "id": peer_id,
             "addr": None if path.addr is None else str(path.addr),
-            "path": path.state.value,
+            # A failed punch shows as path "none" with the reason, the status schema's values being
+            # none|punching|direct (and relay later); the reason says why there is no path.
+            "path": PathState.NONE.value if path.state is PathState.FAILED else path.state.value,
             "reason": path.reason,
             "time_to_direct_ms": path.time_to_direct_ms,
             "sent": peer.sent,

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+import signal
 import subprocess
 import sys
 from collections.abc import Generator, Iterator
@@ -23,6 +24,15 @@ from scenarios.pairs import PAIRS, Pair
 ARTIFACTS = REPO / "artifacts"
 _report_key = pytest.StashKey[pytest.TestReport]()
 _artifact_folders: list[Path] = []
+
+
+def _interrupt(signum: int, frame: object) -> None:
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    # A SIGTERM (CI time-out, `kill`) unwinds like Ctrl-C, so fixtures still remove their labs.
+    signal.signal(signal.SIGTERM, _interrupt)
 
 
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:

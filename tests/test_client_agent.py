@@ -423,7 +423,7 @@ def test_punch_failure_is_reported_with_the_exact_reason(
     result = alice.cli("connect", "bob", "--json")
     assert result.returncode == 1
     status = json.loads(result.stdout)
-    assert (status["path"], status["reason"], status["addr"]) == ("failed", reason, str(sink))
+    assert (status["path"], status["reason"], status["addr"]) == ("none", reason, str(sink))
 
     result = alice.cli("send", "bob", "hello?")
     assert result.returncode == 1

@@ -55,8 +55,8 @@ def test_help(capsys: pytest.CaptureFixture[str]) -> None:
 def test_peer_line() -> None:
     direct = {"id": "bob", "addr": "198.18.0.12:40000", "path": "direct", "reason": None, "time_to_direct_ms": 23.4}
     assert peer_line(direct).split() == ["bob", "198.18.0.12:40000", "direct", "23", "ms"]
-    failed = {**direct, "path": "failed", "reason": "punch failed: x", "time_to_direct_ms": None}
-    assert peer_line(failed).endswith("failed    punch failed: x")
+    failed = {**direct, "path": "none", "reason": "punch failed: x", "time_to_direct_ms": None}
+    assert peer_line(failed).endswith("none      punch failed: x")
     assert peer_line({"id": "carol", "addr": None, "path": "none"}).split() == ["carol", "-", "none"]
 
 
