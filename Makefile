@@ -35,7 +35,9 @@ images: compose ## Build the lab image (bootstraps the Debian base once; rebuild
 lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=)
 	@$(COMPOSE) up -d --wait --wait-timeout 60 --remove-orphans >/dev/null 2>&1 \
 	  || { $(COMPOSE) ps -a; $(COMPOSE) logs --tail 40; echo "lab-up: the lab did not become healthy" >&2; exit 1; }
-	@$(PY) -m scenarios.lab_status
+	@echo "natlab: lab up and healthy (router-a: $(NAT_A), router-b: $(NAT_B))."
+	@echo "  chat:    docker compose exec alice client bob"
+	@echo "  details: make lab-status"
 
 lab-down: compose ## Stop the interactive lab and remove its containers and networks
 	@$(COMPOSE) down --volumes --remove-orphans --timeout 2 2>/dev/null
