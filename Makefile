@@ -66,8 +66,8 @@ bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; pr
 	@$(PY) -m scenarios.bench
 
 clean: ## Remove every natlab-labelled container, network, volume and image (also from crashed runs)
-	@docker ps -aq --filter label=natlab | xargs -r docker rm -f >/dev/null
-	@docker network ls -q --filter label=natlab | xargs -r docker network rm >/dev/null
-	@docker volume ls -q --filter label=natlab | xargs -r docker volume rm >/dev/null
+	@docker ps -aq --filter label=natlab | xargs -r docker rm -f >/dev/null || true
+	@docker network ls -q --filter label=natlab | xargs -r docker network rm >/dev/null || true
+	@docker volume ls -q --filter label=natlab | xargs -r docker volume rm >/dev/null || true
 	@docker images -q --filter label=natlab | awk '!seen[$$0]++' | xargs -r docker rmi -f >/dev/null  # newest (children) first
 	@echo "natlab: removed all natlab-labelled objects"
