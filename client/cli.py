@@ -9,6 +9,7 @@
     client status [--json]            the agent's status
     client events [--follow]          print the event log (JSON lines)
     client health                     exit 0 iff the agent answers and is registered (fast)
+    client stun-ping <ip:port> [--wait S]  STUN Binding: print our address as that server sees it
 
 Exit status: 0 success, 1 failure (no agent, no path, refused), 2 usage or configuration error.
 """
@@ -27,8 +28,11 @@ from typing import Any
 from client.config import AgentStartError, ConfigError, agent_config, events_path, socket_path
 from client.control_client import AgentClient, AgentRefused, AgentUnavailable
 from client.core import RequestError, check_id
+from protocol import Endpoint
 
-RESERVED = frozenset({"agent", "chat", "send", "connect", "disconnect", "peers", "status", "events", "health", "help"})
+RESERVED = frozenset(
+    {"agent", "chat", "send", "connect", "disconnect", "peers", "status", "events", "health", "stun-ping", "help"}
+)
 """Subcommand names; a peer called one of these is reached with ``client chat <name>``."""
 
 HEALTH_TIMEOUT = 0.4
@@ -177,6 +181,20 @@ def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
             return 0  # the way to stop --follow
 
 
+def cmd_stun_ping(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from client.stun_ping import StunTimeout, stun_ping
+
+    try:
+        server = Endpoint.parse(args.server)
+    except ValueError as exc:
+        raise ConfigError(str(exc)) from None
+    try:
+        print(stun_ping(server, args.wait))
+    except StunTimeout as exc:
+        raise AgentRefused(str(exc)) from None
+    return 0
+
+
 def cmd_help(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(__doc__)
     return 0
@@ -216,6 +234,9 @@ def _parser() -> argparse.ArgumentParser:
         "--follow", "-f", action="store_true", help="keep printing new events"
     )
     add("health", cmd_health, "exit 0 iff the agent answers and is registered")
+    ping = add("stun-ping", cmd_stun_ping, "STUN Binding: print our address as the server sees it")
+    ping.add_argument("server", help="the STUN server, ip:port")
+    ping.add_argument("--wait", type=float, default=3.0, help="seconds to keep asking (default 3)")
     add("help", cmd_help, "this help")
     return parser
 

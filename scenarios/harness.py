@@ -70,6 +70,10 @@ class Subnets:
         return f"{self.wan}.10"
 
     @property
+    def turn(self) -> str:
+        return f"{self.wan}.20"
+
+    @property
     def router_a_wan(self) -> str:
         return f"{self.wan}.11"
 
@@ -107,6 +111,9 @@ def remove_labelled(project: str | None = None) -> None:
     for network in client.networks.list(filters={"label": labels}):
         with suppress(docker.errors.NotFound, docker.errors.APIError):
             network.remove()
+    for volume in client.volumes.list(filters={"label": labels}):
+        with suppress(docker.errors.NotFound, docker.errors.APIError):
+            volume.remove(force=True)
 
 
 def used_subnets() -> list[ipaddress.IPv4Network]:

@@ -522,6 +522,7 @@ def test_chat_leaves_on_ctrl_d_and_reports_failure(
         child.expect_exact(f"[client] no path to bob: punch failed: no response from {sink} within 1 s")
         child.sendline("anyone?")
         child.expect_exact("[client] no path to bob: punch failed")
+        child.expect_exact("bob>")  # back at the prompt: Ctrl-D now means "leave"
         child.sendcontrol("d")
         child.expect(pexpect.EOF)
     assert child.exitstatus == 0
