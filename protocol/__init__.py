@@ -2,9 +2,13 @@
 
 from protocol.messages import (
     ID_SYNTAX,
+    MAX_COUNTER,
     MAX_DATAGRAM,
     VERBS,
+    Ack,
+    Candidates,
     Connect,
+    Data,
     Endpoint,
     Err,
     Hello,
@@ -22,9 +26,13 @@ from protocol.messages import (
 
 __all__ = [
     "ID_SYNTAX",
+    "MAX_COUNTER",
     "MAX_DATAGRAM",
     "VERBS",
+    "Ack",
+    "Candidates",
     "Connect",
+    "Data",
     "Endpoint",
     "Err",
     "Hello",

@@ -81,10 +81,26 @@ class Endpoint:
 
 
 @dataclass(frozen=True)
+class Candidates:
+    """What a natlab-extended client adds to ``register`` and gets in ``punch``: ``relay=<ip:port>|-``.
+
+    Its presence marks the sender as extended (it understands ``punch ... relay=``, ``data`` and ``ack``);
+    ``relay`` is its TURN relayed address, or ``None`` (written ``-``) while it has none. Seed-era clients
+    send and get no options, so the seed protocol is unchanged for them.
+    """
+
+    relay: Endpoint | None = None
+
+    def options(self) -> str:
+        return f"relay={self.relay if self.relay is not None else '-'}"
+
+
+@dataclass(frozen=True)
 class Register:
-    """C -> S: register under ``id`` at the address the server sees."""
+    """C -> S: register under ``id`` at the address the server sees (``candidates`` if extended)."""
 
     id: str
+    candidates: Candidates | None = None
 
 
 @dataclass(frozen=True)
@@ -97,10 +113,14 @@ class Connect:
 
 @dataclass(frozen=True)
 class Punch:
-    """S -> C: punch a hole to peer ``id``, last seen by the server at ``addr``."""
+    """S -> C: punch a hole to peer ``id``, last seen by the server at ``addr``.
+
+    ``candidates`` (sent only to extended clients, and only for extended peers) carries the peer's relay.
+    """
 
     id: str
     addr: Endpoint
+    candidates: Candidates | None = None
 
 
 @dataclass(frozen=True)
@@ -126,6 +146,28 @@ class Msg:
 
 
 @dataclass(frozen=True)
+class Data:
+    """C -> C (extended peers): message ``seq`` of sender ``id``'s ``epoch``; all below ``floor`` settled."""
+
+    id: str
+    epoch: int
+    seq: int
+    floor: int
+    text: str
+
+
+@dataclass(frozen=True)
+class Ack:
+    """C -> C (extended peers): for ``epoch``, all below ``expected`` released or skipped; ``held`` are
+    inclusive ``(first, last)`` ranges the receiver holds behind a gap."""
+
+    id: str
+    epoch: int
+    expected: int
+    held: tuple[tuple[int, int], ...] = ()
+
+
+@dataclass(frozen=True)
 class Keepalive:
     """C -> S or C -> C: keeps NAT mappings and presence fresh; never answered."""
 
@@ -142,7 +184,11 @@ class Err:
     reason: str
 
 
-Message = Register | Connect | Punch | Hello | HelloAck | Msg | Keepalive | Ok | Err
+Message = Register | Connect | Punch | Hello | HelloAck | Msg | Data | Ack | Keepalive | Ok | Err
+
+MAX_COUNTER = 2**32 - 1
+"""Epochs, sequence numbers and floors are unsigned 32-bit integers on the wire."""
+MAX_HELD_RANGES = 16
 
 
 def _check_id(verb: str, value: str) -> str:
@@ -161,9 +207,35 @@ def _fields(verb: str, rest: str, count: int, reason: str) -> list[str]:
     return fields
 
 
+def _split_options(verb: str, fields: list[str], reason: str) -> dict[str, str]:
+    """``key=value`` tokens after a message's positional fields; unknown keys are kept (and ignored)."""
+    options = {}
+    for token in fields:
+        key, sep, value = token.partition("=")
+        if not sep or not key or not value:
+            raise ProtocolError(reason, verb)
+        options[key] = value
+    return options
+
+
+def _candidates(verb: str, options: dict[str, str], reason: str) -> Candidates | None:
+    if not options:
+        return None
+    relay = options.get("relay", "-")
+    if relay == "-":
+        return Candidates(None)
+    try:
+        return Candidates(Endpoint.parse(relay))
+    except ValueError:
+        raise ProtocolError(reason, verb) from None
+
+
 def _parse_register(rest: str) -> Message:
-    (peer_id,) = _fields("register", rest, 1, "invalid register cmd")
-    return Register(_check_id("register", peer_id))
+    fields = rest.split(" ") if rest else []
+    if not fields or not fields[0]:
+        raise ProtocolError("invalid register cmd", "register")
+    options = _split_options("register", fields[1:], "invalid register cmd")
+    return Register(_check_id("register", fields[0]), _candidates("register", options, "invalid register cmd"))
 
 
 def _parse_connect(rest: str) -> Message:
@@ -172,12 +244,16 @@ def _parse_connect(rest: str) -> Message:
 
 
 def _parse_punch(rest: str) -> Message:
-    peer_id, addr = _fields("punch", rest, 2, "invalid punch cmd")
+    fields = rest.split(" ") if rest else []
+    if len(fields) < 2:
+        raise ProtocolError("invalid punch cmd", "punch")
+    peer_id, addr = fields[:2]
+    candidates = _candidates("punch", _split_options("punch", fields[2:], "invalid punch cmd"), "invalid punch cmd")
     try:
         endpoint = Endpoint.parse(addr)
     except ValueError as exc:
         raise ProtocolError(str(exc), "punch") from None
-    return Punch(_check_id("punch", peer_id), endpoint)
+    return Punch(_check_id("punch", peer_id), endpoint, candidates)
 
 
 def _parse_hello(rest: str) -> Message:
@@ -195,6 +271,43 @@ def _parse_msg(rest: str) -> Message:
     if not sep or not text:
         raise ProtocolError("invalid msg cmd", "msg")
     return Msg(_check_id("msg", peer_id), text)
+
+
+def _counter(verb: str, text: str) -> int:
+    if not (text.isascii() and text.isdigit()) or int(text) > MAX_COUNTER:
+        raise ProtocolError(f"invalid {verb} cmd", verb)
+    return int(text)
+
+
+def _parse_data(rest: str) -> Message:
+    parts = rest.split(" ", 4)
+    if len(parts) != 5 or not parts[4]:
+        raise ProtocolError("invalid data cmd", "data")
+    peer_id, epoch, seq, floor, text = parts
+    return Data(
+        _check_id("data", peer_id), _counter("data", epoch), _counter("data", seq), _counter("data", floor), text
+    )
+
+
+def _parse_held(text: str) -> tuple[tuple[int, int], ...]:
+    held = []
+    for item in text.split(","):
+        first, _, last = item.partition("-")
+        low, high = _counter("ack", first), _counter("ack", last or first)
+        if low > high:
+            raise ProtocolError("invalid ack cmd", "ack")
+        held.append((low, high))
+    if len(held) > MAX_HELD_RANGES:
+        raise ProtocolError("invalid ack cmd", "ack")
+    return tuple(held)
+
+
+def _parse_ack(rest: str) -> Message:
+    parts = rest.split(" ") if rest else []
+    if len(parts) not in (3, 4):
+        raise ProtocolError("invalid ack cmd", "ack")
+    held = _parse_held(parts[3]) if len(parts) == 4 else ()
+    return Ack(_check_id("ack", parts[0]), _counter("ack", parts[1]), _counter("ack", parts[2]), held)
 
 
 def _parse_keepalive(rest: str) -> Message:
@@ -219,6 +332,8 @@ _PARSERS: dict[str, Callable[[str], Message]] = {
     "hello": _parse_hello,
     "hello-ack": _parse_hello_ack,
     "msg": _parse_msg,
+    "data": _parse_data,
+    "ack": _parse_ack,
     "keepalive": _parse_keepalive,
     "ok": _parse_ok,
     "err": _parse_err,
@@ -245,21 +360,30 @@ def parse(data: bytes) -> Message:
     return parser(rest)
 
 
+def _options(candidates: Candidates | None) -> str:
+    return "" if candidates is None else f" {candidates.options()}"
+
+
 def encode(message: Message) -> bytes:
     """The datagram for a message; ``parse(encode(m)) == m`` for every valid message."""
     match message:
-        case Register(peer_id):
-            text = f"register {peer_id}"
+        case Register(peer_id, candidates):
+            text = f"register {peer_id}{_options(candidates)}"
         case Connect(from_id, to_id):
             text = f"connect {from_id} {to_id}"
-        case Punch(peer_id, addr):
-            text = f"punch {peer_id} {addr}"
+        case Punch(peer_id, addr, candidates):
+            text = f"punch {peer_id} {addr}{_options(candidates)}"
         case Hello(peer_id):
             text = f"hello {peer_id}"
         case HelloAck(peer_id):
             text = f"hello-ack {peer_id}"
         case Msg(peer_id, body):
             text = f"msg {peer_id} {body}"
+        case Data(peer_id, epoch, seq, floor, body):
+            text = f"data {peer_id} {epoch} {seq} {floor} {body}"
+        case Ack(peer_id, epoch, expected, held):
+            ranges = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in held)
+            text = f"ack {peer_id} {epoch} {expected}" + (f" {ranges}" if ranges else "")
         case Keepalive():
             text = "keepalive"
         case Ok():
