@@ -1,4 +1,4 @@
-"""``nat`` subcommands: run, health, show, conntrack, render.
+"""``nat`` subcommands: run, health, show, conntrack, block, unblock, render.
 
 Exit status: 0 success; 1 runtime failure (setup failed, unhealthy, a tool failed); 2 bad input
 (command line, ``NAT_*`` environment, unknown or unsupported profile). Bad input never prints a traceback.
@@ -7,11 +7,12 @@ Exit status: 0 success; 1 runtime failure (setup failed, unhealthy, a tool faile
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import json
 import logging
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -57,6 +58,14 @@ def _parser() -> argparse.ArgumentParser:
     track = commands.add_parser("conntrack", help="UDP conntrack entries (the NAT mappings)")
     track.add_argument("--json", action="store_true", help="a JSON list instead of text")
     track.set_defaults(handler=_conntrack)
+
+    blk = commands.add_parser("block", help="drop inbound UDP from these WAN addresses (a peer cut off)")
+    blk.add_argument("addresses", nargs="+", type=_ipv4, help="IPv4 addresses")
+    blk.set_defaults(handler=_block)
+
+    unblk = commands.add_parser("unblock", help="let blocked addresses in again (all of them if none given)")
+    unblk.add_argument("addresses", nargs="*", type=_ipv4, help="IPv4 addresses")
+    unblk.set_defaults(handler=_unblock)
 
     rend = commands.add_parser("render", help="print the ruleset a profile renders to, apply nothing")
     rend.add_argument("profile", nargs="?", default=DEFAULT_PROFILE, help=", ".join(sorted(PROFILES)))
@@ -158,6 +167,30 @@ def _conntrack(args: argparse.Namespace) -> int:
         print(json.dumps([entry.as_dict() for entry in entries], indent=2))
     else:
         print("\n".join(entry.describe() for entry in entries) or "(no UDP conntrack entries)")
+    return 0
+
+
+def _ipv4(text: str) -> ipaddress.IPv4Address:
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not an IPv4 address") from None
+
+
+def _block(args: argparse.Namespace) -> int:
+    return _edit_block_list(nft.block, args.addresses)
+
+
+def _unblock(args: argparse.Namespace) -> int:
+    return _edit_block_list(nft.unblock, args.addresses)
+
+
+def _edit_block_list(edit: Callable[[list[ipaddress.IPv4Address]], None], addresses: list[Any]) -> int:
+    try:
+        edit(addresses)
+    except nft.NftError as exc:
+        _error(str(exc))
+        return 1
     return 0
 
 

@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import ipaddress
 import subprocess
 
-from nat.render import TABLE
+from nat.render import BLOCK_SET, TABLE
 
 TIMEOUT = 10.0
 """Seconds any one ``nft`` call may take; it normally takes milliseconds."""
@@ -37,6 +38,19 @@ def apply(script: str) -> None:
 def list_table(timeout: float = TIMEOUT) -> str:
     """natlab's table as the kernel holds it now."""
     return run_nft("list", "table", *TABLE.split(), timeout=timeout)
+
+
+def block(addresses: list[ipaddress.IPv4Address]) -> None:
+    """Drop inbound UDP from these WAN addresses from now on (even on flows already open)."""
+    run_nft("add", "element", *TABLE.split(), BLOCK_SET, "{ " + ", ".join(map(str, addresses)) + " }")
+
+
+def unblock(addresses: list[ipaddress.IPv4Address]) -> None:
+    """Let these addresses in again; with none given, empty the whole block list."""
+    if addresses:
+        run_nft("delete", "element", *TABLE.split(), BLOCK_SET, "{ " + ", ".join(map(str, addresses)) + " }")
+    else:
+        run_nft("flush", "set", *TABLE.split(), BLOCK_SET)
 
 
 def list_ruleset() -> str:

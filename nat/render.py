@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import ipaddress
 import re
+from collections.abc import Sequence
 
 from nat.profiles import Behaviour, PortAllocation, Profile, ProfileError
 
@@ -26,6 +27,8 @@ TABLE = "inet natlab"
 """The only nftables table natlab creates, replaces or reads (family + name, as ``nft`` spells it)."""
 
 TIMEOUT_NAME = "udp_mapping"
+BLOCK_SET = "blocked_peers"
+"""WAN addresses whose inbound UDP the router drops (``nat block``/``nat unblock`` edit it at run time)."""
 
 _MASQUERADE: dict[tuple[Behaviour, PortAllocation], str] = {
     # Linux NAT keeps the source port while the resulting tuple is unique, so one LAN socket gets the
@@ -55,6 +58,7 @@ def render(
     wan_ifname: str,
     lan_ifname: str,
     lan_subnet: ipaddress.IPv4Network | str,
+    blocked: Sequence[ipaddress.IPv4Address] = (),
 ) -> str:
     """The complete nft script for ``profile`` on a router with these WAN and LAN interfaces.
 
@@ -66,6 +70,8 @@ def render(
     wan, lan = _quoted_ifname(wan_ifname), _quoted_ifname(lan_ifname)
     subnet = ipaddress.IPv4Network(lan_subnet)
     t = profile.udp_timeout
+    elements = f" elements = {{ {', '.join(str(ip) for ip in sorted(set(blocked)))} }};" if blocked else ""
+    block_rule = f"\t\tiifname {wan} meta l4proto udp ip saddr @{BLOCK_SET} drop"
     lines = [
         f"# natlab router ruleset, rendered by nat.render. {profile.describe()}",
         "# Replaces only natlab's own table, as one transaction; Docker's tables are left alone.",
@@ -78,6 +84,9 @@ def render(
         f"\t\tpolicy = {{ unreplied : {t}, replied : {t} }}",
         "\t}",
         "",
+        "\t# Inbound UDP from these WAN addresses is dropped, even replies: a peer cut off on purpose.",
+        f"\tset {BLOCK_SET} {{ type ipv4_addr;{elements} }}",
+        "",
         "\t# Runs after conntrack has made the entry and before it is confirmed: only then can the",
         "\t# timeout policy be attached to a new flow.",
         "\tchain prerouting {",
@@ -89,6 +98,7 @@ def render(
         "\t# an UNREPLIED entry holding a WAN port makes masquerade re-map a LAN flow that wants that port.",
         "\tchain input {",
         "\t\ttype filter hook input priority filter; policy accept;",
+        block_rule,
         "\t\tct state established,related accept",
         f"\t\tiifname {wan} drop",
         "\t}",
@@ -96,6 +106,7 @@ def render(
         f"\t# Filtering: {profile.filtering}; from the WAN only replies to flows the LAN opened.",
         "\tchain forward {",
         "\t\ttype filter hook forward priority filter; policy drop;",
+        block_rule,
         "\t\tct state established,related accept",
         f"\t\tiifname {lan} oifname {wan} accept",
         # Hairpinning on (a later issue) goes here, with a dstnat rule for the WAN address and a

@@ -4,7 +4,8 @@ Configuration comes from the environment (all set by compose):
 
 - ``NAT_WAN_SUBNET``, ``NAT_LAN_SUBNET``: IPv4 subnets that identify the WAN and LAN interfaces;
 - ``NAT_PROFILE``: a name from ``nat.profiles.PROFILES`` (default ``cone``);
-- ``NAT_UDP_TIMEOUT``: optional, seconds, overrides the profile's UDP mapping timeout.
+- ``NAT_UDP_TIMEOUT``: optional, seconds, overrides the profile's UDP mapping timeout;
+- ``NAT_BLOCK``: optional, comma-separated WAN addresses whose inbound UDP is dropped from the start.
 
 State for ``nat health`` / ``nat show`` and for scenario artifacts goes to the state directory
 (``/run/natlab``): ``profile.json``, ``ruleset.nft`` (the exact applied text), and ``ready`` last.
@@ -47,6 +48,7 @@ class RouterConfig:
     profile: Profile
     wan_subnet: ipaddress.IPv4Network
     lan_subnet: ipaddress.IPv4Network
+    blocked: tuple[ipaddress.IPv4Address, ...] = ()
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterConfig:
@@ -63,7 +65,15 @@ class RouterConfig:
         wan, lan = _subnet(env, "NAT_WAN_SUBNET"), _subnet(env, "NAT_LAN_SUBNET")
         if wan.overlaps(lan):
             raise ConfigError(f"NAT_WAN_SUBNET {wan} and NAT_LAN_SUBNET {lan} overlap")
-        return cls(profile, wan, lan)
+        return cls(profile, wan, lan, _addresses(env, "NAT_BLOCK"))
+
+
+def _addresses(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Address, ...]:
+    items = [item.strip() for item in env.get(name, "").split(",") if item.strip()]
+    try:
+        return tuple(ipaddress.IPv4Address(item) for item in items)
+    except ValueError as exc:
+        raise ConfigError(f"{name}: {exc} (expected comma-separated IPv4 addresses)") from None
 
 
 def _subnet(env: Mapping[str, str], name: str) -> ipaddress.IPv4Network:
@@ -136,7 +146,7 @@ def setup(config: RouterConfig, state_dir: Path) -> tuple[Link, Link]:
     wan, lan = find_links(config)
     for route in interfaces.delete_default_routes():
         log.info("deleted %s", route)
-    script = render(config.profile, wan.ifname, lan.ifname, config.lan_subnet)
+    script = render(config.profile, wan.ifname, lan.ifname, config.lan_subnet, config.blocked)
     try:
         nft.apply(script)
     except nft.NftError:

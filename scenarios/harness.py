@@ -143,8 +143,18 @@ class Lab:
     healthy; leaving removes every object of the project, also when the body failed.
     """
 
-    def __init__(self, project: str, subnets: Subnets, nat_a: str, nat_b: str, punch_timeout_s: int = 5) -> None:
+    def __init__(
+        self,
+        project: str,
+        subnets: Subnets,
+        nat_a: str,
+        nat_b: str,
+        *,
+        punch_timeout_s: int = 5,
+        routers_block_each_other: bool = False,
+    ) -> None:
         self.project = project
+        self.routers_block_each_other = routers_block_each_other
         self.subnets = subnets
         self.nat_a = nat_a
         self.nat_b = nat_b
@@ -261,12 +271,21 @@ class Lab:
 
 
 @contextmanager
-def start_lab(nat_a: str, nat_b: str, name: str = "lab", punch_timeout_s: int = 5) -> Iterator[Lab]:
+def start_lab(
+    nat_a: str, nat_b: str, name: str = "lab", punch_timeout_s: int = 5, routers_block_each_other: bool = False
+) -> Iterator[Lab]:
     """Bring up an isolated lab for one NAT pair in a free slot; always torn down by label afterwards."""
     last_error: LabError | None = None
     for slot in free_slots():
         project = f"natlab-{name}-{secrets.token_hex(3)}"
-        lab = Lab(project, Subnets.for_slot(slot), nat_a, nat_b, punch_timeout_s)
+        lab = Lab(
+            project,
+            Subnets.for_slot(slot),
+            nat_a,
+            nat_b,
+            punch_timeout_s=punch_timeout_s,
+            routers_block_each_other=routers_block_each_other,
+        )
         try:
             lab.__enter__()
         except LabError as exc:

@@ -3,6 +3,7 @@
 import os
 import shutil
 import subprocess
+from ipaddress import IPv4Address
 
 import pytest
 
@@ -46,9 +47,16 @@ def test_stateful_firewall_drops_unsolicited_wan_traffic_in_input_and_forward(na
     for chain, policy in (("input", "accept"), ("forward", "drop")):
         body = chain_body(script, chain)
         assert body[0] == f"type filter hook {chain} priority filter; policy {policy};"
-        assert body[1] == "ct state established,related accept"
-    assert chain_body(script, "input")[2:] == ['iifname "eth0" drop']
-    assert chain_body(script, "forward")[2:] == ['iifname "eth1" oifname "eth0" accept']
+        assert body[1] == 'iifname "eth0" meta l4proto udp ip saddr @blocked_peers drop'
+        assert body[2] == "ct state established,related accept"
+    assert chain_body(script, "input")[3:] == ['iifname "eth0" drop']
+    assert chain_body(script, "forward")[3:] == ['iifname "eth1" oifname "eth0" accept']
+
+
+def test_blocked_peers_start_in_the_set_and_are_dropped_before_conntrack_admits_them():
+    script = render(get_profile("cone"), "eth0", "eth1", "198.18.1.0/24", [IPv4Address("198.18.0.12")])
+    assert "set blocked_peers { type ipv4_addr; elements = { 198.18.0.12 }; }" in script
+    assert "set blocked_peers { type ipv4_addr; }" in rendered("cone"), "empty by default"
 
 
 @pytest.mark.parametrize("name", sorted(PROFILES))
