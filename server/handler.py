@@ -1,19 +1,24 @@
 """What the signal server does with one datagram: parse it, update the peer table, return the replies.
 
 Pure apart from logging: no sockets, no clocks (``now`` is passed in, monotonic seconds), so every
-behaviour is unit-tested without a network. The seed protocol, as the server sees it:
+behaviour is unit-tested without a network. The protocol, as the server sees it:
 
-- ``register <id>``: store the source address, reply ``ok``.
+- ``register <id>``: store the source address, reply ``ok``. A natlab-extended client adds
+  ``relay=<ip:port>|-`` (its TURN relayed address) and re-registers whenever that changes.
 - ``connect <from_id> <to_id>``: send ``punch <to_id> <addr>`` to from_id and ``punch <from_id> <addr>``
   to to_id, each address as the server saw it; no ``ok`` (the punch is the answer). Anyone may introduce
   any two registered peers, as in the seed: this is a lab, not an authenticated service.
+  A punch gains `` relay=<ip:port>|-`` only when both its recipient and the peer it names are extended:
+  a seed-era client drops a punch with extra arguments, and an extended client takes a plain punch to
+  mean that the peer is seed-era (so it must use ``msg``, not ``data``/``ack``).
 - ``keepalive``: no reply; refreshes the peer registered at the source address.
 
 Only ``register`` and ``connect`` errors are answered (``err <reason>``, the seed's reasons). Everything
 else that is not one of the above is dropped silently and counted by kind in :attr:`Handler.dropped`:
 garbage (``empty``, ``oversize`` above protocol.MAX_DATAGRAM = 1024 bytes, ``not_utf8``,
-``unknown_verb``), valid messages meant for clients (``not_for_server``), and client verbs with
-malformed arguments (``malformed``). Dropping garbage silently keeps the server from being a reflector.
+``unknown_verb``), valid messages meant for clients (``not_for_server``: ok, err, punch, hello,
+hello-ack, msg, and the extension's peer-to-peer data and ack), and client verbs with malformed arguments
+(``malformed``). Dropping garbage silently keeps the server from being a reflector.
 Any datagram from a registered peer's address, except garbage, counts as proof that it is present.
 """
 
@@ -23,6 +28,7 @@ import logging
 
 from protocol import (
     MAX_DATAGRAM,
+    Candidates,
     Connect,
     Endpoint,
     Err,
@@ -34,7 +40,7 @@ from protocol import (
     encode,
     parse,
 )
-from server.table import Outcome, PeerTable
+from server.table import Outcome, Peer, PeerTable
 
 log = logging.getLogger(__name__)
 
@@ -64,8 +70,8 @@ class Handler:
             return self._reject(data, source, exc)
         self.table.touch(source, now)
         match message:
-            case Register(peer_id):
-                return self._register(peer_id, source, now)
+            case Register(peer_id, candidates):
+                return self._register(peer_id, candidates, source, now)
             case Connect(from_id, to_id):
                 return self._connect(from_id, to_id, source, now)
             case Keepalive():
@@ -79,9 +85,9 @@ class Handler:
         for peer in self.table.expire(now):
             log.info("expired %s at %s (not seen for %.0f s)", peer.id, peer.addr, now - peer.last_seen)
 
-    def _register(self, peer_id: str, source: Endpoint, now: float) -> list[Reply]:
+    def _register(self, peer_id: str, candidates: Candidates | None, source: Endpoint, now: float) -> list[Reply]:
         self.expire(now)  # make room first, so a full table holds only live peers
-        result = self.table.register(peer_id, source, now)
+        result = self.table.register(peer_id, source, now, candidates)
         if result.outcome is Outcome.FULL:
             log.warning("peer table full (%d): refused %s at %s", self.table.max_peers, peer_id, source)
             return [_err(ERR_FULL, source)]
@@ -93,6 +99,9 @@ class Handler:
             log.info("registered %s at %s", peer_id, source)
         else:
             log.debug("refreshed %s at %s", peer_id, source)
+        if result.relay_changed:
+            relay = candidates.relay if candidates is not None else None
+            log.info("%s relay %s", peer_id, relay or "none")
         return [(encode(Ok()), source)]
 
     def _connect(self, from_id: str, to_id: str, source: Endpoint, now: float) -> list[Reply]:
@@ -101,11 +110,8 @@ class Handler:
         if from_id == to_id or first is None or second is None:
             log.info("connect %s -> %s from %s refused: %s", from_id, to_id, source, ERR_PEERS)
             return [_err(ERR_PEERS, source)]
-        log.info("connect %s -> %s (%s <-> %s)", from_id, to_id, first.addr, second.addr)
-        return [
-            (encode(Punch(to_id, second.addr)), first.addr),
-            (encode(Punch(from_id, first.addr)), second.addr),
-        ]
+        log.info("connect %s -> %s (%s <-> %s)", from_id, to_id, _describe(first), _describe(second))
+        return [_punch(to=first, about=second), _punch(to=second, about=first)]
 
     def _reject(self, data: bytes, source: Endpoint, exc: ProtocolError) -> list[Reply]:
         if exc.verb in _ANSWERED_VERBS:
@@ -118,6 +124,17 @@ class Handler:
     def _drop(self, kind: str, source: Endpoint, detail: str) -> None:
         self.dropped[kind] += 1
         log.debug("dropped %s datagram from %s: %s", kind, source, detail)
+
+
+def _punch(to: Peer, about: Peer) -> Reply:
+    """The punch telling ``to`` about ``about``: with ``about``'s candidates only if both are extended."""
+    candidates = about.candidates if to.extended else None
+    return (encode(Punch(about.id, about.addr, candidates)), to.addr)
+
+
+def _describe(peer: Peer) -> str:
+    """A peer's address for the connect log; extended peers add their relay, so seed-era lines are unchanged."""
+    return f"{peer.addr} {peer.candidates.options()}" if peer.candidates is not None else str(peer.addr)
 
 
 def _err(reason: str, to: Endpoint) -> Reply:

@@ -4,12 +4,15 @@ Format (times ISO 8601 UTC, addresses as the protocol writes them)::
 
     {"listen": "0.0.0.0:9000", "started": "2025-01-01T12:00:00+00:00",
      "peers": [{"id": "alice", "addr": "198.18.0.11:40000",
-                "registered_at": "...", "last_seen": "..."}],
+                "registered_at": "...", "last_seen": "...",
+                "relay": "198.18.0.20:49160", "extended": true}],
      "dropped": {"empty": 0, "oversize": 0, "not_utf8": 0, "unknown_verb": 0,
                  "not_for_server": 0, "malformed": 0, "error": 0}}
 
 Written atomically (temporary file + ``os.replace``) so a reader never sees half a file; at most once per
-``interval`` seconds after a change, plus once at start and once at exit.
+``interval`` seconds after a change, plus once at start and once at exit. ``extended`` says whether the
+peer registered with the natlab extension; ``relay`` is its TURN relayed address, ``null`` when it has
+none (always for seed-era peers).
 """
 
 from __future__ import annotations
@@ -48,11 +51,19 @@ def render_state(
     return {
         "listen": str(listen),
         "started": _iso(started),
-        "peers": [
-            {"id": p.id, "addr": str(p.addr), "registered_at": wall(p.registered_at), "last_seen": wall(p.last_seen)}
-            for p in peers
-        ],
+        "peers": [_peer(p, wall) for p in peers],
         "dropped": dict(dropped),
+    }
+
+
+def _peer(peer: Peer, wall: Callable[[float], str]) -> dict[str, Any]:
+    return {
+        "id": peer.id,
+        "addr": str(peer.addr),
+        "registered_at": wall(peer.registered_at),
+        "last_seen": wall(peer.last_seen),
+        "relay": str(peer.relay) if peer.relay is not None else None,
+        "extended": peer.extended,
     }
 
 

@@ -6,9 +6,11 @@ derived only for display (see :mod:`server.state`), so a clock step can never ex
 
 Rules:
 
-- ``register`` stores the address the server saw. The same id from a new address *moves*; a new id from
+- ``register`` stores the address the server saw and the candidates the peer sent (``None`` for a
+  seed-era client, which sends none). The same id from a new address *moves*; a new id from
   an address another id holds *replaces* that id (a UDP address is one socket at a time, so the old entry
-  is stale or the same client renamed itself).
+  is stale or the same client renamed itself). A refresh stores the candidates it carries, so a client
+  re-registers to announce a TURN relay it gained, changed or lost.
 - A peer not seen for ``ttl`` seconds is expired: ``lookup`` and ``touch`` ignore it at once (lazily),
   and ``expire`` removes it. Only ``expire`` removes expired peers, so every expiry is reported once.
 - At most ``max_peers`` entries (default 1024); a new id beyond that is refused with ``FULL``. Expired
@@ -20,7 +22,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from protocol import Endpoint
+from protocol import Candidates, Endpoint
 
 DEFAULT_TTL = 120.0
 DEFAULT_MAX_PEERS = 1024
@@ -36,6 +38,18 @@ class Peer:
     """When this id registered at its current address (a move resets it, a refresh does not)."""
     last_seen: float
     """When a datagram last proved it present (register, keepalive or connect from its address)."""
+    candidates: Candidates | None = None
+    """What it sent with ``register``; ``None`` for a seed-era client."""
+
+    @property
+    def extended(self) -> bool:
+        """Whether it speaks the natlab extension (``punch ... relay=``, ``data``, ``ack``)."""
+        return self.candidates is not None
+
+    @property
+    def relay(self) -> Endpoint | None:
+        """Its TURN relayed address, if it announced one."""
+        return self.candidates.relay if self.candidates is not None else None
 
 
 class Outcome(enum.Enum):
@@ -56,6 +70,8 @@ class Registration:
     """The address the id moved from (``MOVED`` only)."""
     replaced: str | None = None
     """The id that held this address before and was dropped for it."""
+    relay_changed: bool = False
+    """Whether the stored relay differs from this id's previous one (none before a ``NEW`` one)."""
 
 
 class PeerTable:
@@ -73,18 +89,18 @@ class PeerTable:
     def __len__(self) -> int:
         return len(self._peers)
 
-    def register(self, peer_id: str, addr: Endpoint, now: float) -> Registration:
-        """Store ``peer_id`` at ``addr``."""
+    def register(self, peer_id: str, addr: Endpoint, now: float, candidates: Candidates | None = None) -> Registration:
+        """Store ``peer_id`` at ``addr`` with ``candidates`` (``None``: a seed-era client)."""
         old = self._peers.get(peer_id)
         if old is not None and not self._live(old, now):
             old = None  # an expired entry is re-registered as new; it already holds a slot
         elif old is None and len(self._peers) >= self.max_peers and addr not in self._by_addr:
             return Registration(Outcome.FULL)  # (taking over another id's address frees its slot)
         if old is not None and old.addr == addr:
-            peer = replace(old, last_seen=now)
+            peer = replace(old, last_seen=now, candidates=candidates)
             outcome = Outcome.REFRESHED
         else:
-            peer = Peer(peer_id, addr, registered_at=now, last_seen=now)
+            peer = Peer(peer_id, addr, registered_at=now, last_seen=now, candidates=candidates)
             outcome = Outcome.NEW if old is None else Outcome.MOVED
         replaced = self._by_addr.get(addr)
         if replaced == peer_id:
@@ -96,7 +112,8 @@ class PeerTable:
         self._by_addr[addr] = peer_id
         self.version += 1
         previous = old.addr if outcome is Outcome.MOVED and old is not None else None
-        return Registration(outcome, peer, previous, replaced)
+        relay_changed = peer.relay != (old.relay if old is not None else None)
+        return Registration(outcome, peer, previous, replaced, relay_changed)
 
     def lookup(self, peer_id: str, now: float) -> Peer | None:
         """The live peer registered as ``peer_id``, if any."""

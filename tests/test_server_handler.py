@@ -11,6 +11,8 @@ from server.table import PeerTable
 ALICE = Endpoint("198.18.0.11", 40000)
 BOB = Endpoint("198.18.0.12", 50000)
 CAROL = Endpoint("198.18.0.13", 60000)
+ALICE_RELAY = b"198.18.0.20:49160"
+BOB_RELAY = b"198.18.0.20:49161"
 
 
 @pytest.fixture
@@ -86,6 +88,9 @@ def test_connect_ipv6_peer_is_bracketed(handler):
         (b"connect carol dave", b"invalid peers"),
         (b"connect alice alice", b"invalid peers"),
         (b"register b@d", f"invalid id 'b@d': ids match {ID_SYNTAX}".encode()),
+        (b"register alice relay=nowhere", b"invalid register cmd"),
+        (b"register alice relay=", b"invalid register cmd"),
+        (b"register b@d relay=-", f"invalid id 'b@d': ids match {ID_SYNTAX}".encode()),
         (b"connect alice b@d", f"invalid id 'b@d': ids match {ID_SYNTAX}".encode()),
     ],
 )
@@ -147,6 +152,13 @@ def test_any_valid_datagram_proves_presence(registered):
         (b"hello alice", "not_for_server"),
         (b"hello-ack alice", "not_for_server"),
         (b"msg alice hi", "not_for_server"),
+        (b"data alice 7 3 2 hi there", "not_for_server"),
+        (b"ack alice 7 3", "not_for_server"),
+        (b"ack alice 7 3 5-6,9", "not_for_server"),
+        (b"punch bob 1.2.3.4:5 relay=-", "not_for_server"),
+        (b"data alice 7 3 2", "malformed"),
+        (b"ack alice 7", "malformed"),
+        (b"ack alice x 3", "malformed"),
         (b"punch bob nowhere", "malformed"),
         (b"hello", "malformed"),
         (b"msg bob", "malformed"),
@@ -172,3 +184,111 @@ def test_expire_logs_each_expired_peer(registered, caplog):
     registered.expire(150)
     assert caplog.messages == ["expired alice at 198.18.0.11:40000 (not seen for 150 s)"]
     assert [p.id for p in registered.table.snapshot(150)] == ["bob"]
+
+
+# --- the relay extension: `register <id> relay=<ip:port>|-`, `punch <id> <ip:port> relay=<ip:port>|-` ---
+
+
+def connect_both_ways(handler, first, second):
+    """The punches for `connect first second`, sent by ALICE, as {destination: datagram}."""
+    replies = handler.handle(f"connect {first} {second}".encode(), ALICE, 1)
+    assert len(replies) == 2
+    return {destination: datagram for datagram, destination in replies}
+
+
+def test_seed_peers_get_seed_punches_even_after_an_extended_peer_joined(registered):
+    assert registered.handle(b"register carol relay=" + ALICE_RELAY, CAROL, 0) == [(b"ok", CAROL)]
+    assert connect_both_ways(registered, "alice", "bob") == {
+        ALICE: b"punch bob 198.18.0.12:50000",
+        BOB: b"punch alice 198.18.0.11:40000",
+    }
+
+
+@pytest.mark.parametrize(("first", "second"), [("alice", "bob"), ("bob", "alice")])
+def test_extended_peers_get_each_others_relay(handler, first, second):
+    handler.handle(b"register alice relay=" + ALICE_RELAY, ALICE, 0)
+    handler.handle(b"register bob relay=" + BOB_RELAY, BOB, 0)
+    assert connect_both_ways(handler, first, second) == {
+        ALICE: b"punch bob 198.18.0.12:50000 relay=" + BOB_RELAY,
+        BOB: b"punch alice 198.18.0.11:40000 relay=" + ALICE_RELAY,
+    }
+
+
+@pytest.mark.parametrize(("first", "second"), [("alice", "bob"), ("bob", "alice")])
+def test_extended_peer_without_relay_is_sent_as_relay_dash(handler, first, second):
+    handler.handle(b"register alice relay=" + ALICE_RELAY, ALICE, 0)
+    handler.handle(b"register bob relay=-", BOB, 0)
+    assert connect_both_ways(handler, first, second) == {
+        ALICE: b"punch bob 198.18.0.12:50000 relay=-",
+        BOB: b"punch alice 198.18.0.11:40000 relay=" + ALICE_RELAY,
+    }
+
+
+@pytest.mark.parametrize("alice_register", [b"register alice relay=" + ALICE_RELAY, b"register alice relay=-"])
+@pytest.mark.parametrize(("first", "second"), [("alice", "bob"), ("bob", "alice")])
+def test_extended_and_seed_peers_both_get_seed_punches(handler, alice_register, first, second):
+    handler.handle(alice_register, ALICE, 0)
+    handler.handle(b"register bob", BOB, 0)
+    assert connect_both_ways(handler, first, second) == {
+        ALICE: b"punch bob 198.18.0.12:50000",  # plain: tells alice that bob is seed-era
+        BOB: b"punch alice 198.18.0.11:40000",  # plain: a seed client drops punches with extra arguments
+    }
+
+
+def test_register_relay_updates_and_logs(handler, caplog):
+    caplog.set_level(logging.INFO)
+    steps = [
+        (b"register alice relay=-", ["registered alice at 198.18.0.11:40000"]),
+        (b"register alice relay=" + ALICE_RELAY, ["alice relay 198.18.0.20:49160"]),
+        (b"register alice relay=" + ALICE_RELAY, []),  # a refresh that changes nothing logs nothing at INFO
+        (b"register alice relay=" + BOB_RELAY, ["alice relay 198.18.0.20:49161"]),
+        (b"register alice relay=-", ["alice relay none"]),
+        (b"register alice relay=-", []),
+    ]
+    for datagram, logged in steps:
+        caplog.clear()
+        assert handler.handle(datagram, ALICE, 1) == [(b"ok", ALICE)], datagram
+        assert caplog.messages == logged, datagram
+
+
+def test_new_peer_with_relay_logs_registration_and_relay(handler, caplog):
+    caplog.set_level(logging.INFO)
+    handler.handle(b"register alice relay=" + ALICE_RELAY, ALICE, 0)
+    assert caplog.messages == ["registered alice at 198.18.0.11:40000", "alice relay 198.18.0.20:49160"]
+
+
+def test_connect_uses_the_latest_relay(handler):
+    handler.handle(b"register alice relay=-", ALICE, 0)
+    handler.handle(b"register bob relay=-", BOB, 0)
+    assert handler.handle(b"register bob relay=" + BOB_RELAY, BOB, 1) == [(b"ok", BOB)]
+    assert connect_both_ways(handler, "alice", "bob")[ALICE] == b"punch bob 198.18.0.12:50000 relay=" + BOB_RELAY
+    assert handler.handle(b"register bob relay=-", BOB, 2) == [(b"ok", BOB)]
+    assert connect_both_ways(handler, "alice", "bob")[ALICE] == b"punch bob 198.18.0.12:50000 relay=-"
+
+
+def test_peer_re_registering_as_seed_gets_seed_punches(handler):
+    handler.handle(b"register alice relay=" + ALICE_RELAY, ALICE, 0)
+    handler.handle(b"register bob relay=" + BOB_RELAY, BOB, 0)
+    handler.handle(b"register bob", BOB, 1)  # e.g. a seed client restarted on the same port
+    assert connect_both_ways(handler, "alice", "bob") == {
+        ALICE: b"punch bob 198.18.0.12:50000",
+        BOB: b"punch alice 198.18.0.11:40000",
+    }
+
+
+def test_connect_log_shows_relays_of_extended_peers(handler, caplog):
+    caplog.set_level(logging.INFO)
+    handler.handle(b"register alice relay=" + ALICE_RELAY, ALICE, 0)
+    handler.handle(b"register bob", BOB, 0)
+    handler.handle(b"connect alice bob", ALICE, 1)
+    assert caplog.messages[-1] == (
+        "connect alice -> bob (198.18.0.11:40000 relay=198.18.0.20:49160 <-> 198.18.0.12:50000)"
+    )
+
+
+def test_data_and_ack_prove_presence_but_get_no_reply(handler):
+    handler.handle(b"register alice relay=-", ALICE, 0)
+    assert handler.handle(b"data bob 1 0 0 hi", ALICE, 50) == []
+    assert handler.handle(b"ack bob 1 1", ALICE, 60) == []
+    assert handler.table.lookup("alice", 100).last_seen == 60
+    assert handler.dropped["not_for_server"] == 2

@@ -2,12 +2,14 @@
 
 import pytest
 
-from protocol import Endpoint
+from protocol import Candidates, Endpoint
 from server.table import Outcome, Peer, PeerTable
 
 A1 = Endpoint("198.18.0.11", 40000)
 A2 = Endpoint("198.18.0.11", 40001)
 B1 = Endpoint("198.18.0.12", 50000)
+RELAY1 = Endpoint("198.18.0.20", 49160)
+RELAY2 = Endpoint("198.18.0.20", 49162)
 
 
 @pytest.fixture
@@ -127,3 +129,68 @@ def test_version_counts_changes(table):
 def test_bad_limits_rejected(ttl, max_peers):
     with pytest.raises(ValueError, match="ttl must be"):
         PeerTable(ttl=ttl, max_peers=max_peers)
+
+
+def test_seed_peer_has_no_candidates(table):
+    peer = table.register("alice", A1, now=100).peer
+    assert (peer.candidates, peer.extended, peer.relay) == (None, False, None)
+
+
+@pytest.mark.parametrize(
+    ("candidates", "relay", "relay_changed"),
+    [
+        (Candidates(RELAY1), RELAY1, True),
+        (Candidates(None), None, False),
+        (None, None, False),
+    ],
+    ids=["relay", "relay=-", "seed"],
+)
+def test_new_peer_stores_candidates(table, candidates, relay, relay_changed):
+    result = table.register("alice", A1, now=100, candidates=candidates)
+    assert result.peer == Peer("alice", A1, registered_at=100, last_seen=100, candidates=candidates)
+    assert (result.peer.extended, result.peer.relay) == (candidates is not None, relay)
+    assert result.relay_changed is relay_changed
+    assert table.lookup("alice", now=100) == result.peer
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "relay_changed"),
+    [
+        (Candidates(None), Candidates(RELAY1), True),
+        (Candidates(RELAY1), Candidates(RELAY2), True),
+        (Candidates(RELAY1), Candidates(None), True),
+        (Candidates(RELAY1), Candidates(RELAY1), False),
+        (Candidates(None), Candidates(None), False),
+        (None, Candidates(RELAY1), True),
+        (Candidates(RELAY1), None, True),
+        (None, Candidates(None), False),
+    ],
+    ids=["gained", "changed", "lost", "same", "still-none", "seed-upgraded", "seed-again", "seed-to-extended"],
+)
+def test_refresh_from_same_address_updates_candidates(table, before, after, relay_changed):
+    table.register("alice", A1, now=100, candidates=before)
+    result = table.register("alice", A1, now=105, candidates=after)
+    assert result.outcome is Outcome.REFRESHED
+    assert result.relay_changed is relay_changed
+    assert result.peer == Peer("alice", A1, registered_at=100, last_seen=105, candidates=after)
+    assert table.lookup("alice", now=105) == result.peer
+
+
+def test_move_keeps_the_relay_it_is_sent(table):
+    table.register("alice", A1, now=100, candidates=Candidates(RELAY1))
+    same = table.register("alice", A2, now=105, candidates=Candidates(RELAY1))
+    assert (same.outcome, same.relay_changed, same.peer.relay) == (Outcome.MOVED, False, RELAY1)
+    other = table.register("alice", A1, now=106, candidates=Candidates(RELAY2))
+    assert (other.outcome, other.relay_changed, other.peer.relay) == (Outcome.MOVED, True, RELAY2)
+
+
+def test_candidate_update_counts_as_a_change(table):
+    table.register("alice", A1, now=100, candidates=Candidates(None))
+    version = table.version
+    table.register("alice", A1, now=100, candidates=Candidates(RELAY1))
+    assert table.version == version + 1
+
+
+def test_touch_keeps_candidates(table):
+    table.register("alice", A1, now=100, candidates=Candidates(RELAY1))
+    assert table.touch(A1, now=101).candidates == Candidates(RELAY1)

@@ -135,6 +135,20 @@ def test_register_connect_punch(server, client):
     assert bob.recv(4096) == f"punch alice {own(alice)}".encode()
 
 
+def test_extended_and_seed_clients_get_the_punches_they_understand(server, client):
+    _, address = server
+    alice, bob, carol = client(), client(), client()
+    assert request(alice, address, b"register alice relay=198.18.0.20:49160") == b"ok"
+    assert request(bob, address, b"register bob") == b"ok"
+    assert request(carol, address, b"register carol relay=-") == b"ok"
+    assert request(alice, address, b"connect alice carol") == f"punch carol {own(carol)} relay=-".encode()
+    assert carol.recv(4096) == f"punch alice {own(alice)} relay=198.18.0.20:49160".encode()
+    assert request(alice, address, b"connect alice bob") == f"punch bob {own(bob)}".encode()
+    assert bob.recv(4096) == f"punch alice {own(alice)}".encode()
+    assert request(bob, address, b"connect bob carol") == f"punch carol {own(carol)}".encode()
+    assert carol.recv(4096) == f"punch bob {own(bob)}".encode()
+
+
 def test_errors_are_answered(server, client):
     _, address = server
     carol = client()
@@ -204,6 +218,28 @@ def test_state_file_lists_peers_and_drops(server, client, state_file):
     assert state["started"].endswith("+00:00")
     assert state["peers"][0]["registered_at"].endswith("+00:00")
     assert not list(state_file.parent.glob(".state.json.*")), "no temporary files left behind"
+
+
+def test_state_file_shows_relay_and_extended(server, client, state_file):
+    running, address = server
+    alice, bob = client(), client()
+    assert request(alice, address, b"register alice") == b"ok"
+    assert request(bob, address, b"register bob relay=198.18.0.20:49161") == b"ok"
+
+    def state_is(peers, not_for_server):
+        def check():
+            state = read_state(state_file)
+            assert [(p["id"], p["relay"], p["extended"]) for p in state["peers"]] == peers
+            assert state["dropped"]["not_for_server"] == not_for_server
+
+        wait_for(check)
+
+    state_is([("alice", None, False), ("bob", "198.18.0.20:49161", True)], 0)
+    bob.sendto(b"data alice 1 0 0 hi", address.sockaddr())
+    bob.sendto(b"ack alice 1 1", address.sockaddr())
+    assert request(bob, address, b"register bob relay=-") == b"ok", "the relay is gone: re-register"
+    assert running.handler.dropped["not_for_server"] == 2, "data and ack went before register, and got no reply"
+    state_is([("alice", None, False), ("bob", None, True)], 2)
 
 
 def test_peers_expire_periodically(state_file, client, caplog):
