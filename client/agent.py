@@ -18,7 +18,7 @@ from typing import Any
 
 from client.config import AgentConfig, AgentStartError
 from client.control import ControlServer, Subscription
-from client.core import AgentCore, Emit, Log, Output, Send
+from client.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError
 from client.eventlog import EventLog
 from client.events import Event, describe
 from protocol import Endpoint, encode
@@ -50,6 +50,7 @@ class Agent:
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: set[asyncio.Future[None]] = set()
+        self._outcomes: dict[tuple[str, int, int], asyncio.Future[str | None]] = {}
         self.subscriptions: set[Subscription] = set()
 
     async def open(self) -> None:
@@ -72,6 +73,11 @@ class Agent:
         if self._timer is not None:
             self._timer.cancel()
         if self._transport is not None:
+            # Best effort, one datagram: a lost release only means coturn keeps the allocation until its
+            # lifetime ends.
+            for output in self.core.stop(self._loop.time()):
+                if isinstance(output, SendRaw):
+                    self._transport.sendto(output.data, output.to.sockaddr())
             self._transport.close()
         self._wake()
 
@@ -83,6 +89,7 @@ class Agent:
             "server": str(self.config.server),
             "registered": self.core.registered,
             "local": str(self.local),
+            **self.core.relay_status(),
             "peers": self.core.peer_statuses(),
         }
 
@@ -90,21 +97,71 @@ class Agent:
         """Connect (unless direct or punching already) and wait for the outcome; the peer's status."""
         self._perform(self.core.connect(peer, self._loop.time()))
         while not self.core.connect_settled(peer):
-            waiter = self._loop.create_future()
-            self._waiters.add(waiter)
-            try:
-                await waiter
-            finally:
-                self._waiters.discard(waiter)
+            await self._changed()
         return self.core.peer_status(peer)
+
+    async def _changed(self) -> None:
+        """Wait until the core has done something (a datagram, a tick, a request)."""
+        waiter = self._loop.create_future()
+        self._waiters.add(waiter)
+        try:
+            await waiter
+        finally:
+            self._waiters.discard(waiter)
 
     def disconnect(self, peer: str) -> dict[str, Any] | None:
         self._perform(self.core.disconnect(peer))
         return self.core.peer_status(peer)
 
     def send(self, peer: str, text: str) -> dict[str, Any] | None:
-        self._perform(self.core.send(peer, text))
+        self._perform(self.core.send(peer, text, self._loop.time()))
         return self.core.peer_status(peer)
+
+    def submit(self, peer: str, text: str) -> asyncio.Future[str | None] | None:
+        """Send and return a future of the outcome (``None`` delivered, else why not); ``None`` for a
+        seed-era peer, whose messages are never acknowledged."""
+        outputs = self.core.send(peer, text, self._loop.time())
+        sent = next((o.event for o in outputs if isinstance(o, Emit) and o.event["event"] == "message_sent"), None)
+        outcome = None
+        if sent is not None and "seq" in sent:
+            outcome = self._outcomes[(peer, sent["epoch"], sent["seq"])] = self._loop.create_future()
+        self._perform(outputs)
+        return outcome
+
+    async def send_and_wait(self, peer: str, text: str) -> dict[str, Any] | None:
+        """Send and wait until acknowledged; :class:`RequestError` with the reason if given up on."""
+        outcome = self.submit(peer, text)
+        reason = None if outcome is None else await outcome
+        if reason is not None:
+            raise RequestError(f"not delivered to {peer}: {reason}")
+        return self.core.peer_status(peer)
+
+    async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]:
+        """Send ``count`` messages of ``size`` characters as fast as the window allows; wait until all are
+        settled. Each text starts with its number (``000001 ``), so a receiver can check order."""
+        started = self._loop.time()
+        outcomes: list[asyncio.Future[str | None]] = []
+        for i in range(count):
+            text = f"{i + 1:06d} ".ljust(size, "x")[: max(size, 7)]
+            while True:
+                try:
+                    outcome = self.submit(peer, text)
+                    break
+                except WindowFullError:
+                    await self._changed()
+            if outcome is not None:
+                outcomes.append(outcome)
+        reasons = await asyncio.gather(*outcomes)
+        seconds = max(self._loop.time() - started, 1e-9)
+        delivered = sum(1 for r in reasons if r is None) if outcomes else count
+        return {
+            "sent": count,
+            "delivered": delivered,
+            "undelivered": count - delivered,
+            "seconds": round(seconds, 3),
+            "msgs_per_s": round(delivered / seconds, 1),
+            "mb_per_s": round(delivered * size / seconds / 1e6, 3),
+        }
 
     # -- the shell -----------------------------------------------------------------------------------
 
@@ -131,6 +188,8 @@ class Agent:
             match output:
                 case Send(message, to) if self._transport is not None:
                     self._transport.sendto(encode(message), to.sockaddr())
+                case SendRaw(data, to) if self._transport is not None:
+                    self._transport.sendto(data, to.sockaddr())
                 case Emit(ev):
                     self._emit(ev)
                 case Log(level, text):
@@ -143,6 +202,10 @@ class Agent:
             # The container healthcheck is `test -f` on this file: a file test costs far less CPU than
             # starting Python to ask the agent, and healthchecks run several times a second.
             _touch(self.config.ready_file)
+        if ev["event"] in ("message_delivered", "message_undelivered"):
+            outcome = self._outcomes.pop((ev["peer"], ev["epoch"], ev["seq"]), None)
+            if outcome is not None and not outcome.done():
+                outcome.set_result(ev.get("reason"))
         stamped = self.events.write(ev, time.time())
         logger.info(describe(stamped))
         for subscription in self.subscriptions:

@@ -20,8 +20,9 @@ from client.control_client import AgentRefused, AgentUnavailable, AsyncAgentClie
 from client.core import RequestError, check_id
 from client.events import Event, describe
 
-QUIET_EVENTS = frozenset({"message_sent", "registered"})
-"""Events the chat does not echo: the sent line is already on screen; registration is old news."""
+QUIET_EVENTS = frozenset({"message_sent", "message_delivered", "registered", "turn_allocated"})
+"""Events the chat does not echo: the sent line is already on screen (a message NOT delivered is shown);
+registration and the relay allocation are old news."""
 
 
 def say(line: str) -> None:
@@ -44,6 +45,9 @@ class Chat:
             status = await self._peer_status(peer)
             if status is not None and status["path"] == "direct":
                 say(f"[client] direct path to {peer} ({status['addr']})")
+                return
+            if status is not None and status["path"] == "relay":
+                say(f"[client] relayed path to {peer} via {status['relay']}")
                 return
             await self.agent.request("connect", peer=peer)
         except AgentRefused as exc:

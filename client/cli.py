@@ -2,8 +2,11 @@
 
     client agent                      run the agent (the host container's main process)
     client <peer> | chat <peer>       interactive chat (connects first when there is no direct path)
-    client send <peer> TEXT...        connect if needed, send one message; exit 1 if there is no path
-    client connect <peer> [--json]    connect and wait: exit 0 if direct, 1 if not
+    client send <peer> TEXT...        connect if needed, send one message and wait until the peer has it
+                                      (acknowledged); exit 1 if there is no path or it was not delivered
+    client flood <peer> N [--size B]  send N messages of B characters as fast as the window allows; print
+                                      JSON {sent, delivered, undelivered, seconds, msgs_per_s, mb_per_s}
+    client connect <peer> [--json]    connect and wait: exit 0 if the path is direct or relay, 1 if none
     client disconnect <peer>          forget the path locally
     client peers [--json]             one line per peer: id, addr, path, reason
     client status [--json]            the agent's status
@@ -31,7 +34,20 @@ from client.core import RequestError, check_id
 from protocol import Endpoint
 
 RESERVED = frozenset(
-    {"agent", "chat", "send", "connect", "disconnect", "peers", "status", "events", "health", "stun-ping", "help"}
+    {
+        "agent",
+        "chat",
+        "send",
+        "flood",
+        "connect",
+        "disconnect",
+        "peers",
+        "status",
+        "events",
+        "health",
+        "stun-ping",
+        "help",
+    }
 )
 """Subcommand names; a peer called one of these is reached with ``client chat <name>``."""
 
@@ -48,9 +64,20 @@ def _connect_timeout(env: Mapping[str, str]) -> float:
     return 2 * punch + 10
 
 
+def _delivery_timeout(env: Mapping[str, str]) -> float:
+    """How long a send may wait for its acknowledgement: the agent's delivery deadline, with margin."""
+    try:
+        deadline = float(env.get("NATLAB_DELIVERY_DEADLINE") or 30)
+    except ValueError:
+        deadline = 30.0
+    return _connect_timeout(env) + deadline + 10
+
+
 def peer_line(peer: Mapping[str, Any]) -> str:
     """A peer's status as one human line: ``bob  198.18.0.12:40000  direct  23 ms``."""
     parts = [f"{peer['id']:<12}", f"{peer.get('addr') or '-':<22}", f"{peer['path']:<8}"]
+    if peer["path"] == "relay" and peer.get("relay"):
+        parts.append(f"via {peer['relay']}")
     if peer["path"] == "direct" and peer.get("time_to_direct_ms") is not None:
         parts.append(f"{peer['time_to_direct_ms']:.0f} ms")
     if peer.get("reason"):
@@ -93,29 +120,45 @@ def cmd_chat(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return asyncio.run(run_chat(socket_path(env), args.peer))
 
 
-def _ensure_direct(agent: AgentClient, peer: str) -> dict[str, Any]:
+USABLE = ("direct", "relay")
+
+
+def _ensure_path(agent: AgentClient, peer: str) -> dict[str, Any]:
+    """Connect unless a path is up; the peer's status, or :class:`AgentRefused` when there is no path."""
     status: dict[str, Any] = agent.request("connect", peer=peer)["peer"]
+    if status["path"] not in USABLE:
+        raise AgentRefused(f"no path to {peer}: {status.get('reason') or 'not connected'}")
     return status
 
 
 def cmd_send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     text = " ".join(args.text)
-    with AgentClient(socket_path(env), timeout=_connect_timeout(env)) as agent:
-        status = _ensure_direct(agent, args.peer)
-        if status["path"] != "direct":
-            raise AgentRefused(f"no path to {args.peer}: {status.get('reason') or 'not connected'}")
-        agent.request("send", peer=args.peer, text=text)
+    with AgentClient(socket_path(env), timeout=_delivery_timeout(env)) as agent:
+        _ensure_path(agent, args.peer)
+        agent.request("send", peer=args.peer, text=text, wait=True)
     return 0
+
+
+def cmd_flood(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.count < 1 or args.size < 1:
+        raise ConfigError("flood: N and --size must be positive")
+    # Every message may take up to the delivery deadline, but they are in flight together.
+    timeout = _delivery_timeout(env) + args.count * 0.1
+    with AgentClient(socket_path(env), timeout=timeout) as agent:
+        _ensure_path(agent, args.peer)
+        result = agent.request("flood", peer=args.peer, count=args.count, size=args.size)["result"]
+    _print_json(result)
+    return 0 if result["undelivered"] == 0 else 1
 
 
 def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with AgentClient(socket_path(env), timeout=_connect_timeout(env)) as agent:
-        status = _ensure_direct(agent, args.peer)
+        status: dict[str, Any] = agent.request("connect", peer=args.peer)["peer"]
     if args.json:
         _print_json(status)
     else:
         print(peer_line(status))
-    return 0 if status["path"] == "direct" else 1
+    return 0 if status["path"] in USABLE else 1
 
 
 def cmd_disconnect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -147,6 +190,10 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 0
     registered = "registered with" if status["registered"] else "NOT registered with"
     print(f"{status['id']}: {registered} {status['server']}, local {status['local']}")
+    if status.get("turn"):
+        turn = status["turn"]
+        why = f" ({turn['reason']})" if turn.get("reason") else ""
+        print(f"  turn {turn['server']}: {turn['state']}{why}, relay {status.get('relay') or '-'}")
     for peer in status["peers"]:
         print(f"  {peer_line(peer)}  (sent {peer['sent']}, received {peer['received']})")
     return 0
@@ -226,7 +273,10 @@ def _parser() -> argparse.ArgumentParser:
     add("send", cmd_send, "send one message (connecting first)", peer=True).add_argument(
         "text", nargs="+", help="the message"
     )
-    add("connect", cmd_connect, "connect and wait: exit 0 if direct, 1 if not", peer=True, json=True)
+    flood = add("flood", cmd_flood, "send N messages as fast as the window allows; print JSON", peer=True)
+    flood.add_argument("count", type=int, help="how many messages")
+    flood.add_argument("--size", type=int, default=100, help="characters per message (default 100)")
+    add("connect", cmd_connect, "connect and wait: exit 0 if direct or relay, 1 if none", peer=True, json=True)
     add("disconnect", cmd_disconnect, "forget the path to a peer locally", peer=True)
     add("peers", cmd_peers, "one line per peer: id, addr, path, reason", json=True)
     add("status", cmd_status, "the agent's status", json=True)

@@ -1,20 +1,28 @@
 """Configuration from the environment (NATLAB_*), checked up front so a bad value is one clear line.
 
-=======================  =============================  ==========================================
-variable                 default                        meaning
-=======================  =============================  ==========================================
-NATLAB_ID                (required for the agent)       this host's peer id
-NATLAB_SERVER            (required for the agent)       signal server, ``ip:port`` (or ``name:port``)
-NATLAB_PORT              0 (ephemeral)                  local UDP port
-NATLAB_SOCKET            /run/natlab/client.sock        the agent's control socket
-NATLAB_EVENTS            /var/log/natlab/events.jsonl   JSON-lines event log
-NATLAB_READY_FILE        /run/natlab/registered         exists while registered (the healthcheck)
-NATLAB_PUNCH_TIMEOUT     5 (s)                          give up punching after this long
-NATLAB_PUNCH_INTERVAL    20 (ms)                        time between probes
-NATLAB_KEEPALIVE         10 (s)                         keepalive period (well inside NAT timeouts)
-NATLAB_REGISTER_RETRY    250 (ms)                       register / connect retry period
-NATLAB_LOG               info                           log level: debug, info, warning
-=======================  =============================  ==========================================
+=========================  =================================  ==============================================
+variable                   default                            meaning
+=========================  =================================  ==============================================
+NATLAB_ID                  (required for the agent)           this host's peer id
+NATLAB_SERVER              (required for the agent)           signal server, ``ip:port`` (or ``name:port``)
+NATLAB_PORT                0 (ephemeral)                      local UDP port
+NATLAB_SOCKET              /run/natlab/client.sock            the agent's control socket
+NATLAB_EVENTS              /var/log/natlab/events.jsonl       JSON-lines event log
+NATLAB_READY_FILE          /run/natlab/registered             exists while registered (the healthcheck)
+NATLAB_PUNCH_TIMEOUT       5 (s)                              give up punching after this long
+NATLAB_PUNCH_INTERVAL      20 (ms)                            time between probes
+NATLAB_KEEPALIVE           10 (s)                             keepalive period; 3 silent periods lose a path
+NATLAB_REGISTER_RETRY      250 (ms)                           register / connect retry period
+NATLAB_TURN                (unset: no relay)                  TURN server ``ip:port`` for the relay fallback
+NATLAB_TURN_USER           natlab                             TURN user name
+NATLAB_TURN_PASSWORD_FILE  /run/natlab-secrets/turn-password  TURN password, read at each allocation
+NATLAB_DIRECT_RETRY        1 (s)                              direct probe period while relayed
+NATLAB_DELIVERY_DEADLINE   30 (s)                             give up on an unacknowledged message
+NATLAB_LOG                 info                               log level: debug, info, warning
+=========================  =================================  ==============================================
+
+A missing or empty password file is not an error: the allocation is retried (1 s doubling to 8 s) and
+the reason shows in ``client status``; in the lab the TURN container writes the file, maybe after we start.
 """
 
 from __future__ import annotations
@@ -25,12 +33,16 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
 from client.core import CoreConfig, RequestError, check_id
+from client.delivery import DeliveryConfig
 from client.path import PathTiming
+from client.relay import RelayConfig, password_file
 from protocol import Endpoint
 
 DEFAULT_SOCKET = "/run/natlab/client.sock"
 DEFAULT_EVENTS = "/var/log/natlab/events.jsonl"
 DEFAULT_READY_FILE = "/run/natlab/registered"
+DEFAULT_TURN_USER = "natlab"
+DEFAULT_TURN_PASSWORD_FILE = "/run/natlab-secrets/turn-password"
 LOG_LEVELS = ("debug", "info", "warning")
 
 
@@ -57,10 +69,27 @@ class AgentConfig:
     keepalive: float = 10.0
     register_retry: float = 0.250
     log_level: str = "info"
+    turn: Endpoint | None = None
+    turn_user: str = DEFAULT_TURN_USER
+    turn_password_file: str = DEFAULT_TURN_PASSWORD_FILE
+    direct_retry: float = 1.0
+    delivery_deadline: float = 30.0
 
     def core(self) -> CoreConfig:
         timing = PathTiming(self.punch_timeout, self.punch_interval)
-        return CoreConfig(self.id, self.server, timing, self.keepalive, self.register_retry)
+        relay = None
+        if self.turn is not None:
+            relay = RelayConfig(self.turn, self.turn_user, password_file(self.turn_password_file))
+        return CoreConfig(
+            self.id,
+            self.server,
+            timing,
+            self.keepalive,
+            self.register_retry,
+            relay=relay,
+            direct_retry=self.direct_retry,
+            delivery=DeliveryConfig(deadline=self.delivery_deadline),
+        )
 
 
 def socket_path(env: Mapping[str, str]) -> str:
@@ -93,14 +122,24 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         keepalive=_positive(env, "NATLAB_KEEPALIVE", 10.0, scale=1.0),
         register_retry=_positive(env, "NATLAB_REGISTER_RETRY", 250.0, scale=0.001),
         log_level=level,
+        turn=_turn(env, resolve or _resolve),
+        turn_user=env.get("NATLAB_TURN_USER") or DEFAULT_TURN_USER,
+        turn_password_file=env.get("NATLAB_TURN_PASSWORD_FILE") or DEFAULT_TURN_PASSWORD_FILE,
+        direct_retry=_positive(env, "NATLAB_DIRECT_RETRY", 1.0, scale=1.0),
+        delivery_deadline=_positive(env, "NATLAB_DELIVERY_DEADLINE", 30.0, scale=1.0),
     )
 
 
-def parse_server(text: str, resolve: Callable[[str, int], str]) -> Endpoint:
+def _turn(env: Mapping[str, str], resolve: Callable[[str, int], str]) -> Endpoint | None:
+    text = env.get("NATLAB_TURN", "").strip()
+    return None if not text else parse_server(text, resolve, name="NATLAB_TURN")
+
+
+def parse_server(text: str, resolve: Callable[[str, int], str], name: str = "NATLAB_SERVER") -> Endpoint:
     """``ip:port``, or ``name:port`` resolved once now (compose service names)."""
     host, sep, port_text = text.rpartition(":")
     if not sep or not host or not port_text.isdigit() or not 0 < int(port_text) < 65536:
-        raise ConfigError(f"NATLAB_SERVER={text!r}: expected ip:port, e.g. 198.18.0.10:9000")
+        raise ConfigError(f"{name}={text!r}: expected ip:port, e.g. 198.18.0.10:9000")
     try:
         return Endpoint.parse(text)
     except ValueError:
@@ -108,7 +147,7 @@ def parse_server(text: str, resolve: Callable[[str, int], str]) -> Endpoint:
     try:
         return Endpoint(resolve(host, int(port_text)), int(port_text))
     except OSError as exc:
-        raise ConfigError(f"NATLAB_SERVER={text!r}: cannot resolve {host!r}: {exc}") from None
+        raise ConfigError(f"{name}={text!r}: cannot resolve {host!r}: {exc}") from None
 
 
 def _resolve(host: str, port: int) -> str:

@@ -12,8 +12,13 @@ request                                                    response
                                                            is direct or failed, or the server refused
                                                            (returns at once if already direct)
 ``{"op": "disconnect", "peer": "bob"}``                    ``{"ok": true, "peer": <peer>}``
-``{"op": "send", "peer": "bob", "text": "hi"}``            ``{"ok": true, "peer": <peer>}``; no direct
-                                                           path is ``ok: false``, "no path to bob: ..."
+``{"op": "send", "peer": "bob", "text": "hi"}``            ``{"ok": true, "peer": <peer>}``; no path is
+                                                           ``ok: false``, "no path to bob: ..."; with
+                                                           ``"wait": true`` answered once acknowledged
+                                                           (or ``ok: false``, "not delivered to bob: ...")
+``{"op": "flood", "peer": "bob", "count": 200,             ``{"ok": true, "result": {sent, delivered,
+"size": 100}``                                             undelivered, seconds, msgs_per_s, mb_per_s}}``
+                                                           once every message is settled
 ``{"op": "subscribe"}`` or ``{..., "peer": "bob"}``        ``{"ok": true}``, then one event object per line
                                                            (as in the event log) until the client closes;
                                                            ``{"ok": false, "error": "fell behind"}`` ends
@@ -93,7 +98,16 @@ async def _send(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
     text = request.get("text")
     if not isinstance(text, str):
         raise BadRequest("send: 'text' must be a string")
+    if request.get("wait"):
+        return {"ok": True, "peer": await agent.send_and_wait(_peer_field(request), text)}
     return {"ok": True, "peer": agent.send(_peer_field(request), text)}
+
+
+async def _flood(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
+    count, size = request.get("count"), request.get("size", 100)
+    if not isinstance(count, int) or count < 1 or not isinstance(size, int) or size < 1:
+        raise BadRequest("flood: 'count' and 'size' must be positive integers")
+    return {"ok": True, "result": await agent.flood(_peer_field(request), count, size)}
 
 
 HANDLERS: dict[str, Handler] = {
@@ -101,6 +115,7 @@ HANDLERS: dict[str, Handler] = {
     "connect": _connect,
     "disconnect": _disconnect,
     "send": _send,
+    "flood": _flood,
 }
 """op -> handler for the request/response ops; ``subscribe`` turns the connection into a stream."""
 

@@ -4,9 +4,14 @@ States::
 
     none ──punch──▶ punching ──hello / hello-ack──▶ direct
       ▲                │  ▲                            │
-      │             timeout└─────punch (new addr)──────┘
-      │                ▼
-      └──reset──── failed ──punch──▶ punching
+      │             timeout└─────punch (new addr)──────┘ lost (silent too long)
+      │                ▼                                 │
+      └──reset──── failed ◀──────────────────────────────┘
+                     │ ──punch──▶ punching
+
+The same machine serves a peer's relay path (probes sent through our TURN allocation to the peer's relayed
+address): there "direct" reads as "confirmed". A failed path may go on probing slowly in the background
+(:meth:`Path.keep_probing`, while another path carries the traffic), and a probe answered then confirms it.
 
 A probe or answer from the peer confirms the path from *any* state (the peer may have been told to punch
 before us, or answered after we gave up). The transitions are the :data:`TRANSITIONS` table; the methods
@@ -34,6 +39,7 @@ class Trigger(enum.Enum):
     PUNCH = "punch"
     CONFIRM = "confirm"
     TIMEOUT = "timeout"
+    LOST = "lost"
     RESET = "reset"
 
 
@@ -44,6 +50,7 @@ TRANSITIONS: dict[tuple[PathState, Trigger], PathState] = {
     **{(state, Trigger.CONFIRM): PathState.DIRECT for state in _ANY},
     **{(state, Trigger.RESET): PathState.NONE for state in _ANY},
     (PathState.PUNCHING, Trigger.TIMEOUT): PathState.FAILED,
+    (PathState.DIRECT, Trigger.LOST): PathState.FAILED,
 }
 """(state, trigger) -> next state. A pair missing from the table is a bug in the caller."""
 
@@ -120,6 +127,8 @@ class Path:
         self._targets: tuple[Endpoint, ...] = ()
         self._deadline = 0.0
         self._next_probe = 0.0
+        self.heard: float | None = None  # when the peer was last heard on this path
+        self._retry: float | None = None  # background probing interval while failed, if any
 
     def _fire(self, trigger: Trigger) -> list[Action]:
         new = TRANSITIONS.get((self.state, trigger))
@@ -173,16 +182,59 @@ class Path:
             self.started = now
         self.time_to_direct_ms = round((now - self.started) * 1000, 1)
         self.reason = None
+        self.heard = now
         self._targets = ()
         return [*actions, *self._fire(Trigger.CONFIRM)]
 
+    def hear(self, now: float) -> None:
+        """Something came from the peer on this path: it is alive."""
+        self.heard = now
+
+    def silent_until(self, limit: float) -> float | None:
+        """When a confirmed path counts as lost if nothing is heard (``limit`` s of silence), else ``None``."""
+        if self.state is not PathState.DIRECT or self.heard is None:
+            return None
+        return self.heard + limit
+
+    def check_alive(self, now: float, limit: float, label: str) -> list[Action]:
+        """A confirmed path silent for ``limit`` s is lost: failed, with the reason (``label`` lost: ...)."""
+        until = self.silent_until(limit)
+        if until is None or now < until:
+            return []
+        return self.lose(f"{label} lost: no response from {self.addr} within {limit:g} s", now)
+
+    def lose(self, reason: str, now: float) -> list[Action]:
+        """The path stopped working (silence, or the relay under it is gone): failed, with ``reason``.
+
+        A path still punching stops too (nothing to probe through); one not up is only given the reason.
+        """
+        self.reason = reason
+        if self.state is PathState.PUNCHING:
+            self._targets = ()
+            return self._fire(Trigger.TIMEOUT)
+        if self.state is not PathState.DIRECT:
+            return []
+        self._punched = self.addr
+        self._targets = () if self.addr is None else (self.addr,)
+        self._next_probe = now + (self._retry or 0.0)
+        return self._fire(Trigger.LOST)
+
+    def keep_probing(self, retry: float | None, now: float) -> None:
+        """While failed, probe the last address every ``retry`` s (``None``: stop), as another path is used."""
+        if retry is not None and self._retry is None:
+            self._next_probe = now + retry
+        self._retry = retry
+
     def tick(self, now: float) -> list[Action]:
         """Time passes: give up at the deadline, else probe when the interval is due."""
+        if self.state is PathState.FAILED:
+            return self._tick_background(now)
         if self.state is not PathState.PUNCHING:
             return []
         if now >= self._deadline:
             self.reason = f"punch failed: no response from {self._punched} within {self.timing.timeout:g} s"
-            self._targets = ()
+            self._targets = () if self._punched is None else (self._punched,)
+            self._next_probe = now + (self._retry or 0.0)
             return self._fire(Trigger.TIMEOUT)
         if now < self._next_probe:
             return []
@@ -192,8 +244,16 @@ class Path:
             self._next_probe = now + self.timing.interval
         return [Probe(t) for t in self._targets]
 
+    def _tick_background(self, now: float) -> list[Action]:
+        if self._retry is None or not self._targets or now < self._next_probe:
+            return []
+        self._next_probe = now + self._retry
+        return [Probe(t) for t in self._targets]
+
     def wakeup(self) -> float | None:
         """When :meth:`tick` next has something to do, or ``None``."""
+        if self.state is PathState.FAILED and self._retry is not None and self._targets:
+            return self._next_probe
         if self.state is not PathState.PUNCHING:
             return None
         return min(self._deadline, self._next_probe)
@@ -202,6 +262,7 @@ class Path:
         """Forget the path (a local disconnect, a new local connect, or a refused connect)."""
         self.reason = reason
         self.started = None
+        self.heard = None
         self._targets = ()
         self._punched = None
         return self._fire(Trigger.RESET)

@@ -9,6 +9,7 @@ seconds) and returns a list of :data:`Output` for the caller to perform, h11-sty
     turn.receive(data, source, now)        # a datagram for which turn_wire.is_turn_datagram(data) holds
     turn.tick(now)                         # at turn.wakeup(): retransmissions, time-outs and refreshes
     turn.permit("198.18.0.12", now)        # CreatePermission for a peer IP, refreshed every 240 s
+    turn.refresh(now)                      # Refresh now (a liveness check; refreshes are automatic)
     turn.bind(peer, now)                   # optional ChannelBind: from then on ChannelData to/from peer
     turn.send_to_peer(peer, payload, now)  # a Send indication (ChannelData once bound); permits if needed
     turn.close(now)                        # Refresh LIFETIME=0
@@ -404,6 +405,14 @@ class TurnAllocation:
             return []
         self._permissions[peer_ip] = _Permission()
         return [self._permission_request(peer_ip, now)]
+
+    def refresh(self, now: float) -> list[Output]:
+        """Refresh the allocation now (unless a Refresh is in flight): a server gone away is noticed soon."""
+        self._require_allocated()
+        if any(r.job is _Job.REFRESH for r in self._requests.values()):
+            return []
+        self._refresh_at = math.inf
+        return [self._request(_Job.REFRESH, {"LIFETIME": self.config.lifetime}, now)]
 
     def revoke(self, peer_ip: str) -> None:
         """Stop refreshing the permission and channels of ``peer_ip``: the server expires them."""

@@ -82,7 +82,8 @@ def pair(request: pytest.FixtureRequest) -> Pair:
 @pytest.fixture(scope="session")
 def lab(pair: Pair, docker_ready: None) -> Iterator[Lab]:
     """An isolated lab for `pair` (own compose project and subnets), removed by label afterwards."""
-    with start_lab(pair.a, pair.b, name=pair.id) as running:
+    # Keepalives every 2 s, so a path that dies (TURN stopped) is noticed within seconds.
+    with start_lab(pair.a, pair.b, name=pair.id, keepalive_s=2) as running:
         yield running
 
 
@@ -91,9 +92,11 @@ def _artifacts_on_failure(request: pytest.FixtureRequest) -> Iterator[None]:
     """When a test that used a lab fails, save the lab's logs, event logs, conntrack and rulesets."""
     yield
     report = request.node.stash.get(_report_key, None)
-    if report is None or not report.failed or "lab" not in request.fixturenames:
+    labs = [name for name in request.fixturenames if name.endswith("lab")]
+    if report is None or not report.failed or not labs:
         return
-    running: Lab = request.getfixturevalue("lab")
+    running = request.getfixturevalue(labs[0])
+    assert isinstance(running, Lab)
     folder = running.collect_artifacts(ARTIFACTS / re.sub(r"[^A-Za-z0-9_.-]+", "_", request.node.nodeid))
     _artifact_folders.append(folder)
     reporter = request.config.pluginmanager.get_plugin("terminalreporter")

@@ -151,9 +151,11 @@ class Lab:
         nat_b: str,
         *,
         punch_timeout_s: int = 5,
+        keepalive_s: int = 10,
         routers_block_each_other: bool = False,
     ) -> None:
         self.project = project
+        self.keepalive_s = keepalive_s
         self.routers_block_each_other = routers_block_each_other
         self.subnets = subnets
         self.nat_a = nat_a
@@ -162,18 +164,22 @@ class Lab:
         self.docker = docker_client()
 
     # -- lifecycle -------------------------------------------------------------------------------------
+    def compose_env(self) -> dict[str, str]:
+        """The environment compose.yaml is interpolated with for this lab."""
+        env = os.environ | self.subnets.env()
+        env |= {
+            "NAT_A": self.nat_a,
+            "NAT_B": self.nat_b,
+            "NATLAB_PUNCH_TIMEOUT": str(self.punch_timeout_s),
+            "NATLAB_KEEPALIVE": str(self.keepalive_s),
+        }
+        if self.routers_block_each_other:  # each router drops inbound UDP from the other's WAN address
+            env |= {"NAT_A_BLOCK": self.subnets.router_b_wan, "NAT_B_BLOCK": self.subnets.router_a_wan}
+        return env
+
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        env = (
-            os.environ
-            | self.subnets.env()
-            | {
-                "NAT_A": self.nat_a,
-                "NAT_B": self.nat_b,
-                "NATLAB_PUNCH_TIMEOUT": str(self.punch_timeout_s),
-            }
-        )
         command = ["docker", "compose", "-p", self.project, "-f", str(COMPOSE_FILE), *args]
-        result = subprocess.run(command, env=env, capture_output=True, text=True, check=False)
+        result = subprocess.run(command, env=self.compose_env(), capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
             raise LabError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr}{result.stdout}")
         return result
@@ -238,6 +244,19 @@ class Lab:
                 parts.append(f"--- {service} (last {tail} lines) ---\n{text}")
         return "\n".join(parts)
 
+    def stop(self, service: str) -> None:
+        """Stop a service's container (SIGTERM, as `docker stop`): e.g. take the TURN server away."""
+        self.container(service).stop(timeout=2)
+
+    def start(self, service: str, timeout: float = 30) -> None:
+        """Start a stopped service again and wait until its healthcheck passes."""
+        self.container(service).start()
+        self.wait_for(lambda: True if self.health(service) == "healthy" else None, timeout, f"{service} healthy")
+
+    def health(self, service: str) -> str:
+        state = self.container(service).attrs["State"]
+        return str(state.get("Health", {}).get("Status", state["Status"]))
+
     def wait_for(self, probe: Callable[[], T | None], timeout: float, what: str) -> T:
         return wait_for(probe, timeout, f"{what} in lab {self.project}", self.logs)
 
@@ -272,7 +291,13 @@ class Lab:
 
 @contextmanager
 def start_lab(
-    nat_a: str, nat_b: str, name: str = "lab", punch_timeout_s: int = 5, routers_block_each_other: bool = False
+    nat_a: str,
+    nat_b: str,
+    name: str = "lab",
+    *,
+    punch_timeout_s: int = 5,
+    keepalive_s: int = 10,
+    routers_block_each_other: bool = False,
 ) -> Iterator[Lab]:
     """Bring up an isolated lab for one NAT pair in a free slot; always torn down by label afterwards."""
     last_error: LabError | None = None
@@ -284,6 +309,7 @@ def start_lab(
             nat_a,
             nat_b,
             punch_timeout_s=punch_timeout_s,
+            keepalive_s=keepalive_s,
             routers_block_each_other=routers_block_each_other,
         )
         try:

@@ -38,3 +38,18 @@ def server_peers(lab: Lab) -> dict[str, dict[str, Any]]:
     """The signal server's peer table, by id."""
     state = lab.json("server", "cat", "/run/natlab/server.json")
     return {p["id"]: p for p in state["peers"]}
+
+
+def received_since(lab: Lab, host: str, count_before: int) -> list[str]:
+    """Texts of the `message_received` events `host` logged after its first `count_before` ones."""
+    return [e["text"] for e in events(lab, host, "message_received")[count_before:]]
+
+
+def flood(lab: Lab, sender: str, count: int, size: int) -> dict[str, Any]:
+    """`client flood`: `count` numbered messages of `size` characters; returns its JSON result."""
+    return dict(lab.json(sender, "client", "flood", PEER_OF[sender], str(count), "--size", str(size)))
+
+
+def flood_texts(count: int, size: int) -> list[str]:
+    """What `client flood` sends: each text starts with its 6-digit number, padded with x to `size`."""
+    return [f"{i:06d} ".ljust(size, "x") for i in range(1, count + 1)]

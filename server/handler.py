@@ -15,7 +15,7 @@ behaviour is unit-tested without a network. The protocol, as the server sees it:
 
 Only ``register`` and ``connect`` errors are answered (``err <reason>``, the seed's reasons). Everything
 else that is not one of the above is dropped silently and counted by kind in :attr:`Handler.dropped`:
-garbage (``empty``, ``oversize`` above protocol.MAX_DATAGRAM = 1024 bytes, ``not_utf8``,
+garbage (``empty``, ``oversize`` above protocol.MAX_DATAGRAM = 1400 bytes, ``not_utf8``,
 ``unknown_verb``), valid messages meant for clients (``not_for_server``: ok, err, punch, hello,
 hello-ack, msg, and the extension's peer-to-peer data and ack), and client verbs with malformed arguments
 (``malformed``). Dropping garbage silently keeps the server from being a reflector.

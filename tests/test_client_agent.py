@@ -313,6 +313,8 @@ def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSig
         "server": str(server.addr),
         "registered": True,
         "local": str(server.peers["alice"]),  # loopback: what the server sees is our socket
+        "relay": None,  # no NATLAB_TURN: no relay
+        "turn": None,
         "peers": [],
     }
     assert alice.named("registered") == [
@@ -403,7 +405,20 @@ def test_connect_send_and_events(pair: tuple[AgentProcess, AgentProcess]) -> Non
     peer = alice.peer("bob")
     assert peer is not None
     assert (peer["sent"], peer["received"]) == (1, 0)
-    assert set(peer) == {"id", "addr", "path", "reason", "time_to_direct_ms", "sent", "received"}
+    assert set(peer) == {
+        "id",
+        "addr",
+        "path",
+        "reason",
+        "time_to_direct_ms",
+        "time_to_first_message_ms",
+        "relay",
+        "sent",
+        "delivered",
+        "retransmitted",
+        "duplicates",
+        "received",
+    }
 
 
 def test_send_connects_first(pair: tuple[AgentProcess, AgentProcess]) -> None:

@@ -110,8 +110,25 @@ def test_every_event_has_a_line() -> None:
         "message_received": event("message_received", peer="bob", text="gday", addr="1.2.3.4:5"),
         "server_error": event("server_error", reason="invalid peers"),
         "disconnected": event("disconnected", peer="bob"),
+        "relay_confirmed": event("relay_confirmed", peer="bob", relay="198.18.0.20:49161", time_to_relay_ms=4.2),
+        "path_changed": event(
+            "path_changed", peer="bob", old="relay", new="direct", reason="x", addr="198.18.0.12:40000"
+        ),
+        "message_delivered": event("message_delivered", peer="bob", text="hi", epoch=7, seq=0),
+        "message_undelivered": event("message_undelivered", peer="bob", text="hi", reason="not acknowledged"),
+        "turn_allocated": event("turn_allocated", relay="198.18.0.20:49161"),
+        "turn_failed": event("turn_failed", reason="turn: no response"),
     }
     assert set(examples) == set(LINES)
+    assert all(not describe(ev).startswith("[client] {") for ev in examples.values())
+    assert describe(examples["relay_confirmed"]) == "[client] relayed path to bob via 198.18.0.20:49161 in 4 ms"
+    assert describe(examples["path_changed"]) == (
+        "[client] direct path to bob (198.18.0.12:40000) (upgraded from relay)"
+    )
+    lost = event("path_changed", peer="bob", old="relay", new="none", reason="relay lost: turn: gone", addr=None)
+    assert describe(lost) == "[client] path to bob: relay -> none (relay lost: turn: gone)"
+    relayed = event("punch_failed", peer="bob", addr="1.2.3.4:5", reason="punch failed: x", relayed=True)
+    assert describe(relayed) == "[client] direct punch to bob failed: punch failed: x"
     assert describe(examples["punch_started"]) == "[client] punching peer bob (1.2.3.4:5)"
     assert describe(examples["direct_confirmed"]) == "[client] direct path to bob (1.2.3.4:5) in 23 ms"
     assert describe(examples["message_received"]) == "[peer bob] gday"

@@ -18,7 +18,7 @@ import pytest
 from client.core import AgentCore, CoreConfig, Emit, Log, NoPathError, Output, RequestError, Send
 from client.events import Event
 from client.path import PathState, PathTiming
-from protocol import Connect, Endpoint, Err, Hello, HelloAck, Msg, Ok, Punch, Register, encode, parse
+from protocol import Candidates, Connect, Endpoint, Err, Hello, HelloAck, Msg, Ok, Punch, Register, encode, parse
 
 SERVER = Endpoint("198.18.0.10", 9000)
 TIMING = PathTiming(timeout=5.0, interval=0.020)
@@ -211,11 +211,11 @@ def test_both_register_once() -> None:
 
 def test_register_is_retried_until_ok() -> None:
     core = AgentCore(CoreConfig("alice", SERVER, TIMING, register_retry=0.25))
-    assert core.start(0.0) == [Send(Register("alice"), SERVER)]
+    assert core.start(0.0) == [Send(Register("alice", Candidates(None)), SERVER)]
     assert core.wakeup() == pytest.approx(0.25)
     assert core.tick(0.1) == []
-    assert core.tick(0.25) == [Send(Register("alice"), SERVER)]
-    assert core.tick(0.5) == [Send(Register("alice"), SERVER)]
+    assert core.tick(0.25) == [Send(Register("alice", Candidates(None)), SERVER)]
+    assert core.tick(0.5) == [Send(Register("alice", Candidates(None)), SERVER)]
     assert core.receive(b"ok", SERVER, 0.6) == [Emit({"event": "registered", "server": "198.18.0.10:9000"})]
     assert core.receive(b"ok", SERVER, 0.7) == []  # an ok later answers nothing we wait for
     assert core.tick(0.75) == []
@@ -228,7 +228,7 @@ def test_err_while_registering_is_reported_and_retried() -> None:
     assert core.receive(b"err invalid register cmd", SERVER, 0.1) == [
         Emit({"event": "server_error", "reason": "invalid register cmd"})
     ]
-    assert core.tick(0.25) == [Send(Register("alice"), SERVER)]
+    assert core.tick(0.25) == [Send(Register("alice", Candidates(None)), SERVER)]
 
 
 def test_keepalive_goes_to_server_and_direct_peers() -> None:
@@ -289,7 +289,7 @@ def test_symmetric_nat_fails_with_the_exact_reason(alice_nat: dict[str, str], bo
         [failed] = lab.named(host, "punch_failed")
         assert failed == {"event": "punch_failed", "peer": peer, "addr": str(addr), "reason": reason}
         with pytest.raises(NoPathError, match=f"^{re.escape(f'no path to {peer}: {reason}')}$"):
-            lab.cores[host].send(peer, "anyone there?")
+            lab.cores[host].send(peer, "anyone there?", lab.now)
     assert lab.named("alice", "message_sent") == []
 
 
@@ -319,8 +319,8 @@ def test_messages_both_ways_exactly_once() -> None:
     lab = two_hosts(CONE, CONE)
     connect(lab)
     for text in ("Hello, World?", "second", "third"):
-        lab.request("alice", functools.partial(AgentCore.send, peer_id="bob", text=text))
-    lab.request("bob", lambda core: core.send("alice", "gday"))
+        lab.request("alice", functools.partial(AgentCore.send, peer_id="bob", text=text, now=lab.now))
+    lab.request("bob", lambda core: core.send("alice", "gday", lab.now))
     lab.run_for(25.0)  # keepalives and ticks must not repeat anything
     received = [(e["peer"], e["text"]) for e in lab.named("bob", "message_received")]
     assert received == [("alice", "Hello, World?"), ("alice", "second"), ("alice", "third")]
@@ -338,7 +338,7 @@ def test_keepalives_hold_the_path_past_the_nat_timeout() -> None:
     lab = two_hosts(CONE, CONE, keepalive=10.0)
     connect(lab)
     lab.run_for(95.0)  # three NAT timeouts
-    lab.request("alice", lambda core: core.send("bob", "still there?"))
+    lab.request("alice", lambda core: core.send("bob", "still there?", lab.now))
     assert [e["text"] for e in lab.named("bob", "message_received")] == ["still there?"]
 
 
@@ -346,7 +346,7 @@ def test_without_keepalives_inside_the_timeout_the_nat_forgets() -> None:
     lab = two_hosts(CONE, CONE, keepalive=40.0)  # the control: keepalive slower than the NAT timeout
     connect(lab)
     lab.run_for(35.0)
-    lab.request("alice", lambda core: core.send("bob", "still there?"))
+    lab.request("alice", lambda core: core.send("bob", "still there?", lab.now))
     assert lab.named("bob", "message_received") == []
 
 
@@ -355,20 +355,20 @@ def test_without_keepalives_inside_the_timeout_the_nat_forgets() -> None:
     [
         ("", "empty message"),
         ("two\nlines", "a message is one line"),
-        ("x" * 1100, "message too long"),
+        ("x" * 1500, "message too long"),
     ],
 )
 def test_bad_message_text_is_the_callers_error(text: str, error: str) -> None:
     lab = two_hosts(CONE, CONE)
     connect(lab)
     with pytest.raises(RequestError, match=error):
-        lab.cores["alice"].send("bob", text)
+        lab.cores["alice"].send("bob", text, lab.now)
 
 
 def test_send_to_unknown_peer_is_refused_not_dropped() -> None:
     lab = two_hosts(CONE, CONE)
     with pytest.raises(NoPathError, match=r"^no path to carol: not connected$"):
-        lab.cores["alice"].send("carol", "hi")
+        lab.cores["alice"].send("carol", "hi", lab.now)
 
 
 # -- server errors, connect requests, disconnect ---------------------------------------------------
@@ -419,7 +419,7 @@ def test_disconnect_forgets_locally() -> None:
     assert lab.state("alice", "bob") is PathState.NONE
     assert lab.named("alice", "disconnected") == [{"event": "disconnected", "peer": "bob"}]
     with pytest.raises(NoPathError, match="not connected"):
-        lab.cores["alice"].send("bob", "hi")
+        lab.cores["alice"].send("bob", "hi", lab.now)
     assert lab.cores["alice"].disconnect("carol") == []  # idempotent: nothing to forget
     assert "carol" not in lab.cores["alice"].peers
     connect(lab)  # and a new connect works; bob, still direct, ignores the duplicate punch

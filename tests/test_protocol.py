@@ -96,7 +96,7 @@ MALFORMED = [
     (b"y" * 40, None, f"unknown verb '{'y' * 32}'"),
     (b"\xff\xfe register", None, "datagram is not UTF-8"),
     (b"register al\xc3", None, "datagram is not UTF-8"),
-    (b"msg bob " + b"x" * (MAX_DATAGRAM + 1 - 8), None, f"datagram of 1025 bytes exceeds {MAX_DATAGRAM}"),
+    (b"msg bob " + b"x" * (MAX_DATAGRAM + 1 - 8), None, f"datagram of {MAX_DATAGRAM + 1} bytes exceeds {MAX_DATAGRAM}"),
     (b"\xff" * 2000, None, f"datagram of 2000 bytes exceeds {MAX_DATAGRAM}"),
     # register
     (b"register", "register", "invalid register cmd"),

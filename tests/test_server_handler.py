@@ -4,7 +4,7 @@ import logging
 
 import pytest
 
-from protocol import ID_SYNTAX, Endpoint
+from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint
 from server.handler import DROP_KINDS, Handler
 from server.table import PeerTable
 
@@ -140,7 +140,7 @@ def test_any_valid_datagram_proves_presence(registered):
         (b"", "empty"),
         (b"\n", "empty"),
         (b"\r\n", "empty"),
-        (b"x" * 1025, "oversize"),
+        (b"x" * (MAX_DATAGRAM + 1), "oversize"),
         (b"register " + b"a" * 2000, "oversize"),
         (bytes(range(256)) * 4, "not_utf8"),
         (b"\xc3\x28", "not_utf8"),

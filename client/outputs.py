@@ -1,0 +1,42 @@
+"""What the agent core asks its shell to do: datagrams to send, events to emit, lines to log."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from client.events import Event
+from protocol import Endpoint, Message
+
+
+@dataclass(frozen=True)
+class Send:
+    """Send ``message`` to ``to`` from the agent's one UDP socket."""
+
+    message: Message
+    to: Endpoint
+
+
+@dataclass(frozen=True)
+class SendRaw:
+    """Send the bytes ``data`` (STUN/TURN) to ``to`` from the agent's one UDP socket."""
+
+    data: bytes
+    to: Endpoint
+
+
+@dataclass(frozen=True)
+class Emit:
+    """An event happened (see :mod:`client.events`)."""
+
+    event: Event
+
+
+@dataclass(frozen=True)
+class Log:
+    """A log line that is not an event; ``level`` is a :mod:`logging` level."""
+
+    level: int
+    text: str
+
+
+Output = Send | SendRaw | Emit | Log

@@ -1,0 +1,99 @@
+"""One peer as the agent core knows it: its direct path, its relay path, delivery, and what status shows.
+
+Pure data and small decisions, no I/O. The direct path and the relay path are both :class:`Path` machines
+(the relay one probes the peer's relayed address through our TURN allocation). The *route* is the path in
+use: direct when confirmed, else the relay when confirmed (and our allocation is up), else none.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from client.path import Path, PathState, PathTiming
+from client.reliable import Conversation
+from protocol import Endpoint
+
+DIRECT, RELAY, PUNCHING, NONE = "direct", "relay", "punching", "none"
+RELAYED_SUFFIX = "; relayed, still probing direct"
+
+
+@dataclass
+class PendingConnect:
+    """A local connect waiting for the server's ``punch`` (re-sent until it comes, up to a deadline)."""
+
+    started: float
+    deadline: float
+    next_send: float
+
+
+@dataclass
+class Peer:
+    id: str
+    path: Path
+    relay: Path
+    extended: bool = False
+    """The server's punch carried candidates (or the peer sent data/ack): it speaks data/ack."""
+    conversation: Conversation | None = None
+    sent: int = 0
+    received: int = 0
+    pending: PendingConnect | None = None
+    used: str = NONE
+    """The route last reported (path_changed is emitted when it changes)."""
+    first_message_ms: float | None = None
+    reconnect_at: float | None = None
+    """When to connect again once our relay is back (the relay path in use died with our allocation)."""
+
+    @classmethod
+    def new(cls, peer_id: str, timing: PathTiming) -> Peer:
+        return cls(peer_id, Path(peer_id, timing), Path(peer_id, timing))
+
+    def route(self, relay_up: bool) -> tuple[str, Endpoint] | None:
+        """The path in use and where it sends, or ``None``."""
+        if self.path.state is PathState.DIRECT and self.path.addr is not None:
+            return DIRECT, self.path.addr
+        if relay_up and self.relay.state is PathState.DIRECT and self.relay.addr is not None:
+            return RELAY, self.relay.addr
+        return None
+
+    def path_name(self, relay_up: bool) -> str:
+        route = self.route(relay_up)
+        if route is not None:
+            return route[0]
+        if PathState.PUNCHING in (self.path.state, self.relay.state):
+            return PUNCHING
+        return NONE
+
+    def reason(self, relay_up: bool) -> str | None:
+        name = self.path_name(relay_up)
+        if name == DIRECT:
+            return None
+        if name == RELAY:
+            return None if self.path.reason is None else self.path.reason + RELAYED_SUFFIX
+        if self.relay.reason is not None and self.relay.reason.startswith("relay lost"):
+            return self.relay.reason
+        return self.path.reason or self.relay.reason
+
+    def started(self) -> float | None:
+        """When the current connection attempt began."""
+        times = [t for t in (self.path.started, self.relay.started) if t is not None]
+        return min(times, default=None)
+
+    def status(self, relay_up: bool) -> dict[str, Any]:
+        route = self.route(relay_up)
+        addr = route[1] if route is not None else self.path.addr
+        counters = {"delivered": 0, "retransmitted": 0, "duplicates": 0}
+        if self.conversation is not None:
+            counters = {k: v for k, v in self.conversation.counters().items() if k in counters}
+        return {
+            "id": self.id,
+            "addr": None if addr is None else str(addr),
+            "path": self.path_name(relay_up),
+            "reason": self.reason(relay_up),
+            "time_to_direct_ms": self.path.time_to_direct_ms,
+            "time_to_first_message_ms": self.first_message_ms,
+            "relay": str(route[1]) if route is not None and route[0] == RELAY else None,
+            "sent": self.sent,
+            **counters,
+            "received": self.received,
+        }

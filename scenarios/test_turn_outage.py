@@ -1,0 +1,37 @@
+"""TURN server outages: a direct pair does not notice; a relayed pair reports `none` with the reason and
+recovers by itself when the server is back."""
+
+from __future__ import annotations
+
+import time
+
+from scenarios.harness import Lab
+from scenarios.pairs import Pair
+from scenarios.steps import connect, peer_status
+
+
+def path_is(lab: Lab, path: str) -> dict | None:
+    view = peer_status(lab, "alice")
+    return view if view and view["path"] == path else None
+
+
+def test_turn_outage(lab: Lab, pair: Pair) -> None:
+    code, view = connect(lab, "alice")
+    assert code == 0, view
+    assert view["path"] == pair.expected_path
+    lab.stop("turn")
+    try:
+        if pair.expected_path == "direct":
+            # Long enough for a relay path to be declared dead (three keepalive periods), then check.
+            quiet_until = time.monotonic() + 3 * lab.keepalive_s + 2
+            lab.wait_for(lambda: True if time.monotonic() > quiet_until else None, 30, "three keepalive periods")
+            assert path_is(lab, "direct"), peer_status(lab, "alice")
+            lab.exec_ok("alice", "client", "send", "bob", "the relay is down and nobody cares")
+            return
+        lost = lab.wait_for(lambda: path_is(lab, "none"), 3 * lab.keepalive_s + 20, "the relayed path to drop")
+        assert "relay" in (lost["reason"] or "") or "turn" in (lost["reason"] or ""), lost
+    finally:
+        lab.start("turn")
+    lab.wait_for(lambda: path_is(lab, "relay"), 60, "the pair to recover through the restarted relay")
+    lab.exec_ok("alice", "client", "send", "bob", "back through the relay")
+    lab.exec_ok("bob", "client", "send", "alice", "and back again")

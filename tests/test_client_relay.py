@@ -1,0 +1,322 @@
+"""Relay fallback, path upgrade and guaranteed delivery: two cores, an extended fake signal server and an
+in-memory TURN server (the fake from test_client_turn, given one relayed address per client and relaying
+between allocations), on the NAT-like network of test_client_core. No sockets, no sleeps."""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from aioice import stun
+
+from client.core import AgentCore, CoreConfig, Output, Send, SendRaw
+from client.delivery import DeliveryConfig
+from client.relay import RelayConfig
+from client.turn import Retransmit
+from client.turn_wire import StunMessage, data_indication, is_turn_datagram, parse_stun
+from protocol import Candidates, Connect, Endpoint, Err, Ok, Punch, Register, encode, parse
+from tests.test_client_core import CONE, SERVER, SYMMETRIC, TIMING, FakeServer, Lab, Nat
+from tests.test_client_turn import PASSWORD, USER, FakeAllocation, FakeTurnServer
+
+TURN = Endpoint("198.18.0.20", 3478)
+LOST_TURN = "relay lost: turn: no response from 198.18.0.20:3478 within 9.5 s"
+
+
+class ExtendedServer(FakeServer):
+    """The signal server with candidates: extended punches between extended peers."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.candidates: dict[str, Candidates | None] = {}
+
+    def receive(self, data: bytes, source: Endpoint) -> list[tuple[bytes, Endpoint]]:
+        message = parse(data)
+        match message:
+            case Register(peer_id, candidates):
+                self.peers[peer_id], self.candidates[peer_id] = source, candidates
+                return [(encode(Ok()), source)]
+            case Connect(a, b) if a in self.peers and b in self.peers:
+                both = self.candidates[a] is not None and self.candidates[b] is not None
+                return [
+                    (encode(Punch(b, self.peers[b], self.candidates[b] if both else None)), self.peers[a]),
+                    (encode(Punch(a, self.peers[a], self.candidates[a] if both else None)), self.peers[b]),
+                ]
+            case Connect():
+                return [(encode(Err("invalid peers")), source)]
+        return []
+
+
+class RelayingTurnServer(FakeTurnServer):
+    """The fake TURN server with a relayed address per client, relaying between its own allocations."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.relayed: dict[Endpoint, Endpoint] = {}  # client -> its relayed address
+        self.outbox: list[tuple[Endpoint, Endpoint, bytes]] = []  # (client, peer, payload) to relay
+        self.payloads: list[bytes] = []  # every payload relayed, for checks
+
+    def _allocate(self, message: StunMessage, source: Endpoint, now: float) -> bytes:
+        lifetime = min(message.integer("LIFETIME") or 600, self.max_lifetime)
+        self.allocations[source] = self.live(source, now) or FakeAllocation(message.tid, lifetime)
+        relayed = self.relayed.setdefault(source, Endpoint(TURN.host, 49152 + len(self.relayed)))
+        attributes = {"XOR-RELAYED-ADDRESS": relayed.sockaddr(), "XOR-MAPPED-ADDRESS": source.sockaddr()}
+        return self._reply(message, {**attributes, "LIFETIME": lifetime})
+
+    _HANDLERS: ClassVar = {**FakeTurnServer._HANDLERS, stun.Method.ALLOCATE: _allocate}  # type: ignore[dict-item]
+
+    def _relay(self, source: Endpoint, peer: Endpoint, payload: bytes, now: float) -> None:
+        allocation = self.live(source, now)
+        if allocation is not None and allocation.permissions.get(peer.host, 0) > now:
+            self.outbox.append((source, peer, payload))
+
+    def forward(self, now: float) -> list[tuple[Endpoint, bytes]]:
+        """Deliver the outbox to the allocations it was sent to: (client, Data indication)."""
+        out = []
+        for source, peer, payload in self.outbox:
+            target = next((c for c, r in self.relayed.items() if r == peer), None)
+            allocation = None if target is None else self.live(target, now)
+            if target is None or allocation is None or allocation.permissions.get(TURN.host, 0) <= now:
+                continue
+            self.payloads.append(payload)
+            out.append((target, data_indication(self.relayed[source], payload)))
+        self.outbox.clear()
+        return out
+
+
+class RelayLab(Lab):
+    """The in-memory lab with a TURN server; ``block_direct`` drops datagrams between the hosts' NATs, and
+    ``relay_loss`` is the share of relayed datagrams lost."""
+
+    def __init__(self, keepalive: float = 10.0) -> None:
+        super().__init__(keepalive)
+        self.server: ExtendedServer = ExtendedServer()
+        self.turn = RelayingTurnServer()
+        self.turn_down = False
+        self.block_direct = False
+        self.relay_loss = 0.0
+        self.random = random.Random(4)
+
+    def add(self, name: str, nat: Nat | None = None) -> AgentCore:
+        relay = RelayConfig(TURN, USER, lambda: PASSWORD, retransmit=Retransmit(rto=0.5, rc=5, rm=4))
+        delivery = DeliveryConfig(deadline=30.0)
+        config = CoreConfig(name, SERVER, TIMING, self.keepalive, 0.25, relay, direct_retry=1.0, delivery=delivery)
+        core = self.cores[name] = AgentCore(config)
+        self.private[name] = Endpoint(f"10.0.{len(self.cores)}.2", 40000)
+        self.nats[name] = nat
+        self.events[name], self.logs[name] = [], []
+        self.perform(name, core.start(self.now))
+        self.deliver()
+        return core
+
+    def perform(self, name: str, outputs: list[Output]) -> None:
+        super().perform(name, [o for o in outputs if not isinstance(o, SendRaw)])
+        for output in outputs:
+            if isinstance(output, SendRaw):
+                nat, private = self.nats[name], self.private[name]
+                source = private if nat is None else nat.outbound(private, output.to, self.now)
+                self._queue.append((source, output.to, output.data))
+
+    def deliver(self) -> None:
+        while self._queue:
+            source, dst, data = self._queue.popleft()
+            self.wire.append((source, dst, data))
+            if dst == TURN:
+                self._to_turn(source, data)
+            elif dst == SERVER:
+                self._queue.extend((SERVER, to, reply) for reply, to in self.server.receive(data, source))
+            elif not self._blocked(source, dst):
+                for name, core in self.cores.items():
+                    nat = self.nats[name]
+                    private = dst if nat is None else nat.inbound(dst, source, self.now)
+                    if private == self.private[name]:
+                        self.perform(name, core.receive(data, source, self.now))
+
+    def _to_turn(self, source: Endpoint, data: bytes) -> None:
+        if self.turn_down:
+            return
+        self._queue.extend((TURN, source, answer) for answer in self.turn.handle(data, source, self.now))
+        for client, indication in self.turn.forward(self.now):
+            if self.random.random() >= self.relay_loss:
+                self._queue.append((TURN, client, indication))
+
+    def _blocked(self, source: Endpoint, dst: Endpoint) -> bool:
+        return self.block_direct and source.host != TURN.host and SERVER not in (source, dst)
+
+    def path(self, host: str, peer: str) -> str:
+        status = self.cores[host].peer_status(peer)
+        return "unknown" if status is None else str(status["path"])
+
+    def status(self, host: str, peer: str) -> dict[str, Any]:
+        status = self.cores[host].peer_status(peer)
+        assert status is not None
+        return status
+
+    def send_all(self, host: str, peer: str, texts: list[str]) -> None:
+        for text in texts:
+            self.send(host, peer, text)
+
+    def send(self, host: str, peer: str, text: str) -> None:
+        self.perform(host, self.cores[host].send(peer, text, self.now))
+        self.deliver()
+
+    def received(self, host: str) -> list[str]:
+        return [e["text"] for e in self.named(host, "message_received")]
+
+    def delivered(self, host: str) -> int:
+        return len(self.named(host, "message_delivered"))
+
+
+def relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str]) -> RelayLab:
+    lab = RelayLab()
+    lab.add("alice", Nat("198.18.0.11", **alice_nat))  # type: ignore[arg-type]
+    lab.add("bob", Nat("198.18.0.12", **bob_nat))  # type: ignore[arg-type]
+    lab.run_until(lambda: all(c.relay_up and c.registered and not c._reregister for c in lab.cores.values()))
+    return lab
+
+
+def connected(lab: RelayLab, want: str) -> Callable[[], bool]:
+    return lambda: lab.path("alice", "bob") == want and lab.path("bob", "alice") == want
+
+
+def connect(lab: RelayLab, want: str) -> None:
+    now = lab.now
+    lab.request("alice", lambda core: core.connect("bob", now))
+    lab.run_until(connected(lab, want))
+
+
+def texts(prefix: str, count: int) -> list[str]:
+    return [f"{prefix} {i:03d}" for i in range(count)]
+
+
+def relayed_app_data(lab: RelayLab) -> list[bytes]:
+    return [p for p in lab.turn.payloads if p.startswith((b"data ", b"ack ", b"msg "))]
+
+
+# -- tests ------------------------------------------------------------------------------------------
+
+
+def test_registers_as_extended_then_with_the_relay() -> None:
+    lab = relay_lab(CONE, CONE)
+    registers = [parse(d) for s, dst, d in lab.wire if dst == SERVER and d.startswith(b"register alice")]
+    relayed = lab.cores["alice"].relay_status()["relay"]
+    assert registers[0] == Register("alice", Candidates(None))
+    assert registers[-1] == Register("alice", Candidates(Endpoint.parse(relayed)))
+    assert lab.server.candidates["alice"] == Candidates(Endpoint.parse(relayed))
+    assert lab.named("alice", "turn_allocated") == [{"event": "turn_allocated", "relay": relayed}]
+    turn = lab.cores["alice"].relay_status()["turn"]
+    assert turn == {"server": str(TURN), "state": "allocated", "reason": None}
+
+
+def test_cone_cone_goes_direct_and_sends_no_application_data_via_turn() -> None:
+    lab = relay_lab(CONE, CONE)
+    connect(lab, "direct")
+    lab.send_all("alice", "bob", texts("a", 5))
+    lab.send_all("bob", "alice", texts("b", 5))
+    lab.run_until(lambda: lab.delivered("alice") == 5 and lab.delivered("bob") == 5)
+    assert lab.received("bob") == texts("a", 5)
+    assert lab.received("alice") == texts("b", 5)
+    assert relayed_app_data(lab) == []
+    status = lab.status("alice", "bob")
+    assert (status["path"], status["relay"], status["delivered"], status["received"]) == ("direct", None, 5, 5)
+    assert status["time_to_first_message_ms"] is not None
+
+
+def test_symmetric_cone_goes_relay_and_delivers_200_each_way_exactly_once_in_order() -> None:
+    lab = relay_lab(SYMMETRIC, CONE)
+    connect(lab, "relay")
+    [confirmed] = lab.named("alice", "relay_confirmed")
+    bob_relay = lab.cores["bob"].relay_status()["relay"]
+    assert confirmed["relay"] == bob_relay
+    assert lab.status("alice", "bob")["addr"] == lab.status("alice", "bob")["relay"] == bob_relay
+    lab.run_for(6.0)  # the direct punch times out; the relay carries on
+    reason = lab.status("alice", "bob")["reason"]
+    assert reason.startswith("punch failed: no response from")
+    assert reason.endswith("; relayed, still probing direct")
+    lab.relay_loss = 0.1
+    lab.send_all("alice", "bob", texts("a", 200))
+    lab.send_all("bob", "alice", texts("b", 200))
+    lab.run_until(lambda: lab.delivered("alice") == 200 and lab.delivered("bob") == 200, limit=60)
+    assert lab.received("bob") == texts("a", 200)
+    assert lab.received("alice") == texts("b", 200)
+    assert lab.named("alice", "message_undelivered") == []
+    status = lab.status("alice", "bob")
+    assert status["path"] == "relay"
+    assert status["retransmitted"] > 0  # the loss was real
+    assert all(not d.startswith(b"data ") for _, _, d in lab.wire)  # application data never went direct
+
+
+def test_path_upgrades_to_direct_while_messages_flow() -> None:
+    lab = relay_lab(CONE, CONE)
+    lab.block_direct = True
+    connect(lab, "relay")
+    sent = texts("a", 100)
+    for i, text in enumerate(sent):
+        if i == 30:
+            lab.block_direct = False
+        lab.send("alice", "bob", text)
+        lab.run_for(0.05)
+    lab.run_until(lambda: lab.delivered("alice") == 100 and lab.path("alice", "bob") == "direct")
+    assert lab.received("bob") == sent
+    [change] = lab.named("alice", "path_changed")
+    assert (change["old"], change["new"]) == ("relay", "direct")
+    status = lab.status("alice", "bob")
+    assert status["time_to_direct_ms"] > 1000  # found by the slow background probing
+    assert status["relay"] is None
+
+
+def test_turn_dying_while_direct_changes_nothing() -> None:
+    lab = relay_lab(CONE, CONE)
+    connect(lab, "direct")
+    lab.turn_down = True
+    lab.run_for(40.0)
+    assert lab.named("alice", "turn_failed")
+    assert lab.cores["alice"].relay_status()["relay"] is None
+    assert lab.named("alice", "path_changed") == []
+    lab.send_all("alice", "bob", ["still here?"])
+    lab.run_until(lambda: lab.delivered("alice") == 1)
+    assert lab.path("alice", "bob") == "direct"
+
+
+def test_turn_dying_while_relayed_loses_the_path_then_recovers() -> None:
+    lab = relay_lab(SYMMETRIC, CONE)
+    connect(lab, "relay")
+    lab.turn_down = True
+    lab.run_until(lambda: lab.path("alice", "bob") == "none", limit=40)
+    assert lab.status("alice", "bob")["reason"] == LOST_TURN
+    [change] = lab.named("alice", "path_changed")
+    assert (change["old"], change["new"], change["reason"]) == ("relay", "none", LOST_TURN)
+    lab.turn.restart()
+    lab.turn_down = False
+    lab.run_until(connected(lab, "relay"), limit=60)
+    lab.send_all("alice", "bob", ["back again"])
+    lab.run_until(lambda: lab.delivered("alice") == 1)
+    assert lab.received("bob") == ["back again"]
+
+
+def test_seed_era_peer_gets_plain_msg() -> None:
+    lab = relay_lab(CONE, CONE)
+    lab.server.candidates["bob"] = None  # bob registered the seed's way: plain punches both ways
+    connect(lab, "direct")
+    lab.send_all("alice", "bob", ["hi"])
+    assert [d for _, _, d in lab.wire if d.startswith((b"msg ", b"data "))] == [b"msg alice hi"]
+    assert lab.received("bob") == ["hi"]
+
+
+def test_turn_datagrams_are_told_apart_from_the_protocol() -> None:
+    assert all(not is_turn_datagram(encode(m)) for m in (Ok(), Register("a", Candidates(None))))
+    assert parse_stun(data_indication(TURN, b"x")).method == stun.Method.DATA
+    assert isinstance(Send(Ok(), TURN), Send)
+
+
+def test_stopping_releases_the_allocation() -> None:
+    lab = relay_lab(CONE, CONE)
+    alice = lab.cores["alice"]
+    released = alice.stop(lab.now)
+    assert len(released) == 1
+    (output,) = released
+    assert isinstance(output, SendRaw)
+    assert output.to == TURN
+    refresh = parse_stun(output.data)
+    assert (refresh.method, refresh.integer("LIFETIME")) == (stun.Method.REFRESH, 0), "Refresh LIFETIME=0"
+    assert alice.stop(lab.now) == [], "nothing left to release"
