@@ -107,6 +107,7 @@ class AgentCore:
         self.peers: dict[str, Peer] = {}
         self.relay = None if config.relay is None else Relay(config.relay)
         self._reregister = False
+        self._last_register: Register | None = None  # the most recent register sent (with our candidates)
         self._next_register = 0.0
         self._next_keepalive = 0.0
 
@@ -120,7 +121,7 @@ class AgentCore:
         """Begin registering (and allocating a relay); call once when the socket is open."""
         self._next_keepalive = now + self.config.keepalive
         self._next_register = now + self.config.register_retry
-        out: list[Output] = [Send(self._register(), self.config.server)]
+        out: list[Output] = [self._send_register()]
         if self.relay is not None:
             out += self._turn(self.relay.start(now), now)
         return out
@@ -145,7 +146,7 @@ class AgentCore:
         out: list[Output] = []
         if (not self.registered or self._reregister) and now >= self._next_register:
             self._next_register = now + self.config.register_retry
-            out.append(Send(self._register(), self.config.server))
+            out.append(self._send_register())
         if now >= self._next_keepalive:
             self._next_keepalive = now + self.config.keepalive
             out += self._keepalives(now)
@@ -295,8 +296,6 @@ class AgentCore:
 
     def _reannounce(self, now: float) -> list[Output]:
         """Our relay changed: register again (with the new candidates) until the server says ok."""
-        if not self.registered:
-            return []  # the register retries carry the current candidates anyway
         self._reregister = True
         self._next_register = now
         return []
@@ -330,7 +329,9 @@ class AgentCore:
         return out
 
     def _on_ok(self, ok: Ok, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        self._reregister = False
+        # The ok may answer an earlier register than the last one sent; the last one is in flight, so only
+        # candidates that changed since it was sent still need announcing.
+        self._reregister = self._last_register != self._register()
         if self.registered:
             return []
         self.registered = True
@@ -400,6 +401,10 @@ class AgentCore:
         relayed = None if self.relay is None else self.relay.relayed
         return Register(self.config.id, Candidates(relayed))
 
+    def _send_register(self) -> Send:
+        self._last_register = self._register()
+        return Send(self._last_register, self.config.server)
+
     def _liveness(self) -> float:
         return LIVENESS_PERIODS * self.config.keepalive
 
@@ -460,8 +465,13 @@ class AgentCore:
         out += self._perform(peer, peer.relay.tick(now), now, via_relay=True)
         if peer.extended:
             limit = self._liveness()
+            had_a_path = peer.path_name(self.relay_up) != NONE
             out += self._perform(peer, peer.path.check_alive(now, limit, "direct"), now, via_relay=False)
             out += self._perform(peer, peer.relay.check_alive(now, limit, "relay"), now, via_relay=True)
+            if had_a_path and peer.path_name(self.relay_up) == NONE:
+                # The peer went silent on every path (its relay or ours died, or a NAT dropped us): keep
+                # trying to connect again, as for a lost allocation, rather than leave the pair at none.
+                peer.reconnect_at = now
         return out
 
     def _tick_delivery(self, peer: Peer, now: float) -> list[Output]:

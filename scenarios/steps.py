@@ -22,6 +22,20 @@ def connect(lab: Lab, host: str) -> tuple[int, dict[str, Any]]:
     return code, json.loads(output)
 
 
+def connect_expecting(lab: Lab, host: str, path: str, timeout: float = 15) -> dict[str, Any]:
+    """Connect, then wait until `host` uses `path` to its peer. `connect` returns on the first usable path,
+    and a cone pair's relay can confirm a few ms before the direct path does (then traffic moves over)."""
+    code, view = connect(lab, host)
+    if code != 0:
+        raise AssertionError(f"{host} could not connect: {view}")
+
+    def on_path() -> dict[str, Any] | None:
+        current = peer_status(lab, host)
+        return current if current and current["path"] == path else None
+
+    return lab.wait_for(on_path, timeout, f"{host} to use the {path} path")
+
+
 def peer_status(lab: Lab, host: str) -> dict[str, Any] | None:
     """`host`'s view of its peer from `client status --json`, or None if it has none."""
     status = lab.json(host, "client", "status", "--json")

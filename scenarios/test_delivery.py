@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from scenarios.harness import Lab
 from scenarios.pairs import Pair
-from scenarios.steps import PEER_OF, connect, events, flood, flood_texts, received_since, reset_paths
+from scenarios.steps import PEER_OF, connect_expecting, events, flood, flood_texts, received_since, reset_paths
 
 COUNT = 5
 STREAM = 200
@@ -17,9 +17,7 @@ def received_texts(lab: Lab, host: str, marker: str) -> list[str]:
 
 def test_messages_cross_both_ways_exactly_once(lab: Lab, pair: Pair) -> None:
     reset_paths(lab)
-    code, view = connect(lab, "alice")
-    assert code == 0, view
-    assert view["path"] == pair.expected_path, view
+    connect_expecting(lab, "alice", pair.expected_path)
     for sender, receiver in PEER_OF.items():
         marker = f"{sender}->{receiver}"
         sent = [f"{marker} #{i}: hello with  spaces and ünïcode" for i in range(COUNT)]
@@ -31,8 +29,7 @@ def test_messages_cross_both_ways_exactly_once(lab: Lab, pair: Pair) -> None:
 
 
 def test_a_stream_of_200_each_way_arrives_exactly_once_in_order(lab: Lab, pair: Pair) -> None:
-    code, view = connect(lab, "alice")
-    assert code == 0, view
+    connect_expecting(lab, "alice", pair.expected_path)
     for sender, receiver in PEER_OF.items():
         before = len(events(lab, receiver, "message_received"))
         result = flood(lab, sender, STREAM, 100)

@@ -12,7 +12,7 @@ import re
 
 from scenarios.harness import Lab
 from scenarios.pairs import Pair
-from scenarios.steps import PEER_OF, connect, flood
+from scenarios.steps import PEER_OF, connect_expecting, flood
 
 PEER_USAGE = re.compile(r"session (\d+): peer usage: .*?rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)")
 MESSAGES, SIZE = 200, 500
@@ -26,8 +26,7 @@ def peer_usage(lab: Lab) -> dict[str, int]:
 
 
 def test_relay_carries_messages_only_for_a_relayed_pair(lab: Lab, pair: Pair) -> None:
-    code, view = connect(lab, "alice")
-    assert code == 0, view
+    connect_expecting(lab, "alice", pair.expected_path)
     for sender in PEER_OF:
         result = flood(lab, sender, MESSAGES, SIZE)
         assert result["undelivered"] == 0, result

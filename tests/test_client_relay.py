@@ -167,8 +167,8 @@ class RelayLab(Lab):
         return len(self.named(host, "message_delivered"))
 
 
-def relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str]) -> RelayLab:
-    lab = RelayLab()
+def relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str], keepalive: float = 10.0) -> RelayLab:
+    lab = RelayLab(keepalive)
     lab.add("alice", Nat("198.18.0.11", **alice_nat))  # type: ignore[arg-type]
     lab.add("bob", Nat("198.18.0.12", **bob_nat))  # type: ignore[arg-type]
     lab.run_until(lambda: all(c.relay_up and c.registered and not c._reregister for c in lab.cores.values()))
@@ -292,6 +292,21 @@ def test_turn_dying_while_relayed_loses_the_path_then_recovers() -> None:
     lab.send_all("alice", "bob", ["back again"])
     lab.run_until(lambda: lab.delivered("alice") == 1)
     assert lab.received("bob") == ["back again"]
+
+
+def test_relay_path_gone_silent_before_turn_is_noticed_dead_still_recovers() -> None:
+    # Short keepalives: the peer's silence (3 periods) is noticed before our own allocation's refresh fails,
+    # as in the lab; the pair must still connect again once the relay is back.
+    lab = relay_lab(SYMMETRIC, CONE, keepalive=2.0)
+    connect(lab, "relay")
+    lab.turn_down = True
+    lab.run_until(lambda: lab.path("alice", "bob") == "none", limit=40)
+    lab.turn.restart()
+    lab.turn_down = False
+    lab.run_until(connected(lab, "relay"), limit=90)
+    lab.send_all("alice", "bob", ["after the silence"])
+    lab.run_until(lambda: lab.delivered("alice") == 1)
+    assert lab.received("bob") == ["after the silence"]
 
 
 def test_seed_era_peer_gets_plain_msg() -> None:
