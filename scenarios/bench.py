@@ -1,30 +1,37 @@
-"""`make bench`: lab lifecycle timings and connect-to-direct latency, measured on this machine.
+"""`make bench`: lab lifecycle timings, path latencies and relayed throughput, measured on this machine.
 
 Figures: cold `make lab-up` (no natlab images at all, so the base bootstrap runs), warm `make lab-up` (images
-built, lab down), `make lab-down`, and the time from `connect` to a confirmed direct path for cone-cone
-(median and p95 of ATTEMPTS), as the agent measures it (`time_to_direct_ms` in `client status --json`).
+built, lab down), `make lab-down`; the time from `connect` to a confirmed direct path for cone-cone with
+relays enabled and without (median and p95 of ATTEMPTS, as the agent measures it: `time_to_direct_ms`);
+connect to the first delivered (acknowledged) message for cone-symmetric (`time_to_first_message_ms`); and
+relayed throughput for one cone-symmetric pair with 1,000-byte messages (`client flood`), next to coturn's
+own `turnutils_uclient` in the same lab.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import re
 import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Callable
+from typing import Any
 
-from scenarios.harness import REPO, LabError
+from scenarios.harness import REPO, Lab, LabError
 from scenarios.lab_status import interactive_lab
 
 ATTEMPTS = int(os.environ.get("BENCH_ATTEMPTS", "20"))
+FLOOD = int(os.environ.get("BENCH_FLOOD", "2000"))
 ENV = os.environ | {"NAT_A": "cone", "NAT_B": "cone"}
 
 
-def make(target: str) -> float:
-    """Run a make target; return its wall time in seconds."""
+def make(target: str, **env: str) -> float:
+    """Run a make target (with extra environment); return its wall time in seconds."""
     started = time.perf_counter()
-    done = subprocess.run(["make", "-s", target], cwd=REPO, env=ENV, capture_output=True, text=True, check=False)
+    done = subprocess.run(["make", "-s", target], cwd=REPO, env=ENV | env, capture_output=True, text=True, check=False)
     elapsed = time.perf_counter() - started
     if done.returncode != 0:
         raise LabError(f"make {target} failed:\n{done.stdout}{done.stderr}")
@@ -39,17 +46,50 @@ def remove_images() -> None:
         subprocess.run(["docker", "rmi", "-f", *dict.fromkeys(ids)], capture_output=True, check=True)
 
 
-def connect_to_direct_ms() -> list[float]:
+def sample(action: Callable[[], float]) -> list[float]:
+    """ATTEMPTS measurements, each after both hosts forgot each other."""
     lab = interactive_lab()
     samples = []
     for _ in range(ATTEMPTS):
         lab.exec_ok("alice", "client", "disconnect", "bob")
         lab.exec_ok("bob", "client", "disconnect", "alice")
-        peer = lab.json("alice", "client", "connect", "bob", "--json")
-        if peer.get("path") != "direct":
-            raise LabError(f"cone-cone connect did not go direct: {peer}\n{lab.logs('alice', 'bob')}")
-        samples.append(float(peer["time_to_direct_ms"]))
+        samples.append(action())
     return samples
+
+
+def connect_to_direct_ms() -> float:
+    lab = interactive_lab()
+    lab.exec_ok("alice", "client", "connect", "bob")
+    # connect returns on the first usable path; a relay may confirm a few ms before direct does
+    peer = lab.wait_for(lambda: p if (p := alice_peer(lab))["path"] == "direct" else None, 10, "a direct path")
+    return float(peer["time_to_direct_ms"])
+
+
+def connect_to_first_message_ms() -> float:
+    lab = interactive_lab()
+    lab.exec_ok("alice", "client", "send", "bob", "first")  # connects, sends, waits for the ack
+    return float(alice_peer(lab)["time_to_first_message_ms"])
+
+
+def alice_peer(lab: Lab) -> dict[str, Any]:
+    status = lab.json("alice", "client", "status", "--json")
+    return next(p for p in status["peers"] if p["id"] == "bob")
+
+
+def relayed_throughput() -> tuple[dict[str, Any], tuple[float, float]]:
+    """`client flood` through the relay, and turnutils_uclient's figure (messages/s, MB/s) in the same lab."""
+    lab = interactive_lab()
+    lab.exec_ok("alice", "client", "connect", "bob")
+    flood = lab.json("alice", "client", "flood", "bob", str(FLOOD), "--size", "1000")
+    password = lab.exec_ok("alice", "cat", "/run/natlab-secrets/turn-password").strip()
+    started = time.perf_counter()
+    output = lab.exec_ok(
+        "alice", "turnutils_uclient", "-y", "-c", "-z", "0", "-u", "natlab", "-w", password,
+        "-n", str(FLOOD), "-l", "1000", "-m", "1", lab.subnets.turn,
+    )  # fmt: skip
+    seconds = time.perf_counter() - started
+    received = int(re.findall(r"tot_recv_msgs=(\d+)", output)[-1])
+    return flood, (received / seconds, received * 1000 / seconds / 1e6)
 
 
 def p95(samples: list[float]) -> float:
@@ -58,22 +98,35 @@ def p95(samples: list[float]) -> float:
     return ordered[math.ceil(0.95 * len(ordered)) - 1]
 
 
+def spread(samples: list[float]) -> str:
+    return f"median {statistics.median(samples):6.2f} ms, p95 {p95(samples):6.2f} ms (n={len(samples)})"
+
+
 def main() -> int:
     make("lab-down")
     remove_images()
     cold = make("lab-up")
     down = make("lab-down")
     warm = make("lab-up")
-    samples = connect_to_direct_ms()
+    direct = sample(connect_to_direct_ms)
     noop = make("lab-up")
+    make("lab-up", NATLAB_TURN_ADDR="")
+    direct_without_relay = sample(connect_to_direct_ms)
+    make("lab-up", NAT_B="symmetric")
+    first_relayed = sample(connect_to_first_message_ms)
+    flood, (uclient_msgs, uclient_mb) = relayed_throughput()
     print("natlab bench (this machine)")
     print(f"  make lab-up, cold (no natlab images)   {cold:7.2f} s")
     print(f"  make lab-up, warm (images built)        {warm:7.2f} s   target < 3 s")
     print(f"  make lab-up, again while up             {noop:7.2f} s")
     print(f"  make lab-down                           {down:7.2f} s   target < 2 s")
+    print(f"  connect -> direct, cone-cone, relays on     {spread(direct)}   target median < 20 ms")
+    print(f"  connect -> direct, cone-cone, relays off    {spread(direct_without_relay)}")
+    print(f"  connect -> first delivered, cone-symmetric  {spread(first_relayed)}   target < 50 ms")
     print(
-        f"  connect -> direct, cone-cone, n={len(samples):<3}      median {statistics.median(samples):.2f} ms, "
-        f"p95 {p95(samples):.2f} ms   target median < 20 ms"
+        f"  relayed throughput, 1000-byte messages      client flood: {flood['msgs_per_s']:.0f} msg/s, "
+        f"{flood['mb_per_s']:.2f} MB/s ({flood['delivered']}/{flood['sent']} delivered); "
+        f"turnutils_uclient: {uclient_msgs:.0f} msg/s, {uclient_mb:.2f} MB/s"
     )
     print("The lab is left up; `make lab-down` stops it.")
     return 0
