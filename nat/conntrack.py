@@ -6,10 +6,11 @@ side answers to, so ``reply.dst:reply.dport`` is the external (mapped) address a
 
 from __future__ import annotations
 
-import subprocess
 import xml.etree.ElementTree as ET
 from dataclasses import dataclass
 from typing import Any
+
+from nat.tools import run_tool
 
 TIMEOUT = 10.0
 
@@ -94,17 +95,7 @@ def flush() -> None:
 
 
 def _run_conntrack(*args: str) -> str:
-    command = ["conntrack", *args]
-    try:
-        done = subprocess.run(command, capture_output=True, text=True, timeout=TIMEOUT, check=False)
-    except FileNotFoundError:
-        raise ConntrackError("conntrack is not installed (package conntrack)") from None
-    except subprocess.TimeoutExpired:
-        raise ConntrackError(f"{' '.join(command)} took longer than {TIMEOUT:g}s") from None
-    if done.returncode != 0:
-        detail = done.stderr.strip() or f"exit status {done.returncode}"
-        raise ConntrackError(f"{' '.join(command)} failed: {detail}")
-    return done.stdout
+    return run_tool(["conntrack", *args], ConntrackError, "conntrack", TIMEOUT)
 
 
 def _parse_flow(flow: ET.Element) -> Entry:

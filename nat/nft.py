@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import ipaddress
-import subprocess
 
 from nat.render import BLOCK_SET, TABLE
+from nat.tools import run_tool
 
 TIMEOUT = 10.0
 """Seconds any one ``nft`` call may take; it normally takes milliseconds."""
@@ -17,17 +17,7 @@ class NftError(RuntimeError):
 
 def run_nft(*args: str, script: str | None = None, timeout: float = TIMEOUT) -> str:
     """Run ``nft ARGS`` (feeding ``script`` on stdin); its stdout, or ``NftError`` with its stderr."""
-    command = ["nft", *args]
-    try:
-        done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=timeout, check=False)
-    except FileNotFoundError:
-        raise NftError("nft is not installed (package nftables)") from None
-    except subprocess.TimeoutExpired:
-        raise NftError(f"{' '.join(command)} took longer than {timeout:g}s") from None
-    if done.returncode != 0:
-        detail = done.stderr.strip() or f"exit status {done.returncode}"
-        raise NftError(f"{' '.join(command)} failed: {detail}")
-    return done.stdout
+    return run_tool(["nft", *args], NftError, "nftables", timeout, stdin=script)
 
 
 def apply(script: str) -> None:
