@@ -16,6 +16,7 @@ import subprocess
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -31,6 +32,7 @@ PROJECT_LABEL = "com.docker.compose.project"
 INTERACTIVE_PROJECT = "natlab"
 SLOTS = range(1, 128)  # slot 0 (198.18.0-2.x) is the interactive lab's
 UP_TIMEOUT_S = 90
+HOSTS = ("alice", "bob")
 
 T = TypeVar("T")
 
@@ -189,6 +191,14 @@ class Lab:
             self.compose("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT_S))
         except LabError as exc:
             raise LabError(f"lab {self.project} did not become healthy: {exc}\n{self.logs()}") from None
+        # Healthy hosts are registered; their TURN allocations may still be on the way (the TURN server
+        # and its credential can come up after them). Scenarios start from a lab where both are in place.
+        for host in HOSTS:
+            self.wait_for(partial(self.relay_allocated, host), 30, f"{host}'s TURN allocation")
+
+    def relay_allocated(self, host: str) -> bool | None:
+        turn = self.json(host, "client", "status", "--json").get("turn")
+        return True if turn is None or turn.get("state") == "allocated" else None
 
     def down(self) -> None:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "1", check=False)
@@ -252,6 +262,8 @@ class Lab:
         """Start a stopped service again and wait until its healthcheck passes."""
         self.container(service).start()
         self.wait_for(lambda: True if self.health(service) == "healthy" else None, timeout, f"{service} healthy")
+        if service in HOSTS:
+            self.wait_for(partial(self.relay_allocated, service), timeout, f"{service}'s TURN allocation")
 
     def health(self, service: str) -> str:
         state = self.container(service).attrs["State"]
