@@ -111,9 +111,12 @@ class Lab:
         self.wire: list[tuple[Endpoint, Endpoint, bytes]] = []
         self._queue: deque[tuple[Endpoint, Endpoint, bytes]] = deque()
 
+    def config(self, name: str) -> CoreConfig:
+        """The agent configuration for host `name` (a subclass adds a relay)."""
+        return CoreConfig(name, SERVER, TIMING, keepalive=self.keepalive, register_retry=0.25)
+
     def add(self, name: str, nat: Nat | None = None) -> AgentCore:
-        config = CoreConfig(name, SERVER, TIMING, keepalive=self.keepalive, register_retry=0.25)
-        core = self.cores[name] = AgentCore(config)
+        core = self.cores[name] = AgentCore(self.config(name))
         self.private[name] = Endpoint(f"10.0.{len(self.cores)}.2", 40000)
         self.nats[name] = nat
         self.events[name], self.logs[name] = [], []

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 
 from aioice import stun
 
-from client.core import AgentCore, CoreConfig, Output, Send, SendRaw
+from client.core import CoreConfig, Output, Send, SendRaw
 from client.delivery import DeliveryConfig
 from client.relay import RelayConfig
 from client.turn import Retransmit
@@ -97,17 +97,10 @@ class RelayLab(Lab):
         self.relay_loss = 0.0
         self.random = random.Random(4)
 
-    def add(self, name: str, nat: Nat | None = None) -> AgentCore:
+    def config(self, name: str) -> CoreConfig:
         relay = RelayConfig(TURN, USER, lambda: PASSWORD, retransmit=Retransmit(rto=0.5, rc=5, rm=4))
         delivery = DeliveryConfig(deadline=30.0)
-        config = CoreConfig(name, SERVER, TIMING, self.keepalive, 0.25, relay, direct_retry=1.0, delivery=delivery)
-        core = self.cores[name] = AgentCore(config)
-        self.private[name] = Endpoint(f"10.0.{len(self.cores)}.2", 40000)
-        self.nats[name] = nat
-        self.events[name], self.logs[name] = [], []
-        self.perform(name, core.start(self.now))
-        self.deliver()
-        return core
+        return CoreConfig(name, SERVER, TIMING, self.keepalive, 0.25, relay, direct_retry=1.0, delivery=delivery)
 
     def perform(self, name: str, outputs: list[Output]) -> None:
         super().perform(name, [o for o in outputs if not isinstance(o, SendRaw)])
