@@ -11,9 +11,11 @@ NATLAB_EVENTS              /var/log/natlab/events.jsonl       JSON-lines event l
 NATLAB_READY_FILE          /run/natlab/registered             exists while registered (the healthcheck)
 NATLAB_PUNCH_TIMEOUT       5 (s)                              give up punching after this long
 NATLAB_PUNCH_INTERVAL      20 (ms)                            time between probes
+NATLAB_RELAY_HEAD_START    10 (ms)                            direct probes' lead over relay probes (0: none)
 NATLAB_KEEPALIVE           10 (s)                             keepalive period; 3 silent periods lose a path
 NATLAB_REGISTER_RETRY      250 (ms)                           register / connect retry period
 NATLAB_TURN                (unset: no relay)                  TURN server ``ip:port`` for the relay fallback
+NATLAB_STUN                (unset: NATLAB_TURN)               STUN server for ``client nat-type`` (RFC 5780)
 NATLAB_TURN_USER           natlab                             TURN user name
 NATLAB_TURN_PASSWORD_FILE  /run/natlab-secrets/turn-password  TURN password, read at each allocation
 NATLAB_DIRECT_RETRY        1 (s)                              direct probe period while relayed
@@ -66,6 +68,7 @@ class AgentConfig:
     ready_file: str = DEFAULT_READY_FILE
     punch_timeout: float = 5.0
     punch_interval: float = 0.020
+    relay_head_start: float = 0.010
     keepalive: float = 10.0
     register_retry: float = 0.250
     log_level: str = "info"
@@ -88,6 +91,7 @@ class AgentConfig:
             self.register_retry,
             relay=relay,
             direct_retry=self.direct_retry,
+            relay_head_start=self.relay_head_start,
             delivery=DeliveryConfig(deadline=self.delivery_deadline),
         )
 
@@ -119,6 +123,7 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         ready_file=env.get("NATLAB_READY_FILE") or DEFAULT_READY_FILE,
         punch_timeout=_positive(env, "NATLAB_PUNCH_TIMEOUT", 5.0, scale=1.0),
         punch_interval=_positive(env, "NATLAB_PUNCH_INTERVAL", 20.0, scale=0.001),
+        relay_head_start=_positive(env, "NATLAB_RELAY_HEAD_START", 10.0, scale=0.001, zero=True),
         keepalive=_positive(env, "NATLAB_KEEPALIVE", 10.0, scale=1.0),
         register_retry=_positive(env, "NATLAB_REGISTER_RETRY", 250.0, scale=0.001),
         log_level=level,
@@ -133,6 +138,15 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
 def _turn(env: Mapping[str, str], resolve: Callable[[str, int], str]) -> Endpoint | None:
     text = env.get("NATLAB_TURN", "").strip()
     return None if not text else parse_server(text, resolve, name="NATLAB_TURN")
+
+
+def stun_server(env: Mapping[str, str], resolve: Callable[[str, int], str] | None = None) -> Endpoint:
+    """The STUN server ``client nat-type`` asks by default: NATLAB_STUN, else the agent's TURN server."""
+    for name in ("NATLAB_STUN", "NATLAB_TURN"):
+        text = env.get(name, "").strip()
+        if text:
+            return parse_server(text, resolve or _resolve, name=name)
+    raise ConfigError("no STUN server: pass --server IP:PORT, or set NATLAB_STUN (or NATLAB_TURN)")
 
 
 def parse_server(text: str, resolve: Callable[[str, int], str], name: str = "NATLAB_SERVER") -> Endpoint:
@@ -168,7 +182,8 @@ def _port(text: str) -> int:
     return int(text)
 
 
-def _positive(env: Mapping[str, str], name: str, default: float, scale: float) -> float:
+def _positive(env: Mapping[str, str], name: str, default: float, scale: float, zero: bool = False) -> float:
+    """A positive number (or zero, where ``zero`` allows it) of seconds or, with ``scale`` 0.001, ms."""
     text = env.get(name)
     if text is None or not text.strip():
         return default * scale
@@ -177,6 +192,7 @@ def _positive(env: Mapping[str, str], name: str, default: float, scale: float) -
         value = float(text)
     except ValueError:
         raise ConfigError(f"{name}={text!r}: expected a number of {unit}") from None
-    if not math.isfinite(value) or value <= 0:
-        raise ConfigError(f"{name}={text!r}: expected a positive number of {unit}")
+    if not math.isfinite(value) or value < 0 or (value == 0 and not zero):
+        kind = "a positive number or 0" if zero else "a positive number"
+        raise ConfigError(f"{name}={text!r}: expected {kind} of {unit}")
     return value * scale

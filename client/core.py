@@ -68,6 +68,9 @@ class CoreConfig:
     register_retry: float = 0.25
     relay: RelayConfig | None = None
     direct_retry: float = 1.0
+    relay_head_start: float = 0.010
+    """Seconds the direct path probes alone before relay probes start: when both would work, the relay's
+    extra TURN traffic at connect time must not slow direct down (ICE paces relayed checks last, too)."""
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
 
 
@@ -287,6 +290,7 @@ class AgentCore:
                     out += self._datagram(payload, peer, now, via_relay=True)
                 case turn.Allocated(relayed):
                     out += [Emit(event("turn_allocated", relay=str(relayed))), *self._reannounce(now)]
+                    self._retry_failed_connects(now)
                 case turn.Failed(reason):
                     out += [Emit(event("turn_failed", reason=reason)), *self._reannounce(now)]
                     out += self._relay_lost(reason, now)
@@ -299,6 +303,13 @@ class AgentCore:
         self._reregister = True
         self._next_register = now
         return []
+
+    def _retry_failed_connects(self, now: float) -> None:
+        """A relay just came up: a peer that a connect left with no path at all (say, one made before the
+        first allocation, towards a symmetric NAT) may be reachable now; connect again once registered."""
+        for peer in self.peers.values():
+            if peer.path.state is PathState.FAILED and peer.path_name(self.relay_up) == NONE:
+                peer.reconnect_at = now
 
     def _relay_lost(self, reason: str, now: float) -> list[Output]:
         """Our allocation is gone: so is every relay path (to be connected again when it is back)."""
@@ -325,7 +336,8 @@ class AgentCore:
             peer.first_message_ms = None
         relay = None if punch.candidates is None else punch.candidates.relay
         if relay is not None and self.relay_up:
-            out += self._perform(peer, peer.relay.punch(relay, now, started), now, via_relay=True)
+            head_start = self.config.relay_head_start
+            out += self._perform(peer, peer.relay.punch(relay, now, started, head_start), now, via_relay=True)
         return out
 
     def _on_ok(self, ok: Ok, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
@@ -548,7 +560,7 @@ class AgentCore:
                 case Moved(old, new):
                     out.append(Log(logging.INFO, f"[client] peer {path.peer} moved from {old} to {new}"))
                 case Ignored(why):
-                    out.append(Log(logging.INFO, f"[client] ignoring punch: {why}"))
+                    out.append(Log(logging.INFO, f"[client] ignoring {why}"))
         return out
 
     def _path_event(self, peer: Peer, new: PathState) -> list[Output]:

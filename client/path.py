@@ -13,9 +13,10 @@ The same machine serves a peer's relay path (probes sent through our TURN alloca
 address): there "direct" reads as "confirmed". A failed path may go on probing slowly in the background
 (:meth:`Path.keep_probing`, while another path carries the traffic), and a probe answered then confirms it.
 
-A probe or answer from the peer confirms the path from *any* state (the peer may have been told to punch
-before us, or answered after we gave up). The transitions are the :data:`TRANSITIONS` table; the methods
-compute what to send and when. Every method returns a list of actions for the caller to perform.
+A probe from the peer confirms the path from *any* state (the peer may have been told to punch before us),
+and so does an answer, except to a path reset since (we may have given up, but not forgotten). The
+transitions are the :data:`TRANSITIONS` table; the methods compute what to send and when. Every method
+returns a list of actions for the caller to perform.
 """
 
 from __future__ import annotations
@@ -138,12 +139,16 @@ class Path:
         # A punch is a new attempt (maybe at a new address) even when already punching: report it.
         return [Changed(old, new)] if old is not new or trigger is Trigger.PUNCH else []
 
-    def punch(self, addr: Endpoint, now: float, started: float | None = None) -> list[Action]:
-        """The server says the peer is at ``addr``: probe it now and every interval until answered."""
+    def punch(self, addr: Endpoint, now: float, started: float | None = None, defer: float = 0.0) -> list[Action]:
+        """The server says the peer is at ``addr``: probe it now and every interval until answered.
+
+        ``defer`` > 0 holds the first probe back that many seconds (the path is punching meanwhile, and a
+        probe from the peer still confirms it): a lower-priority path gives a better one a head start.
+        """
         if self.state is PathState.DIRECT and addr == self.addr:
-            return [Ignored(f"already direct to {self.peer} at {addr}")]
+            return [Ignored(f"punch: already direct to {self.peer} at {addr}")]
         if self.state is PathState.PUNCHING and addr == self._punched:
-            return [Ignored(f"already punching {self.peer} at {addr}")]
+            return [Ignored(f"punch: already punching {self.peer} at {addr}")]
         # A confirmed address may differ from the server's view (symmetric NAT) and still work: keep
         # probing it too, so a late or repeated punch cannot break a working path.
         keep = self.addr if self.state is PathState.DIRECT and self.addr != addr else None
@@ -152,10 +157,10 @@ class Path:
         self.reason = None
         self.started = now if started is None else started
         self.time_to_direct_ms = None
-        self._deadline = now + self.timing.timeout
-        self._next_probe = now + self.timing.interval
+        self._deadline = now + defer + self.timing.timeout
+        self._next_probe = now + (defer or self.timing.interval)
         actions = self._fire(Trigger.PUNCH)
-        return [*actions, *(Probe(t) for t in self._targets)]
+        return actions if defer > 0 else [*actions, *(Probe(t) for t in self._targets)]
 
     def on_hello(self, source: Endpoint, now: float, started: float | None = None) -> list[Action]:
         """A probe from the peer: answer where it came from, and the path is direct.
@@ -165,7 +170,13 @@ class Path:
         return [Answer(source), *self._confirm(source, now, started)]
 
     def on_hello_ack(self, source: Endpoint, now: float, started: float | None = None) -> list[Action]:
-        """An answer to our probe: the path is direct; stop probing."""
+        """An answer to our probe: the path is direct; stop probing.
+
+        Not after a reset: a late answer to a path we forgot (a local disconnect) would bring it back
+        unasked, and a later connect would find a path already "up" and punch nothing.
+        """
+        if self.state is PathState.NONE:
+            return [Ignored(f"an answer from {self.peer} at {source} to a probe of a forgotten path")]
         return self._confirm(source, now, started)
 
     def _confirm(self, source: Endpoint, now: float, started: float | None) -> list[Action]:

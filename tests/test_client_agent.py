@@ -273,6 +273,10 @@ def test_health_gives_up_fast_on_a_hung_agent(workdir: pathlib.Path, capsys: pyt
             {"NATLAB_ID": "alice", "NATLAB_SERVER": "127.0.0.1:9", "NATLAB_PUNCH_INTERVAL": "-5"},
             "client: NATLAB_PUNCH_INTERVAL='-5': expected a positive number of ms",
         ),
+        (
+            {"NATLAB_ID": "alice", "NATLAB_SERVER": "127.0.0.1:9", "NATLAB_RELAY_HEAD_START": "-1"},
+            "client: NATLAB_RELAY_HEAD_START='-1': expected a positive number or 0 of ms",
+        ),
         ({"NATLAB_ID": "alice", "NATLAB_SERVER": "127.0.0.1:9", "NATLAB_PORT": "70000"}, "client: NATLAB_PORT="),
     ],
 )

@@ -66,6 +66,8 @@ def test_agent_config_defaults_and_units() -> None:
     assert (config.port, config.punch_timeout, config.keepalive) == (0, 5.0, 10.0)
     assert config.punch_interval == pytest.approx(0.050)
     assert config.register_retry == pytest.approx(0.100)
+    assert config.relay_head_start == pytest.approx(0.010)
+    assert agent_config({**BASE, "NATLAB_RELAY_HEAD_START": "0"}).core().relay_head_start == 0
     assert config.socket == "/run/natlab/client.sock"
     assert config.events == "/var/log/natlab/events.jsonl"
     core = config.core()

@@ -53,6 +53,27 @@ def test_punch_probes_at_once_and_then_every_interval(path: Path) -> None:
     assert path.tick(T0 + 0.040) == [Probe(SERVER_SAYS)]
 
 
+def test_a_late_answer_does_not_bring_back_a_forgotten_path(path: Path) -> None:
+    path.punch(SERVER_SAYS, T0)
+    path.reset("disconnected")
+    [ignored] = path.on_hello_ack(SERVER_SAYS, T0 + 0.005)
+    assert isinstance(ignored, Ignored)
+    assert path.state is PathState.NONE
+    assert path.on_hello(SERVER_SAYS, T0 + 0.006)[-1] == Changed(PathState.NONE, PathState.DIRECT), "a probe does"
+
+
+def test_deferred_punch_is_punching_but_probes_only_after_the_head_start(path: Path) -> None:
+    actions = path.punch(SERVER_SAYS, T0, defer=0.010)
+    assert actions == [Changed(PathState.NONE, PathState.PUNCHING)]
+    assert path.wakeup() == pytest.approx(T0 + 0.010)
+    assert path.tick(T0 + 0.009) == []
+    assert path.tick(T0 + 0.010) == [Probe(SERVER_SAYS)]
+    assert path.tick(T0 + 0.030) == [Probe(SERVER_SAYS)]
+    path.tick(T0 + 5.005)
+    assert path.state is PathState.PUNCHING, "the punch time-out counts from the first probe"
+    assert path.on_hello_ack(SERVER_SAYS, T0 + 5.006)[-1] == Changed(PathState.PUNCHING, PathState.DIRECT)
+
+
 def test_probe_count_over_the_whole_timeout(path: Path) -> None:
     path.punch(SERVER_SAYS, T0)
     sent = 1

@@ -258,6 +258,31 @@ def test_path_upgrades_to_direct_while_messages_flow() -> None:
     assert status["relay"] is None
 
 
+def test_direct_gets_a_head_start_then_the_relay_stands_by() -> None:
+    lab = relay_lab(CONE, CONE)
+    connect(lab, "direct")
+    assert [p for p in lab.turn.payloads if p.startswith(b"hello")] == [], "no relay probe before direct"
+    lab.run_for(1.0)
+    assert lab.named("alice", "relay_confirmed"), "the relay path is confirmed as a standby"
+    assert lab.path("alice", "bob") == "direct"
+
+
+def test_a_connect_made_before_the_first_allocation_is_retried_when_the_relay_comes_up() -> None:
+    lab = RelayLab()
+    lab.turn_down = True
+    lab.add("alice", Nat("198.18.0.11", **SYMMETRIC))  # type: ignore[arg-type]
+    lab.add("bob", Nat("198.18.0.12", **CONE))  # type: ignore[arg-type]
+    lab.run_until(lambda: all(c.registered for c in lab.cores.values()))
+    connect(lab, "punching")
+    lab.run_until(lambda: lab.path("alice", "bob") == "none")
+    assert lab.status("alice", "bob")["reason"].startswith("punch failed")
+    lab.turn_down = False
+    lab.run_until(connected(lab, "relay"), limit=60)
+    lab.send_all("alice", "bob", ["through the late relay"])
+    lab.run_until(lambda: lab.delivered("alice") == 1)
+    assert lab.received("bob") == ["through the late relay"]
+
+
 def test_turn_dying_while_direct_changes_nothing() -> None:
     lab = relay_lab(CONE, CONE)
     connect(lab, "direct")
