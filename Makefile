@@ -11,8 +11,9 @@ NAT_B  ?= cone
 export NAT_A NAT_B
 COMPOSE := docker compose
 PYTEST_ARGS ?=
+GRID_ARGS ?=
 
-.PHONY: help venv compose images lab-up lab-down lab-status logs lint unit scenarios test bench clean
+.PHONY: help venv compose images lab-up lab-down lab-status logs lint unit scenarios test bench grid clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
@@ -64,6 +65,9 @@ test: lint unit scenarios ## Everything CI runs: lint + unit + scenarios
 
 bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; prints the figures
 	@$(PY) -m scenarios.bench
+
+grid: images ## Every ordered pair of NAT profiles in one lab, checked against theory (GRID_ARGS='--attempts 5')
+	$(PY) -m scenarios.grid $(GRID_ARGS)
 
 clean: ## Remove every natlab-labelled container, network, volume and image (also from crashed runs)
 	@docker ps -aq --filter label=natlab | xargs -r docker rm -f >/dev/null || true

@@ -13,6 +13,9 @@
     client events [--follow]          print the event log (JSON lines)
     client health                     exit 0 iff the agent answers and is registered (fast)
     client stun-ping <ip:port> [--wait S]  STUN Binding: print our address as that server sees it
+    client nat-type [--server IP:PORT] [--json] [--lifetime-max S]
+                                      RFC 5780 NAT behaviour discovery: mapping, filtering, hairpinning,
+                                      port preservation (and binding lifetime, probed up to S seconds)
 
 Exit status: 0 success, 1 failure (no agent, no path, refused), 2 usage or configuration error.
 """
@@ -22,13 +25,14 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import math
 import os
 import sys
 import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from client.config import AgentStartError, ConfigError, agent_config, events_path, socket_path
+from client.config import AgentStartError, ConfigError, agent_config, events_path, socket_path, stun_server
 from client.control_client import AgentClient, AgentRefused, AgentUnavailable
 from client.core import RequestError, check_id
 from protocol import Endpoint
@@ -46,10 +50,14 @@ RESERVED = frozenset(
         "events",
         "health",
         "stun-ping",
+        "nat-type",
         "help",
     }
 )
 """Subcommand names; a peer called one of these is reached with ``client chat <name>``."""
+
+MAX_LIFETIME_PROBE = 3600.0
+"""The longest binding-lifetime bound `client nat-type --lifetime-max` accepts (seconds)."""
 
 HEALTH_TIMEOUT = 0.4
 """Seconds the healthcheck waits for the agent (the whole check must stay under half a second)."""
@@ -242,6 +250,31 @@ def cmd_stun_ping(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
+def cmd_nat_type(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from client.nat_discovery import discover
+    from client.nat_type import DiscoveryError
+    from client.stun_probe import ProbeError
+
+    if args.server is None:
+        server = stun_server(env)
+    else:
+        try:
+            server = Endpoint.parse(args.server)
+        except ValueError as exc:
+            raise ConfigError(f"--server: {exc}") from None
+    if not (math.isfinite(args.lifetime_max) and 0 <= args.lifetime_max <= MAX_LIFETIME_PROBE):
+        raise ConfigError(f"--lifetime-max {args.lifetime_max:g}: expected 0-{MAX_LIFETIME_PROBE:g} seconds")
+    try:
+        report = discover(server, args.lifetime_max)
+    except (DiscoveryError, ProbeError, OSError) as exc:
+        raise AgentRefused(f"nat-type: {exc}") from None
+    if args.json:
+        _print_json(report.as_dict())
+    else:
+        print("\n".join(report.lines()))
+    return 0
+
+
 def cmd_help(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(__doc__)
     return 0
@@ -287,6 +320,17 @@ def _parser() -> argparse.ArgumentParser:
     ping = add("stun-ping", cmd_stun_ping, "STUN Binding: print our address as the server sees it")
     ping.add_argument("server", help="the STUN server, ip:port")
     ping.add_argument("--wait", type=float, default=3.0, help="seconds to keep asking (default 3)")
+    nat_type = add("nat-type", cmd_nat_type, "RFC 5780 NAT behaviour discovery against a STUN server", json=True)
+    nat_type.add_argument(
+        "--server", metavar="IP:PORT", help="the STUN server's primary address (default: NATLAB_STUN, else NATLAB_TURN)"
+    )
+    nat_type.add_argument(
+        "--lifetime-max",
+        type=float,
+        default=0.0,
+        metavar="S",
+        help="also probe the binding lifetime, up to S seconds idle (default 0: skip)",
+    )
     add("help", cmd_help, "this help")
     return parser
 

@@ -18,7 +18,8 @@ from pathlib import Path
 from typing import Any
 
 from nat import conntrack, nft, state
-from nat.profiles import DEFAULT_PROFILE, PROFILES, ProfileError, get_profile
+from nat.behaviours import UDP_ALLOWED
+from nat.profiles import DEFAULT_PROFILE, PROFILES, ProfileError, get_profile, parse_switch
 from nat.render import TABLE, render
 
 HEALTH_NFT_TIMEOUT = 3.0
@@ -72,7 +73,11 @@ def _parser() -> argparse.ArgumentParser:
     rend.add_argument("--wan", default="eth0", help="WAN interface name (%(default)s)")
     rend.add_argument("--lan", default="eth1", help="LAN interface name (%(default)s)")
     rend.add_argument("--lan-subnet", default="198.18.1.0/24", help="LAN subnet (%(default)s)")
+    rend.add_argument("--wan-address", type=_ipv4, default="198.18.0.11", help="the router's WAN address (%(default)s)")
     rend.add_argument("--udp-timeout", type=int, help="override the profile's UDP timeout (seconds)")
+    rend.add_argument("--hairpin", type=parse_switch, help="override the profile's hairpinning (on/off)")
+    rend.add_argument("--udp-blocked", type=parse_switch, help="override whether UDP to the WAN is blocked (on/off)")
+    rend.add_argument("--udp-allow", type=_ipv4, nargs="*", default=[], help="WAN addresses exempt from --udp-blocked")
     rend.set_defaults(handler=_render)
     return parser
 
@@ -145,13 +150,16 @@ def _show_text(report: _ShowReport, whole_ruleset: bool) -> str:
 
 def _profile_rows(profile: dict[str, Any]) -> list[tuple[str, str]]:
     wan, lan = profile["wan"], profile["lan"]
+    udp = f"blocked to and from the WAN but for set {UDP_ALLOWED} (below)" if profile["udp_blocked"] else "open"
     return [
         ("profile", profile["name"]),
+        ("summary", profile["summary"]),
         ("mapping", profile["mapping"]),
         ("filtering", profile["filtering"]),
         ("ports", profile["ports"]),
         ("hairpin", "on" if profile["hairpinning"] else "off"),
         ("udp timeout", f"{profile['udp_timeout']}s"),
+        ("udp", udp),
         ("wan", f"{wan['ifname']} {wan['address']} ({wan['subnet']})"),
         ("lan", f"{lan['ifname']} {lan['address']} ({lan['subnet']})"),
     ]
@@ -195,9 +203,13 @@ def _edit_block_list(edit: Callable[[list[ipaddress.IPv4Address]], None], addres
 
 
 def _render(args: argparse.Namespace) -> int:
-    profile = get_profile(args.profile, args.udp_timeout)
+    profile = get_profile(args.profile).with_options(
+        udp_timeout=args.udp_timeout, hairpinning=args.hairpin, udp_blocked=args.udp_blocked
+    )
     try:
-        script = render(profile, args.wan, args.lan, args.lan_subnet)
+        script = render(
+            profile, args.wan, args.lan, args.lan_subnet, wan_address=args.wan_address, udp_allowed=args.udp_allow
+        )
     except ValueError as exc:  # ProfileError included: also the caller's input
         _error(str(exc))
         return 2

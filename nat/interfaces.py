@@ -92,6 +92,13 @@ def delete_default_routes() -> list[str]:
     return deleted
 
 
+def add_default_route(gateway: ipaddress.IPv4Address) -> str:
+    """Route everything via ``gateway`` (an upstream NAT on the WAN subnet: a home router behind a CGNAT)."""
+    with IPRoute() as ipr:
+        ipr.route("replace", family=socket.AF_INET, dst="0.0.0.0", dst_len=0, gateway=str(gateway), table=MAIN_TABLE)
+    return f"default route via {gateway}"
+
+
 def _route_key(route: Any, family: int, any_addr: str) -> dict[str, Any]:
     key: dict[str, Any] = {"family": family, "dst": any_addr, "dst_len": 0, "table": MAIN_TABLE}
     for attr, name in (("RTA_GATEWAY", "gateway"), ("RTA_OIF", "oif"), ("RTA_PRIORITY", "priority")):

@@ -5,7 +5,17 @@ Configuration comes from the environment (all set by compose):
 - ``NAT_WAN_SUBNET``, ``NAT_LAN_SUBNET``: IPv4 subnets that identify the WAN and LAN interfaces;
 - ``NAT_PROFILE``: a name from ``nat.profiles.PROFILES`` (default ``cone``);
 - ``NAT_UDP_TIMEOUT``: optional, seconds, overrides the profile's UDP mapping timeout;
-- ``NAT_BLOCK``: optional, comma-separated WAN addresses whose inbound UDP is dropped from the start.
+- ``NAT_HAIRPIN``: optional, ``on`` or ``off``, overrides the profile's hairpinning;
+- ``NAT_UDP_BLOCKED``: optional, ``on`` or ``off``, overrides whether UDP to and from the WAN is dropped
+  (the ``udp-blocked`` profile turns it on);
+- ``NAT_UDP_ALLOW``: optional, comma-separated WAN addresses that still exchange UDP with the LAN when UDP
+  is blocked (the lab's TURN and signal servers); without them a blocked router passes no UDP at all;
+- ``NAT_BLOCK``: optional, comma-separated WAN addresses whose inbound UDP is dropped from the start;
+- ``NAT_GATEWAY``: optional, an upstream router on the WAN subnet to send everything else to (a home NAT
+  behind a carrier NAT); without it the router reaches only its own subnets, which is all a one-level lab
+  needs.
+
+``1``/``0`` and ``true``/``false`` work wherever ``on``/``off`` do.
 
 State for ``nat health`` / ``nat show`` and for scenario artifacts goes to the state directory
 (``/run/natlab``): ``profile.json``, ``ruleset.nft`` (the exact applied text), and ``ready`` last.
@@ -17,21 +27,23 @@ import ipaddress
 import json
 import logging
 import signal
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, TypeVar
 
 import tenacity
 
 from nat import conntrack, interfaces, nft
 from nat.interfaces import Link
-from nat.profiles import DEFAULT_PROFILE, Profile, ProfileError, get_profile, parse_udp_timeout
+from nat.profiles import DEFAULT_PROFILE, Profile, ProfileError, get_profile, parse_switch, parse_udp_timeout
 from nat.render import render
 from nat.state import PROFILE_FILE, READY_FILE, RULESET_FILE, STATE_DIR, write_atomically
 
 log = logging.getLogger("nat")
+
+T = TypeVar("T")
 
 INTERFACE_WAIT = 10.0
 """Seconds to wait for Docker to attach both networks before giving up."""
@@ -49,23 +61,39 @@ class RouterConfig:
     wan_subnet: ipaddress.IPv4Network
     lan_subnet: ipaddress.IPv4Network
     blocked: tuple[ipaddress.IPv4Address, ...] = ()
+    udp_allowed: tuple[ipaddress.IPv4Address, ...] = ()
+    gateway: ipaddress.IPv4Address | None = None
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> RouterConfig:
         """Read the ``NAT_*`` variables; ``ConfigError`` names the one that is wrong."""
-        timeout_text = env.get("NAT_UDP_TIMEOUT", "").strip()
+        timeout = _optional(env, "NAT_UDP_TIMEOUT", parse_udp_timeout)
+        hairpinning = _optional(env, "NAT_HAIRPIN", parse_switch)
+        udp_blocked = _optional(env, "NAT_UDP_BLOCKED", parse_switch)
         try:
-            timeout = parse_udp_timeout(timeout_text) if timeout_text else None
-        except ProfileError as exc:
-            raise ConfigError(f"NAT_UDP_TIMEOUT: {exc}") from None
-        try:
-            profile = get_profile(env.get("NAT_PROFILE", "").strip() or DEFAULT_PROFILE, timeout)
+            profile = get_profile(env.get("NAT_PROFILE", "").strip() or DEFAULT_PROFILE)
         except ProfileError as exc:
             raise ConfigError(f"NAT_PROFILE: {exc}") from None
+        profile = profile.with_options(udp_timeout=timeout, hairpinning=hairpinning, udp_blocked=udp_blocked)
         wan, lan = _subnet(env, "NAT_WAN_SUBNET"), _subnet(env, "NAT_LAN_SUBNET")
         if wan.overlaps(lan):
             raise ConfigError(f"NAT_WAN_SUBNET {wan} and NAT_LAN_SUBNET {lan} overlap")
-        return cls(profile, wan, lan, _addresses(env, "NAT_BLOCK"))
+        gateways = _addresses(env, "NAT_GATEWAY")
+        if len(gateways) > 1 or any(g not in wan for g in gateways):
+            raise ConfigError(f"NAT_GATEWAY: expected one address in NAT_WAN_SUBNET {wan}, got {env['NAT_GATEWAY']!r}")
+        blocked, allowed = _addresses(env, "NAT_BLOCK"), _addresses(env, "NAT_UDP_ALLOW")
+        return cls(profile, wan, lan, blocked, allowed, gateways[0] if gateways else None)
+
+
+def _optional(env: Mapping[str, str], name: str, parse: Callable[[str], T]) -> T | None:
+    """``parse`` of the variable ``name``, ``None`` when it is unset or blank; ``ConfigError`` names it."""
+    text = env.get(name, "").strip()
+    if not text:
+        return None
+    try:
+        return parse(text)
+    except ProfileError as exc:
+        raise ConfigError(f"{name}: {exc}") from None
 
 
 def _addresses(env: Mapping[str, str], name: str) -> tuple[ipaddress.IPv4Address, ...]:
@@ -132,7 +160,8 @@ def find_links(config: RouterConfig) -> tuple[Link, Link]:
 
 
 def state_record(profile: Profile, wan: Link, lan: Link) -> dict[str, Any]:
-    """What ``profile.json`` holds: the profile's fields plus both links."""
+    """What ``profile.json`` holds: the profile's fields plus both links (the UDP allow-list, like the block
+    list, lives in the ruleset, where ``nat show`` lists it)."""
 
     def link(item: Link) -> dict[str, str]:
         return {"ifname": item.ifname, "address": str(item.address.ip), "subnet": str(item.address.network)}
@@ -146,7 +175,17 @@ def setup(config: RouterConfig, state_dir: Path) -> tuple[Link, Link]:
     wan, lan = find_links(config)
     for route in interfaces.delete_default_routes():
         log.info("deleted %s", route)
-    script = render(config.profile, wan.ifname, lan.ifname, config.lan_subnet, config.blocked)
+    if config.gateway is not None:
+        log.info("added %s", interfaces.add_default_route(config.gateway))
+    script = render(
+        config.profile,
+        wan.ifname,
+        lan.ifname,
+        config.lan_subnet,
+        config.blocked,
+        wan_address=wan.address.ip,
+        udp_allowed=config.udp_allowed,
+    )
     try:
         nft.apply(script)
     except nft.NftError:

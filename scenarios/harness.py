@@ -13,7 +13,7 @@ import json
 import os
 import secrets
 import subprocess
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from functools import partial
@@ -52,19 +52,23 @@ class Subnets:
     wan: str
     lan_a: str
     lan_b: str
+    cgn: str = "100.64.0"
+    """A carrier-grade NAT's inside network (in 100.64.0.0/10), for the CGNAT topology."""
 
     @classmethod
     def for_slot(cls, slot: int) -> Subnets:
         """Slot n owns the /22 at 198.18.0.0 + n*1024: WAN, LAN A, LAN B and one spare /24."""
         base = int(ipaddress.IPv4Address("198.18.0.0")) + slot * 1024
         prefix = [".".join(str(ipaddress.IPv4Address(base + i * 256)).split(".")[:3]) for i in range(3)]
-        return cls(*prefix)
+        wan, lan_a, lan_b = prefix
+        return cls(wan, lan_a, lan_b, cgn=f"100.64.{slot}")
 
     def networks(self) -> list[ipaddress.IPv4Network]:
-        return [ipaddress.IPv4Network(f"{p}.0/24") for p in (self.wan, self.lan_a, self.lan_b)]
+        return [ipaddress.IPv4Network(f"{p}.0/24") for p in (self.wan, self.lan_a, self.lan_b, self.cgn)]
 
     def env(self) -> dict[str, str]:
-        return {"NATLAB_WAN": self.wan, "NATLAB_LAN_A": self.lan_a, "NATLAB_LAN_B": self.lan_b}
+        prefixes = {"WAN": self.wan, "LAN_A": self.lan_a, "LAN_B": self.lan_b, "CGN": self.cgn}
+        return {f"NATLAB_{name}": prefix for name, prefix in prefixes.items()}
 
     # Static addresses, as compose.yaml assigns them.
     @property
@@ -155,8 +159,19 @@ class Lab:
         punch_timeout_s: int = 5,
         keepalive_s: int = 10,
         routers_block_each_other: bool = False,
+        topology: Sequence[Path] = (COMPOSE_FILE,),
+        hosts: Sequence[str] = HOSTS,
+        services: Sequence[str] = (),
+        env: Mapping[str, str] | None = None,
     ) -> None:
+        """``topology``: compose files, later ones overlaying earlier ones; ``hosts``: its client hosts;
+        ``services``: start only these (all by default); ``env``: more variables for compose (e.g.
+        ``NAT_A_HAIRPIN``), applied last."""
         self.project = project
+        self.topology = tuple(topology)
+        self.hosts = tuple(hosts)
+        self.only = tuple(services)
+        self.extra_env = dict(env or {})
         self.keepalive_s = keepalive_s
         self.routers_block_each_other = routers_block_each_other
         self.subnets = subnets
@@ -177,10 +192,11 @@ class Lab:
         }
         if self.routers_block_each_other:  # each router drops inbound UDP from the other's WAN address
             env |= {"NAT_A_BLOCK": self.subnets.router_b_wan, "NAT_B_BLOCK": self.subnets.router_a_wan}
-        return env
+        return env | self.extra_env
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        command = ["docker", "compose", "-p", self.project, "-f", str(COMPOSE_FILE), *args]
+        files = [arg for path in self.topology for arg in ("-f", str(path))]
+        command = ["docker", "compose", "-p", self.project, *files, *args]
         result = subprocess.run(command, env=self.compose_env(), capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
             raise LabError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr}{result.stdout}")
@@ -188,12 +204,12 @@ class Lab:
 
     def up(self) -> None:
         try:
-            self.compose("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT_S))
+            self.compose("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT_S), *self.only)
         except LabError as exc:
             raise LabError(f"lab {self.project} did not become healthy: {exc}\n{self.logs()}") from None
         # Healthy hosts are registered; their TURN allocations may still be on the way (the TURN server
         # and its credential can come up after them). Scenarios start from a lab where both are in place.
-        for host in HOSTS:
+        for host in self.hosts:
             self.wait_for(partial(self.relay_allocated, host), 30, f"{host}'s TURN allocation")
 
     def relay_allocated(self, host: str) -> bool | None:
@@ -262,7 +278,7 @@ class Lab:
         """Start a stopped service again and wait until its healthcheck passes."""
         self.container(service).start()
         self.wait_for(lambda: True if self.health(service) == "healthy" else None, timeout, f"{service} healthy")
-        if service in HOSTS:
+        if service in self.hosts:
             self.wait_for(partial(self.relay_allocated, service), timeout, f"{service}'s TURN allocation")
 
     def health(self, service: str) -> str:
@@ -302,28 +318,15 @@ class Lab:
 
 
 @contextmanager
-def start_lab(
-    nat_a: str,
-    nat_b: str,
-    name: str = "lab",
-    *,
-    punch_timeout_s: int = 5,
-    keepalive_s: int = 10,
-    routers_block_each_other: bool = False,
-) -> Iterator[Lab]:
-    """Bring up an isolated lab for one NAT pair in a free slot; always torn down by label afterwards."""
+def start_lab(nat_a: str, nat_b: str, name: str = "lab", **options: Any) -> Iterator[Lab]:
+    """Bring up an isolated lab for one NAT pair in a free slot; always torn down by label afterwards.
+
+    ``options`` are :class:`Lab`'s keyword arguments (punch_timeout_s, keepalive_s, topology, env, ...).
+    """
     last_error: LabError | None = None
     for slot in free_slots():
         project = f"natlab-{name}-{secrets.token_hex(3)}"
-        lab = Lab(
-            project,
-            Subnets.for_slot(slot),
-            nat_a,
-            nat_b,
-            punch_timeout_s=punch_timeout_s,
-            keepalive_s=keepalive_s,
-            routers_block_each_other=routers_block_each_other,
-        )
+        lab = Lab(project, Subnets.for_slot(slot), nat_a, nat_b, **options)
         try:
             lab.__enter__()
         except LabError as exc:

@@ -25,6 +25,8 @@ ENTRY = Entry(
     27,
 )
 
+KNOWN = "cone, full-cone, restricted-cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked"
+
 
 @pytest.fixture
 def state_dir(tmp_path):
@@ -97,7 +99,7 @@ def test_run_with_unknown_profile_exits_2_with_one_clear_line(state_dir, caplog)
     with caplog.at_level(logging.INFO, logger="nat"):
         assert router.run({**ENV, "NAT_PROFILE": "fullcone"}, state_dir) == 2
     assert caplog.messages == [
-        "bad configuration: NAT_PROFILE: unknown NAT profile 'fullcone'; known profiles: cone, symmetric"
+        f"bad configuration: NAT_PROFILE: unknown NAT profile 'fullcone'; known profiles: {KNOWN}"
     ]
 
 
@@ -188,7 +190,7 @@ def test_render_prints_the_script(capsys, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["render", "nope"], "nat: unknown NAT profile 'nope'; known profiles: cone, symmetric\n"),
+        (["render", "nope"], f"nat: unknown NAT profile 'nope'; known profiles: {KNOWN}\n"),
         (["render", "--udp-timeout", "0"], "nat: UDP timeout must be a whole number of seconds in 1..86400, got 0\n"),
         (["render", "--lan-subnet", "lan"], "nat: Expected 4 octets in 'lan'\n"),
     ],

@@ -1,0 +1,72 @@
+"""Every NAT profile is what its label says, according to three classifiers that agree with each other.
+
+Behind each profile (two profiles per lab, one per router), from the host: natlab's own ``client nat-type``
+(RFC 5780), coturn's ``turnutils_natdiscovery -m -f`` and the classic ``stun`` client, all against the lab's
+coturn on its primary WAN address (it listens on a second one for the "change IP" tests). Neither of the
+last two signals its verdict by exit code, so their output is parsed (``client.classifiers``); output that
+does not support a verdict fails the test with the reason, rather than passing or guessing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from client.classifiers import natdiscovery_argv, parse_natdiscovery, parse_stun_client, stun_client_argv
+from nat.profiles import Behaviour, get_profile
+from protocol import Endpoint
+from scenarios.harness import Lab, start_lab
+
+# Two profiles per lab (alice's router, bob's router): every profile of the catalogue, in four bring-ups.
+LABS = [
+    ("full-cone", "restricted-cone"),
+    ("cone", "symmetric"),
+    ("symmetric-pp", "symmetric-seq"),
+    ("udp-blocked", "cone"),
+]
+LAN_HOST = ".10"
+
+
+@pytest.fixture(scope="module", params=LABS, ids=[f"{a}+{b}" for a, b in LABS])
+def classified_lab(request: pytest.FixtureRequest, docker_ready: None) -> Iterator[Lab]:
+    a, b = request.param
+    with start_lab(a, b, name="classify") as lab:
+        yield lab
+
+
+def profile_of(lab: Lab, host: str) -> str:
+    return lab.nat_a if host == "alice" else lab.nat_b
+
+
+@pytest.mark.parametrize("host", ["alice", "bob"])
+def test_client_nat_type_reports_the_profile(classified_lab: Lab, host: str) -> None:
+    lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
+    report = lab.json(host, "client", "nat-type", "--server", f"{lab.subnets.turn}:3478", "--json")
+    assert report["nat"] is True, report
+    assert (report["mapping"], report["filtering"]) == (str(profile.mapping), str(profile.filtering)), report
+
+
+@pytest.mark.parametrize("host", ["alice", "bob"])
+def test_turnutils_natdiscovery_agrees(classified_lab: Lab, host: str) -> None:
+    lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
+    local_ip = (lab.subnets.lan_a if host == "alice" else lab.subnets.lan_b) + LAN_HOST
+    argv = natdiscovery_argv(Endpoint(lab.subnets.turn, 3478), local_ip=local_ip)
+    _, output = lab.exec(host, *argv)  # exits 0 whatever happened: the parser judges the output
+    verdict = parse_natdiscovery(output)
+    assert verdict.nat is True, output
+    assert (verdict.mapping, verdict.filtering) == (str(profile.mapping), str(profile.filtering)), output
+
+
+@pytest.mark.parametrize("host", ["alice", "bob"])
+def test_classic_stun_client_agrees(classified_lab: Lab, host: str) -> None:
+    lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
+    code, output = lab.exec(host, *stun_client_argv(Endpoint(lab.subnets.turn, 3478)))
+    verdict = parse_stun_client(output, code)
+    assert verdict.nat is True, output
+    # stun says "Dependent Mapping" without saying on what: it must allow the profile's, and be cone-like
+    # exactly when the profile is.
+    assert str(profile.mapping) in verdict.mapping_possible, output
+    endpoint_independent = profile.mapping is Behaviour.ENDPOINT_INDEPENDENT
+    assert (str(Behaviour.ENDPOINT_INDEPENDENT) in verdict.mapping_possible) == endpoint_independent, output
+    assert verdict.filtering == str(profile.filtering), output

@@ -1,0 +1,1 @@
+"""Compose files for topologies beyond compose.yaml's two sites (hairpin, CGNAT, the traversal grid)."""
