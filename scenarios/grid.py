@@ -127,7 +127,8 @@ def run_grid(lab: Lab, sites: Sequence[str], attempts: int) -> list[Cell]:
             cells[a, b] = Cell(a, b, path, why, [])
     n = len(sites)
     with ThreadPoolExecutor(max_workers=n) as pool:
-        for _ in range(attempts):
+        for round_ in range(attempts):
+            print(f"grid: attempt {round_ + 1} of {attempts} for {n * n} cells", file=sys.stderr, flush=True)
             for shift in range(n):
                 pairs = [(sites[i], sites[(i + shift) % n]) for i in range(n)]
                 results = pool.map(lambda p: attempt(lab, f"{p[0]}-a", f"{p[1]}-b"), pairs)
