@@ -190,9 +190,16 @@ class AgentCore:
         if not self.registered:
             raise RequestError(f"not registered with server {self.config.server} yet")
         peer = self._peer(peer_id)
-        if peer.pending is not None or peer.path_name(self.relay_up) != NONE:
+        if peer.pending is not None or not self._wants_connect(peer):
             return []
         return self._start_connect(peer, now)
+
+    def _wants_connect(self, peer: Peer) -> bool:
+        """Whether a local connect has anything to do: no path yet, or only a relay while direct was never
+        tried since we last forgot the peer (the peer's relay probe of a connect it was told about can
+        bring the relay path up on its own; a relay found next to a failed punch is already the answer)."""
+        name = peer.path_name(self.relay_up)
+        return name == NONE or (name == RELAY and peer.path.state is PathState.NONE)
 
     def connect_settled(self, peer_id: str) -> bool:
         """Whether a connect to ``peer_id`` has its outcome: a path (direct or relay), or none + reason."""

@@ -267,6 +267,23 @@ def test_direct_gets_a_head_start_then_the_relay_stands_by() -> None:
     assert lab.path("alice", "bob") == "direct"
 
 
+def test_a_connect_after_a_forgotten_peer_brought_the_relay_back_still_punches() -> None:
+    lab = relay_lab(CONE, CONE)
+    connect(lab, "direct")
+    lab.run_for(1.0)  # the relay stands by: both allocations now let the other's relay in
+    lab.perform("bob", lab.cores["bob"].disconnect("alice"))
+    lab.perform("alice", lab.cores["alice"].disconnect("bob"))
+    connect(lab, "direct")
+    lab.perform("alice", lab.cores["alice"].disconnect("bob"))
+    lab.run_for(0.5)  # bob's relay probes, held back by the head start, arrive after alice forgot him
+    assert lab.path("alice", "bob") == "relay"
+    punches = len(lab.named("alice", "punch_started"))
+    now = lab.now
+    lab.request("alice", lambda core: core.connect("bob", now))
+    lab.run_until(connected(lab, "direct"))
+    assert len(lab.named("alice", "punch_started")) == punches + 1
+
+
 def test_a_connect_made_before_the_first_allocation_is_retried_when_the_relay_comes_up() -> None:
     lab = RelayLab()
     lab.turn_down = True
