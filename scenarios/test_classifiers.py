@@ -9,11 +9,18 @@ does not support a verdict fails the test with the reason, rather than passing o
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 import pytest
 
-from client.classifiers import natdiscovery_argv, parse_natdiscovery, parse_stun_client, stun_client_argv
+from client.classifiers import (
+    NoVerdict,
+    Verdict,
+    natdiscovery_argv,
+    parse_natdiscovery,
+    parse_stun_client,
+    stun_client_argv,
+)
 from nat.profiles import Behaviour, get_profile
 from protocol import Endpoint
 from scenarios.harness import Lab, start_lab
@@ -39,6 +46,14 @@ def profile_of(lab: Lab, host: str) -> str:
     return lab.nat_a if host == "alice" else lab.nat_b
 
 
+def verdict_or_output(parse: Callable[[], Verdict], output: str) -> Verdict:
+    """The parsed verdict; when the output holds none, fail with the reason and the whole output."""
+    try:
+        return parse()
+    except NoVerdict as exc:
+        pytest.fail(f"{exc}\n--- output ---\n{output}", pytrace=False)
+
+
 @pytest.mark.parametrize("host", ["alice", "bob"])
 def test_client_nat_type_reports_the_profile(classified_lab: Lab, host: str) -> None:
     lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
@@ -53,7 +68,7 @@ def test_turnutils_natdiscovery_agrees(classified_lab: Lab, host: str) -> None:
     local_ip = (lab.subnets.lan_a if host == "alice" else lab.subnets.lan_b) + LAN_HOST
     argv = natdiscovery_argv(Endpoint(lab.subnets.turn, 3478), local_ip=local_ip)
     _, output = lab.exec(host, *argv)  # exits 0 whatever happened: the parser judges the output
-    verdict = parse_natdiscovery(output)
+    verdict = verdict_or_output(lambda: parse_natdiscovery(output), output)
     assert verdict.nat is True, output
     assert (verdict.mapping, verdict.filtering) == (str(profile.mapping), str(profile.filtering)), output
 
@@ -62,7 +77,7 @@ def test_turnutils_natdiscovery_agrees(classified_lab: Lab, host: str) -> None:
 def test_classic_stun_client_agrees(classified_lab: Lab, host: str) -> None:
     lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
     code, output = lab.exec(host, *stun_client_argv(Endpoint(lab.subnets.turn, 3478)))
-    verdict = parse_stun_client(output, code)
+    verdict = verdict_or_output(lambda: parse_stun_client(output, code), f"exit {code}\n{output}")
     assert verdict.nat is True, output
     # stun says "Dependent Mapping" without saying on what, and tests filtering only behind a cone: its
     # verdict must allow the profile's behaviour, be cone-like exactly when the profile is, and name the

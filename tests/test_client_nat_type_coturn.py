@@ -10,10 +10,8 @@ from __future__ import annotations
 
 import contextlib
 import json
-import random
 import secrets
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -34,6 +32,9 @@ from client.nat_discovery import discover
 from client.nat_type import ENDPOINT_INDEPENDENT, DiscoveryError
 from client.stun_ping import StunTimeout, stun_ping
 from protocol import Endpoint
+from tests.support.coturn import LAB_FLAGS, turnserver_command
+from tests.support.ports import free_udp_ports
+from tests.support.processes import logged_process
 
 TURNSERVER = shutil.which("turnserver")
 pytestmark = pytest.mark.skipif(
@@ -53,44 +54,23 @@ class Coturn:
         return Endpoint(ALTERNATE, self.primary.port)
 
 
-def _free_ports(ips: tuple[str, ...]) -> int:
-    """A port P such that P, P+1 (the alternate port) and the relay ports after them are free on ``ips``."""
-    for _ in range(50):
-        base = random.randrange(20000, 60000 - 2 - RELAY_PORTS)
-        sockets: list[socket.socket] = []
-        try:
-            for ip in ips:
-                for port in range(base, base + 2 + RELAY_PORTS):
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    sockets.append(sock)
-                    sock.bind((ip, port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return base
-    raise RuntimeError(f"no free ports on {ips}")
-
-
 @contextlib.contextmanager
 def running_coturn(workdir: Path, *ips: str) -> Iterator[Coturn]:
     """coturn as the lab runs it (``images/bin/turn-entrypoint``), listening on ``ips`` (the first is the
     primary), answering STUN before the block runs; terminated afterwards."""
     assert TURNSERVER is not None
-    port = _free_ports(ips)
-    log = workdir / "turnserver.log"
-    listening = [arg for ip in ips for arg in ("--listening-ip", ip)]
-    command = [
-        TURNSERVER, "-n", *listening, "--relay-ip", ips[0], "--listening-port", str(port),
-        "--min-port", str(port + 2), "--max-port", str(port + 1 + RELAY_PORTS),
-        "--lt-cred-mech", "--realm", "natlab", "--user", f"natlab:{secrets.token_urlsafe(12)}", "--fingerprint",
-        "--no-tls", "--no-dtls", "--no-tcp", "--no-cli", "--no-software-attribute", "--log-file", "stdout",
-        "--pidfile", str(workdir / "turnserver.pid"), "--userdb", str(workdir / "turndb"),
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
+    ports = free_udp_ports(2 + RELAY_PORTS, ips)  # P, P+1 (the alternate port), then the relay ports
+    port, log = ports[0], workdir / "turnserver.log"
+    command = turnserver_command(
+        TURNSERVER,
+        workdir,
+        listening_ips=ips,
+        port=port,
+        relay_ports=ports[2:],
+        secret=secrets.token_urlsafe(12),
+        extra=(*LAB_FLAGS, "--no-tcp"),
+    )
+    with logged_process(command, log):
         deadline = time.monotonic() + 10
         for ip in ips:  # stun_ping repeats its request until answered (coturn needs ~100 ms)
             try:
@@ -98,13 +78,6 @@ def running_coturn(workdir: Path, *ips: str) -> Iterator[Coturn]:
             except StunTimeout:
                 raise RuntimeError(f"coturn not answering on {ip}:{port}:\n{log.read_text()}") from None
         yield Coturn(Endpoint(ips[0], port), log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")

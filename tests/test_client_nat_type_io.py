@@ -9,7 +9,6 @@ filter would drop, and forgets idle clients (the binding lifetime).
 from __future__ import annotations
 
 import json
-import random
 import select
 import socket
 import struct
@@ -27,30 +26,11 @@ from client.stun_probe import RESPONSE_PORT, Probe, run_probes, udp_socket
 from client.turn import Retransmit
 from client.turn_wire import CLASS_REQUEST, CLASS_RESPONSE, encode, parse_stun, raw_attribute
 from protocol import Endpoint
+from tests.support.ports import free_udp_ports
 
 IPS = ("127.0.0.1", "127.0.0.2")
 FAST = Retransmit(rto=0.05, rc=3, rm=2)  # gives up after 0.25 s on loopback
 NAT_PORT_BASE = 20000
-
-
-def _free_port_pair() -> int:
-    """A port P with P and P+1 free on both loopback addresses."""
-    for _ in range(50):
-        port = random.randrange(20000, 60000)
-        sockets: list[socket.socket] = []
-        try:
-            for ip in IPS:
-                for p in (port, port + 1):
-                    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                    sockets.append(sock)
-                    sock.bind((ip, p))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return port
-    raise RuntimeError("no free port pair on 127.0.0.1 and 127.0.0.2")
 
 
 class FakeServer:
@@ -78,7 +58,7 @@ class FakeServer:
             mapping_timeout,
             silent_alternate,
         )
-        self.port = _free_port_pair()
+        self.port = free_udp_ports(2, IPS).start  # P and P+1 on both addresses
         self.sockets = {}
         for ip_index, ip in enumerate(IPS):
             for port_index in (0, 1):

@@ -17,7 +17,6 @@ import json
 import os
 import secrets
 import shutil
-import signal
 import subprocess
 import sys
 import time
@@ -36,6 +35,9 @@ from client.classifiers import (
 )
 from client.nat_type import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT
 from protocol import Endpoint
+from tests.support.coturn import LAB_FLAGS, turnserver_command
+from tests.support.nat_router import running_nat
+from tests.support.processes import logged_process
 
 REPO = Path(__file__).resolve().parent.parent
 MISSING = [tool for tool in ("ip", "nft", "conntrack", "turnserver") if shutil.which(tool) is None]
@@ -122,55 +124,29 @@ def lab(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lab]:
 def running_coturn(lab: Lab, workdir: Path) -> Iterator[None]:
     """coturn as the lab runs it, plus a second listening IP (its first --listening-ip is the primary)."""
     log = workdir / "turnserver.log"
-    command = [
-        "ip", "netns", "exec", lab.wan, "turnserver", "-n",
-        "--listening-ip", PRIMARY, "--listening-ip", ALTERNATE, "--relay-ip", PRIMARY, "--listening-port", "3478",
-        "--min-port", "49152", "--max-port", "49407",
-        "--lt-cred-mech", "--realm", "natlab", "--user", f"natlab:{secrets.token_urlsafe(12)}", "--fingerprint",
-        "--no-tls", "--no-dtls", "--no-cli", "--no-software-attribute", "--log-file", "stdout", "--simple-log",
-        "--pidfile", str(workdir / "turnserver.pid"), "--userdb", str(workdir / "turndb"),
-    ]  # fmt: skip
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
+    command = turnserver_command(
+        "turnserver",
+        workdir,
+        listening_ips=(PRIMARY, ALTERNATE),
+        port=3478,
+        relay_ports=range(49152, 49408),
+        secret=secrets.token_urlsafe(12),
+        extra=(*LAB_FLAGS, "--simple-log"),
+    )
+    with logged_process(["ip", "netns", "exec", lab.wan, *command], log):
         for server in (PRIMARY, ALTERNATE):  # stun-ping retries with a deadline: coturn needs ~100 ms to answer
             ping = lab.run(
                 lab.wan, sys.executable, "-m", "client", "stun-ping", f"{server}:3478", "--wait", "10", check=False
             )
             assert ping.returncode == 0, f"coturn not answering on {server}: {ping.stderr}\n{log.read_text()}"
         yield
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
-@contextlib.contextmanager
-def running_router(lab: Lab, state_dir: Path, **env: str) -> Iterator[None]:
+def running_router(lab: Lab, state_dir: Path, **env: str) -> contextlib.AbstractContextManager[subprocess.Popen[str]]:
     """``nat run`` in the router namespace, polled until ready; SIGTERM afterwards."""
-    lab.run(lab.router, "conntrack", "-F", check=False)
-    lab.run(lab.router, "ip", "route", "replace", "default", "via", "198.19.210.254")  # nat run deletes it
-    process = subprocess.Popen(
-        ["ip", "netns", "exec", lab.router, sys.executable, "-m", "nat", "--state-dir", str(state_dir), "run"],
-        env={**ENV, "NAT_WAN_SUBNET": WAN_SUBNET, "NAT_LAN_SUBNET": LAN_SUBNET, **env},
-        stderr=subprocess.PIPE,
-        text=True,
+    return running_nat(
+        lab.router, state_dir, "198.19.210.254", NAT_WAN_SUBNET=WAN_SUBNET, NAT_LAN_SUBNET=LAN_SUBNET, **env
     )
-    try:
-        deadline = time.monotonic() + 10
-        while not (state_dir / "ready").exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError(f"nat run not ready (exit {process.poll()}): {process.communicate()[1]}")
-            time.sleep(0.05)
-        yield
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=5)
 
 
 def nat_type(lab: Lab, *args: str) -> dict[str, Any]:

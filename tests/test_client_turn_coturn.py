@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
-import random
 import secrets
 import select
 import shutil
@@ -47,6 +46,9 @@ from client.turn_wire import (
     parse_stun,
 )
 from protocol import Endpoint
+from tests.support.coturn import turnserver_command
+from tests.support.ports import free_udp_ports
+from tests.support.processes import logged_process
 
 TURNSERVER = shutil.which("turnserver")
 pytestmark = pytest.mark.skipif(
@@ -73,22 +75,8 @@ class Coturn:
 
 
 def _free_udp_ports(count: int) -> range:
-    """``count`` consecutive loopback UDP ports that are free now (tried at random in 20000-60000)."""
-    for _ in range(50):
-        base = random.randrange(20000, 60000 - count)
-        sockets: list[socket.socket] = []
-        try:
-            for port in range(base, base + count):
-                sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-                sockets.append(sock)
-                sock.bind((LOOPBACK, port))
-        except OSError:
-            continue
-        finally:
-            for sock in sockets:
-                sock.close()
-        return range(base, base + count)
-    raise RuntimeError(f"no {count} consecutive free UDP ports on {LOOPBACK}")
+    """``count`` consecutive loopback UDP ports that are free now."""
+    return free_udp_ports(count, (LOOPBACK,))
 
 
 def _wait_until_answering(server: Endpoint, process: subprocess.Popen[bytes], log: Path) -> None:
@@ -111,42 +99,25 @@ def _wait_until_answering(server: Endpoint, process: subprocess.Popen[bytes], lo
     raise TimeoutError(f"turnserver did not answer a STUN Binding request within 10 s:\n{log.read_text()}")
 
 
-def turnserver_command(port: int, relay_ports: range, secret: str, workdir: Path) -> list[str]:
-    """coturn 4.6.1 for a loopback test: UDP only, long-term credentials, loopback peers allowed."""
-    assert TURNSERVER is not None
-    return [
-        TURNSERVER,
-        "-n",  # no config file
-        "--listening-ip", LOOPBACK, "--listening-port", str(port), "--relay-ip", LOOPBACK,
-        "--min-port", str(relay_ports.start), "--max-port", str(relay_ports.stop - 1),
-        "--lt-cred-mech", "--user", f"natlab:{secret}", "--realm", "natlab",
-        "--allow-loopback-peers", f"--denied-peer-ip={DENIED_PEER}",
-        "--no-cli", "--no-tls", "--no-dtls", "--no-tcp",
-        "--log-file", "stdout",
-        # Out of /var: the default pid file and SQLite user database need root, and are shared.
-        "--pidfile", str(workdir / "turnserver.pid"), "--userdb", str(workdir / "turndb"),
-    ]  # fmt: skip
-
-
 @contextlib.contextmanager
 def running_coturn(workdir: Path, ports: range, secret: str) -> Iterator[Coturn]:
     """coturn listening on ``ports[0]`` and relaying from the rest, answering STUN; terminated (killed if need
     be) on exit, also when start-up fails. Its output is appended to ``workdir/turnserver.log``."""
+    assert TURNSERVER is not None
     server, relay_ports = Endpoint(LOOPBACK, ports[0]), ports[1:]
     log = workdir / "turnserver.log"
-    command = turnserver_command(server.port, relay_ports, secret, workdir)
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
-    try:
+    command = turnserver_command(
+        TURNSERVER,
+        workdir,
+        listening_ips=[LOOPBACK],
+        port=server.port,
+        relay_ports=relay_ports,
+        secret=secret,
+        extra=("--allow-loopback-peers", f"--denied-peer-ip={DENIED_PEER}", "--no-tcp"),  # UDP only
+    )
+    with logged_process(command, log) as process:
         _wait_until_answering(server, process, log)
         yield Coturn(server, secret, relay_ports, log)
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
 
 
 @pytest.fixture(scope="module")

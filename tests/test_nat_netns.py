@@ -20,15 +20,14 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass
-from pathlib import Path
 
 import pytest
 
 from nat.behaviours import SEQUENTIAL_FIRST_PORT, SEQUENTIAL_PORT_COUNT
 from nat.conntrack import parse_xml
 from nat.profiles import PROFILES
+from tests.support.nat_router import running_nat
 
-REPO = Path(__file__).resolve().parent.parent
 MISSING = [tool for tool in ("ip", "nft", "conntrack") if shutil.which(tool) is None]
 pytestmark = [
     pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
@@ -274,29 +273,9 @@ def netns():
         topology.destroy()
 
 
-@contextlib.contextmanager
 def running_router(netns, state_dir, **env):
     """``nat run`` in the router namespace, waited on until ready; stopped with SIGTERM afterwards."""
-    netns.exec(netns.router, "conntrack", "-F", check=False)
-    netns.exec(netns.router, "ip", "route", "replace", "default", "via", "198.19.200.254")
-    process = subprocess.Popen(
-        ["ip", "netns", "exec", netns.router, sys.executable, "-m", "nat", "--state-dir", str(state_dir), "run"],
-        env={**os.environ, "PYTHONPATH": str(REPO), **NAT_ENV, **env},
-        stderr=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        deadline = time.monotonic() + 10
-        while not (state_dir / "ready").exists():
-            if process.poll() is not None or time.monotonic() > deadline:
-                process.kill()
-                raise AssertionError(f"nat run not ready (exit {process.poll()}): {process.communicate()[1]}")
-            time.sleep(0.05)
-        yield process
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=5)
+    return running_nat(netns.router, state_dir, "198.19.200.254", **NAT_ENV, **env)
 
 
 def profile_router(netns, state_dir, name, **env):
