@@ -371,7 +371,8 @@ _SUFFIXES = tuple(
 
 def stun_client_argv(server: Endpoint) -> list[str]:
     """``stun IP:PORT -v``: ``-v`` is required, its trace (on stderr) is what the verdict is checked against;
-    capture stdout and stderr together. IPv4 only (stun-client 0.97)."""
+    pass stdout and stderr to the parser together, but capture them apart and join them: on one pipe the
+    verdict line (stdout) can land in the middle of a trace line (stderr). IPv4 only (stun-client 0.97)."""
     if ":" in server.host:
         raise ValueError(f"{STUN_CLIENT} speaks IPv4 only, not {server}")
     return [STUN_CLIENT, f"{server.host}:{server.port}", "-v"]

@@ -251,6 +251,13 @@ class Lab:
         output = result.output if isinstance(result.output, bytes) else b"".join(result.output)
         return result.exit_code or 0, output.decode("utf-8", "replace")
 
+    def exec_split(self, service: str, *command: str) -> tuple[int, str, str]:
+        """Run a command; returns (exit code, stdout, stderr), kept apart (combined output interleaves
+        mid-line when a tool writes both, as the classic stun client does)."""
+        result = self.container(service).exec_run(list(command), demux=True)
+        out, err = (bytes(part or b"").decode("utf-8", "replace") for part in result.output)
+        return result.exit_code or 0, out, err
+
     def exec_ok(self, service: str, *command: str) -> str:
         code, output = self.exec(service, *command)
         if code != 0:

@@ -76,7 +76,8 @@ def test_turnutils_natdiscovery_agrees(classified_lab: Lab, host: str) -> None:
 @pytest.mark.parametrize("host", ["alice", "bob"])
 def test_classic_stun_client_agrees(classified_lab: Lab, host: str) -> None:
     lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
-    code, output = lab.exec(host, *stun_client_argv(Endpoint(lab.subnets.turn, 3478)))
+    code, out, err = lab.exec_split(host, *stun_client_argv(Endpoint(lab.subnets.turn, 3478)))
+    output = f"{out}\n{err}"  # its verdict on stdout, the -v trace the parser checks it against on stderr
     verdict = verdict_or_output(lambda: parse_stun_client(output, code), f"exit {code}\n{output}")
     assert verdict.nat is True, output
     # stun says "Dependent Mapping" without saying on what, and tests filtering only behind a cone: its
