@@ -35,8 +35,9 @@ PROJECT = "natlab-grid"
 RESULTS = REPO / "results" / "grid"
 PUNCH_TIMEOUT_S = 2
 UDP_TIMEOUT_S = 8
-"""Short NAT mapping timeout in the grid: a pair's next attempt (rounds later) meets none of its old mappings.
-Keepalives (2 s) keep each host's mapping towards the signal server alive meanwhile."""
+"""Short NAT mapping timeout in the grid: a pair's next attempt (rounds later) meets none of its old mappings."""
+KEEPALIVE_S = 2
+"""Well inside UDP_TIMEOUT_S: keeps each host's mappings towards the signal and TURN servers alive meanwhile."""
 
 # Runs inside the row's host: connect, send one message and wait for its ack, then wait until the path has
 # settled (direct, or punching gave up and the relay or nothing is left), report, and forget the peer.
@@ -96,7 +97,9 @@ def grid_lab(sites: Sequence[str]) -> Lab:
         topology=(GRID_FILE,),
         hosts=hosts,
         services=["server", "turn", *routers, *hosts],
-        env={"NATLAB_GRID_UDP_TIMEOUT": str(UDP_TIMEOUT_S), "NATLAB_PUNCH_TIMEOUT": str(PUNCH_TIMEOUT_S)},
+        punch_timeout_s=PUNCH_TIMEOUT_S,
+        keepalive_s=KEEPALIVE_S,
+        env={"NATLAB_GRID_UDP_TIMEOUT": str(UDP_TIMEOUT_S)},
     )
 
 
