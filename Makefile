@@ -17,7 +17,7 @@ GRID_ARGS ?=
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
-	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: cone, symmetric), PYTEST_ARGS"
+	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked), PYTEST_ARGS, GRID_ARGS"
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
