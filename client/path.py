@@ -231,8 +231,12 @@ class Path:
         return self._fire(Trigger.LOST)
 
     def keep_probing(self, retry: float | None, now: float) -> None:
-        """While failed, probe the last address every ``retry`` s (``None``: stop), as another path is used."""
-        if retry is not None and self._retry is None:
+        """While failed, probe the last address every ``retry`` s (``None``: stop), as another path is used.
+
+        A path still punching keeps its fast cadence: the relay confirming first must not slow the punch
+        down (the peer's first probes may have arrived before our filter was open; later ones get in).
+        """
+        if retry is not None and self._retry is None and self.state is not PathState.PUNCHING:
             self._next_probe = now + retry
         self._retry = retry
 

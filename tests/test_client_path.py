@@ -62,6 +62,14 @@ def test_a_late_answer_does_not_bring_back_a_forgotten_path(path: Path) -> None:
     assert path.on_hello(SERVER_SAYS, T0 + 0.006)[-1] == Changed(PathState.NONE, PathState.DIRECT), "a probe does"
 
 
+def test_background_probing_does_not_slow_a_punch_under_way(path: Path) -> None:
+    path.punch(SERVER_SAYS, T0)
+    path.keep_probing(1.0, T0 + 0.010)  # another path (the relay) confirmed while we punch
+    assert path.tick(T0 + 0.020) == [Probe(SERVER_SAYS)]
+    assert path.tick(T0 + 5.0)[-1] == Changed(PathState.PUNCHING, PathState.FAILED)
+    assert path.wakeup() == pytest.approx(T0 + 6.0), "then the slow background probing"
+
+
 def test_deferred_punch_is_punching_but_probes_only_after_the_head_start(path: Path) -> None:
     actions = path.punch(SERVER_SAYS, T0, defer=0.010)
     assert actions == [Changed(PathState.NONE, PathState.PUNCHING)]
