@@ -23,8 +23,9 @@ from client import turn
 from client.delivery import DeliveryConfig, WindowFull
 from client.events import event
 from client.outputs import Emit, Log, Output, Send, SendRaw
-from client.path import Action, Answer, Changed, Ignored, Moved, Path, PathState, PathTiming, Probe
-from client.peer import DIRECT, NONE, RELAY, RELAYED_SUFFIX, Peer, PendingConnect
+from client.path import Action, Answer, Changed, Ignored, Moved, PathState, PathTiming, Probe
+from client.path_events import change_reason, direct_path_event, no_path_reason, relay_path_event
+from client.peer import DIRECT, NONE, RELAY, Peer, PendingConnect
 from client.relay import Relay, RelayConfig
 from client.reliable import Conversation, fits
 from protocol import (
@@ -233,7 +234,7 @@ class AgentCore:
         _check_text(Msg(self.config.id, text))
         peer = self.peers.get(peer_id)
         if peer is None or peer.route(self.relay_up) is None:
-            raise NoPathError(peer_id, _no_path_reason(peer, self.relay_up))
+            raise NoPathError(peer_id, no_path_reason(peer, self.relay_up))
         if not peer.extended:
             peer.sent += 1
             message = Msg(self.config.id, text)
@@ -518,7 +519,7 @@ class AgentCore:
             if used != NONE:
                 peer.reconnect_at = None
             if old != NONE:
-                reason = _change_reason(old, used, peer.reason(self.relay_up))
+                reason = change_reason(old, used, peer.reason(self.relay_up))
                 route = peer.route(self.relay_up)
                 addr = None if route is None else str(route[1])
                 out.append(Emit(event("path_changed", peer=peer.id, old=old, new=used, reason=reason, addr=addr)))
@@ -563,36 +564,15 @@ class AgentCore:
                 case Answer(to):
                     out += self._via_relay(to, HelloAck(me), now) if via_relay else [Send(HelloAck(me), to)]
                 case Changed(_, new):
-                    out += self._relay_event(path, new) if via_relay else self._path_event(peer, new)
+                    if via_relay:
+                        out += relay_path_event(path, new)
+                    else:
+                        out += direct_path_event(peer, new, relayed=peer.route(self.relay_up) is not None)
                 case Moved(old, new):
                     out.append(Log(logging.INFO, f"[client] peer {path.peer} moved from {old} to {new}"))
                 case Ignored(why):
                     out.append(Log(logging.INFO, f"[client] ignoring {why}"))
         return out
-
-    def _path_event(self, peer: Peer, new: PathState) -> list[Output]:
-        path, addr = peer.path, str(peer.path.addr)
-        if new is PathState.PUNCHING:
-            return [Emit(event("punch_started", peer=path.peer, addr=addr))]
-        if new is PathState.DIRECT:
-            ms = path.time_to_direct_ms
-            return [Emit(event("direct_confirmed", peer=path.peer, addr=addr, time_to_direct_ms=ms))]
-        if new is PathState.FAILED:
-            if peer.route(self.relay_up) is not None:
-                reason = f"{path.reason}{RELAYED_SUFFIX}"
-                return [Emit(event("punch_failed", peer=path.peer, addr=addr, reason=reason, relayed=True))]
-            return [Emit(event("punch_failed", peer=path.peer, addr=addr, reason=path.reason))]
-        return []
-
-    @staticmethod
-    def _relay_event(path: Path, new: PathState) -> list[Output]:
-        relay = str(path.addr)
-        if new is PathState.DIRECT:
-            ms = path.time_to_direct_ms
-            return [Emit(event("relay_confirmed", peer=path.peer, relay=relay, time_to_relay_ms=ms))]
-        if new is PathState.FAILED:
-            return [Log(logging.INFO, f"[client] relay path to {path.peer} ({relay}): {path.reason}")]
-        return []
 
     def _peer(self, peer_id: str) -> Peer:
         peer = self.peers.get(peer_id)
@@ -632,22 +612,3 @@ def _check_text(message: Msg) -> None:
     size = len(encode(message))
     if size > MAX_DATAGRAM:
         raise RequestError(f"message too long: {size} bytes on the wire, at most {MAX_DATAGRAM}")
-
-
-def _change_reason(old: str, new: str, reason: str | None) -> str:
-    if new == DIRECT:
-        return f"direct path confirmed (upgraded from {old})"
-    if new == RELAY:
-        return f"{reason or 'direct path lost'}; moved to relay"
-    return reason or "no path"
-
-
-def _no_path_reason(peer: Peer | None, relay_up: bool) -> str:
-    if peer is None:
-        return "not connected"
-    reason = peer.reason(relay_up)
-    if reason:
-        return reason
-    if peer.pending is not None or peer.path_name(relay_up) == "punching":
-        return "still punching"
-    return "not connected"

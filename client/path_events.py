@@ -1,0 +1,58 @@
+"""What a path's state changes mean to people and to the event log: events, log lines and reasons, pure."""
+
+from __future__ import annotations
+
+import logging
+
+from client.events import event
+from client.outputs import Emit, Log, Output
+from client.path import Path, PathState
+from client.peer import DIRECT, RELAY, RELAYED_SUFFIX, Peer
+
+
+def direct_path_event(peer: Peer, new: PathState, relayed: bool) -> list[Output]:
+    """The event for the direct path to ``peer`` entering ``new``; ``relayed``: the relay carries the pair."""
+    path, addr = peer.path, str(peer.path.addr)
+    if new is PathState.PUNCHING:
+        return [Emit(event("punch_started", peer=path.peer, addr=addr))]
+    if new is PathState.DIRECT:
+        ms = path.time_to_direct_ms
+        return [Emit(event("direct_confirmed", peer=path.peer, addr=addr, time_to_direct_ms=ms))]
+    if new is PathState.FAILED:
+        if relayed:
+            reason = f"{path.reason}{RELAYED_SUFFIX}"
+            return [Emit(event("punch_failed", peer=path.peer, addr=addr, reason=reason, relayed=True))]
+        return [Emit(event("punch_failed", peer=path.peer, addr=addr, reason=path.reason))]
+    return []
+
+
+def relay_path_event(path: Path, new: PathState) -> list[Output]:
+    """The event (or log line) for a relay path entering ``new``."""
+    relay = str(path.addr)
+    if new is PathState.DIRECT:
+        ms = path.time_to_direct_ms
+        return [Emit(event("relay_confirmed", peer=path.peer, relay=relay, time_to_relay_ms=ms))]
+    if new is PathState.FAILED:
+        return [Log(logging.INFO, f"[client] relay path to {path.peer} ({relay}): {path.reason}")]
+    return []
+
+
+def change_reason(old: str, new: str, reason: str | None) -> str:
+    """Why the route moved from ``old`` to ``new`` (a ``path_changed`` event's reason)."""
+    if new == DIRECT:
+        return f"direct path confirmed (upgraded from {old})"
+    if new == RELAY:
+        return f"{reason or 'direct path lost'}; moved to relay"
+    return reason or "no path"
+
+
+def no_path_reason(peer: Peer | None, relay_up: bool) -> str:
+    """Why a message to ``peer`` cannot be sent now."""
+    if peer is None:
+        return "not connected"
+    reason = peer.reason(relay_up)
+    if reason:
+        return reason
+    if peer.pending is not None or peer.path_name(relay_up) == "punching":
+        return "still punching"
+    return "not connected"
