@@ -13,13 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from nat.profiles import CLASSIC_CONE, Behaviour
 from protocol import Endpoint
 
-ENDPOINT_INDEPENDENT = "endpoint-independent"
-ADDRESS_DEPENDENT = "address-dependent"
-ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
-BEHAVIOURS = (ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT)
-"""RFC 4787 mapping and filtering behaviours, spelled as ``nat.profiles.Behaviour``'s values."""
+ENDPOINT_INDEPENDENT = str(Behaviour.ENDPOINT_INDEPENDENT)
+ADDRESS_DEPENDENT = str(Behaviour.ADDRESS_DEPENDENT)
+ADDRESS_AND_PORT_DEPENDENT = str(Behaviour.ADDRESS_AND_PORT_DEPENDENT)
+BEHAVIOURS = tuple(str(behaviour) for behaviour in Behaviour)
+"""RFC 4787 mapping and filtering behaviours, loosest first: the words of ``nat.profiles.Behaviour``."""
 
 
 class DiscoveryError(RuntimeError):
@@ -88,11 +89,7 @@ def classic_name(nat: bool, mapping: str, filtering: str) -> str:
         return "open" if filtering == ENDPOINT_INDEPENDENT else "firewall"
     if mapping != ENDPOINT_INDEPENDENT:
         return "symmetric"
-    return {
-        ENDPOINT_INDEPENDENT: "full cone",
-        ADDRESS_DEPENDENT: "restricted cone",
-        ADDRESS_AND_PORT_DEPENDENT: "port-restricted cone",
-    }[filtering]
+    return CLASSIC_CONE[Behaviour(filtering)]
 
 
 @dataclass(frozen=True)

@@ -52,11 +52,12 @@ class ProfileError(ValueError):
     """A profile definition or selection that the operator got wrong (unknown name, bad timeout)."""
 
 
-_CLASSIC_CONE = {
+CLASSIC_CONE: Mapping[Behaviour, str] = {
     Behaviour.ENDPOINT_INDEPENDENT: "full cone",
     Behaviour.ADDRESS_DEPENDENT: "restricted cone",
     Behaviour.ADDRESS_AND_PORT_DEPENDENT: "port-restricted cone",
 }
+"""The RFC 3489 name of an endpoint-independent mapping NAT, by its filtering behaviour."""
 _CLASSIC_SYMMETRIC = {
     PortAllocation.PRESERVE: "port-preserving symmetric",
     PortAllocation.RANDOM: "symmetric",
@@ -88,7 +89,7 @@ class Profile:
     def classic(self) -> str:
         """The pre-RFC 4787 name (RFC 3489 and folklore): ``full cone`` ... ``sequential symmetric``."""
         if self.mapping is Behaviour.ENDPOINT_INDEPENDENT:
-            return _CLASSIC_CONE[self.filtering]
+            return CLASSIC_CONE[self.filtering]
         return _CLASSIC_SYMMETRIC[self.ports]
 
     def with_udp_timeout(self, seconds: int) -> Profile:

@@ -81,8 +81,7 @@ def site_behaviour(name: str) -> Site:
         filtering = max((carrier.filtering, home.filtering), key=list(Behaviour).index)  # the stricter one
         classic = f"home {home.name} NAT behind a carrier {carrier.name} NAT (100.64.0.0/10 inside)"
         return Site(name, str(mapping), str(filtering), classic=classic)
-    profile = get_profile(name)
-    return Site(name, str(profile.mapping), str(profile.filtering), profile.udp_blocked, profile.classic)
+    return Site.from_profile(get_profile(name))
 
 
 def grid_lab(sites: Sequence[str]) -> Lab:

@@ -15,10 +15,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-ENDPOINT_INDEPENDENT = "endpoint-independent"
-ADDRESS_DEPENDENT = "address-dependent"
-ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
-BEHAVIOURS = (ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT)
+from nat.profiles import Behaviour
+
+ENDPOINT_INDEPENDENT = str(Behaviour.ENDPOINT_INDEPENDENT)
+ADDRESS_DEPENDENT = str(Behaviour.ADDRESS_DEPENDENT)
+ADDRESS_AND_PORT_DEPENDENT = str(Behaviour.ADDRESS_AND_PORT_DEPENDENT)
+BEHAVIOURS = tuple(str(behaviour) for behaviour in Behaviour)
 """RFC 4787's words for mapping (section 4.1) and filtering (section 5) behaviour, loosest first."""
 
 DIRECT = "direct"
@@ -45,7 +47,7 @@ RULES = (
 
 
 class _ProfileLike(Protocol):
-    """What ``Site.from_profile`` reads from a ``nat.profiles.Profile`` (duck-typed: no import of nat here)."""
+    """What ``Site.from_profile`` reads from a ``nat.profiles.Profile`` (duck-typed: tests pass plain records)."""
 
     @property
     def name(self) -> str: ...

@@ -1,21 +1,19 @@
-"""Scenarios as data: which NAT pairs the suite runs and the outcome each must give.
+"""Scenarios as data: which NAT pairs the two-site suite runs and the outcome each must give.
 
-The expected path follows from the profiles' RFC 4787 behaviour: both routers filter by address and port
-(port-restricted), so a probe only gets in once the receiving side has itself sent to the exact address and
-port the probe comes from. That works when both sides map endpoint-independently (the port the server saw
-is the port the peer sees): the pair goes direct. A symmetric side picks a fresh random port per
-destination, so its probes come from a port the other side never sent to, and the port the other side aims
-at is not mapped to anyone: punching fails and the pair talks through the lab's TURN relay.
+The expected path is the traversal grid's theory (``scenarios.grid_expect``) applied to the two routers'
+profiles: cone-cone goes direct (both map endpoint-independently), and a symmetric side sends its probes
+from ports the port-restricted other side never sent to, so such a pair talks through the TURN relay.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import Literal, cast
+
+from nat.profiles import get_profile
+from scenarios.grid_expect import Site, expected_path
 
 Path = Literal["direct", "relay"]
-
-ENDPOINT_INDEPENDENT = {"cone"}
 
 
 @dataclass(frozen=True)
@@ -31,8 +29,8 @@ class Pair:
 
     @property
     def expected_path(self) -> Path:
-        both_keep_ports = self.a in ENDPOINT_INDEPENDENT and self.b in ENDPOINT_INDEPENDENT
-        return "direct" if both_keep_ports else "relay"
+        path, _ = expected_path(Site.from_profile(get_profile(self.a)), Site.from_profile(get_profile(self.b)))
+        return cast(Path, path)
 
 
 PROFILES = ("cone", "symmetric")
