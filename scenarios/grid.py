@@ -29,7 +29,7 @@ from nat.profiles import Behaviour, get_profile
 from scenarios.grid_expect import Site, expected_path
 from scenarios.grid_report import Attempt, Cell, failures, write_results
 from scenarios.harness import REPO, Lab, LabError, Subnets
-from scenarios.topologies.generate import CGNAT, CGNAT_PROFILES, GRID_FILE, SITES
+from scenarios.topologies.generate import CGNAT, CGNAT_PROFILES, DEFAULT_CGN, DEFAULT_NET, GRID_FILE, SITES
 
 PROJECT = "natlab-grid"
 RESULTS = REPO / "results" / "grid"
@@ -90,7 +90,7 @@ def grid_lab(sites: Sequence[str]) -> Lab:
     routers = [f"nat-{host}" for host in hosts] + [f"cgn-{CGNAT}-{side}" for side in "ab" if CGNAT in sites]
     return Lab(
         PROJECT,
-        Subnets("198.19.0", "198.19.1", "198.19.2", cgn="100.100.0"),
+        Subnets(f"{DEFAULT_NET}.0", f"{DEFAULT_NET}.1", f"{DEFAULT_NET}.2", cgn=f"{DEFAULT_CGN}.0"),
         "",
         "",
         topology=(GRID_FILE,),

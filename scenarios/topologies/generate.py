@@ -35,8 +35,10 @@ CGNAT_PROFILES = ("cone", "cone")
 """(carrier, home) profiles of the CGNAT site: RFC 6888 asks carrier NATs for endpoint-independent mapping."""
 SITES = (*PROFILES, CGNAT)
 
-NET = "${NATLAB_GRID_NET:-198.19}"
-CGN = "${NATLAB_GRID_CGN:-100.100}"
+DEFAULT_NET, DEFAULT_CGN = "198.19", "100.100"
+"""First two octets of the grid's own networks and of its carrier NATs' insides (both overridable)."""
+NET = f"${{NATLAB_GRID_NET:-{DEFAULT_NET}}}"
+CGN = f"${{NATLAB_GRID_CGN:-{DEFAULT_CGN}}}"
 WAN = f"{NET}.0"
 
 
@@ -184,10 +186,10 @@ x-host-health: &host-health
   test: [CMD, test, -f, /run/natlab/registered]
 
 x-host-env: &host-env
-  NATLAB_SERVER: "${NATLAB_GRID_NET:-198.19}.0.10:9000"
+  NATLAB_SERVER: "{net}.0.10:9000"
   NATLAB_PUNCH_TIMEOUT: "${NATLAB_PUNCH_TIMEOUT:-2}"
   NATLAB_KEEPALIVE: "${NATLAB_KEEPALIVE:-2}"
-  NATLAB_TURN: "${NATLAB_GRID_NET:-198.19}.0.20:3478"
+  NATLAB_TURN: "{net}.0.20:3478"
   NATLAB_TURN_USER: natlab
   NATLAB_TURN_PASSWORD_FILE: /run/natlab-secrets/turn-password
 
@@ -206,7 +208,7 @@ def render() -> str:
     # PyYAML quotes '*anchor' and '<<' strings; compose needs them as YAML aliases and merge keys.
     for anchor in ("lab", "health", "router-sysctls", "router-health", "host-health", "host-env"):
         text = text.replace(f"'*{anchor}'", f"*{anchor}")
-    return HEADER + text.replace("'<<'", "<<")
+    return HEADER.replace("{net}", NET) + text.replace("'<<'", "<<")
 
 
 def main() -> int:
