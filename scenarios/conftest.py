@@ -70,6 +70,9 @@ def docker_ready() -> None:
         done = subprocess.run(step, cwd=REPO, capture_output=True, text=True, check=False)
         if done.returncode != 0:
             pytest.fail(f"{' '.join(step)} failed:\n{done.stderr}{done.stdout}", pytrace=False)
+    # Pin the labs to the exact image just built (build.sh prints its content-hash tag), not to
+    # natlab-lab:latest, which another checkout building at the same time would move.
+    os.environ["NATLAB_IMAGE"] = done.stdout.strip()
 
 
 @pytest.fixture(scope="session", params=PAIRS, ids=lambda pair: pair.id)

@@ -158,7 +158,7 @@ HEADER = """\
 name: natlab-grid
 
 x-lab: &lab
-  image: natlab-lab:latest
+  image: ${NATLAB_IMAGE:-natlab-lab:latest}
   pull_policy: never
   init: true
   stop_grace_period: 2s
