@@ -1,7 +1,7 @@
-"""``python -m client``: see :mod:`client.cli`."""
+"""``python -m client``: see :mod:`client.cli.main`."""
 
 import sys
 
-from client.cli import main
+from client.cli.main import main
 
 sys.exit(main())

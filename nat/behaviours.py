@@ -20,7 +20,8 @@ import ipaddress
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, fields
 
-from nat.profiles import Behaviour, PortAllocation, Profile
+from common.rfc4787 import Behaviour, PortAllocation
+from nat.profiles import Profile
 
 MAPPINGS = "mappings"
 CONTACTED = "contacted"

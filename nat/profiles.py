@@ -16,10 +16,11 @@ Options that apply to any of them (``nat.router`` reads them from the environmen
 from __future__ import annotations
 
 import dataclasses
-import enum
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
+
+from common.rfc4787 import Behaviour, PortAllocation, classic_name
 
 DEFAULT_UDP_TIMEOUT = 30
 """Seconds an idle UDP mapping survives (RFC 4787 asks for >= 120 s; a lab wants short, visible expiry)."""
@@ -28,41 +29,8 @@ MAX_UDP_TIMEOUT = 86_400
 """A day: beyond this a 'timeout' is a typo, and the kernel's jiffies arithmetic is no longer obvious."""
 
 
-class Behaviour(enum.StrEnum):
-    """How a NAT's mapping or filtering depends on the remote endpoint (RFC 4787 sections 4.1, 5)."""
-
-    ENDPOINT_INDEPENDENT = "endpoint-independent"
-    ADDRESS_DEPENDENT = "address-dependent"
-    ADDRESS_AND_PORT_DEPENDENT = "address-and-port-dependent"
-
-
-class PortAllocation(enum.StrEnum):
-    """How the external port of a new mapping is chosen (RFC 4787 section 4.2.1)."""
-
-    PRESERVE = "preserve"
-    """Keep the internal source port unless another mapping already holds it. With address-and-port-dependent
-    mapping only an endpoint's first mapping can keep it; later ones (other destinations) get random ports."""
-    RANDOM = "random"
-    """A random port for every new mapping."""
-    SEQUENTIAL = "sequential"
-    """Each new mapping takes the port after the previous one's, whoever made it: what port prediction exploits."""
-
-
 class ProfileError(ValueError):
     """A profile definition or selection that the operator got wrong (unknown name, bad timeout)."""
-
-
-CLASSIC_CONE: Mapping[Behaviour, str] = {
-    Behaviour.ENDPOINT_INDEPENDENT: "full cone",
-    Behaviour.ADDRESS_DEPENDENT: "restricted cone",
-    Behaviour.ADDRESS_AND_PORT_DEPENDENT: "port-restricted cone",
-}
-"""The RFC 3489 name of an endpoint-independent mapping NAT, by its filtering behaviour."""
-_CLASSIC_SYMMETRIC = {
-    PortAllocation.PRESERVE: "port-preserving symmetric",
-    PortAllocation.RANDOM: "symmetric",
-    PortAllocation.SEQUENTIAL: "sequential symmetric",
-}
 
 
 @dataclass(frozen=True)
@@ -88,9 +56,7 @@ class Profile:
     @property
     def classic(self) -> str:
         """The pre-RFC 4787 name (RFC 3489 and folklore): ``full cone`` ... ``sequential symmetric``."""
-        if self.mapping is Behaviour.ENDPOINT_INDEPENDENT:
-            return CLASSIC_CONE[self.filtering]
-        return _CLASSIC_SYMMETRIC[self.ports]
+        return classic_name(self.mapping, self.filtering, self.ports)
 
     def with_udp_timeout(self, seconds: int) -> Profile:
         """This profile with another UDP mapping timeout (validated)."""

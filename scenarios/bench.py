@@ -61,8 +61,8 @@ def sample(action: Callable[[], float]) -> list[float]:
 # forgets bob, connects, and reads the agent's own time_to_direct_ms; a pause lets the relay standby settle.
 CONNECT_LOOP = """
 import json, os, sys, time
-from client.config import socket_path
-from client.control_client import AgentClient
+from client.daemon.config import socket_path
+from client.cli.control_client import AgentClient
 attempts, samples = int(sys.argv[1]), []
 with AgentClient(socket_path(os.environ)) as agent:
     for _ in range(attempts):

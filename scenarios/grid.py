@@ -25,7 +25,8 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from nat.profiles import Behaviour, get_profile
+from common.rfc4787 import Behaviour
+from nat.profiles import get_profile
 from scenarios.grid_expect import Site, expected_path
 from scenarios.grid_report import Attempt, Cell, failures, write_results
 from scenarios.harness import REPO, Lab, LabError, Subnets
@@ -43,8 +44,8 @@ KEEPALIVE_S = 2
 # settled (direct, or punching gave up and the relay or nothing is left), report, and forget the peer.
 ATTEMPT = """
 import json, os, sys, time
-from client.config import socket_path
-from client.control_client import AgentClient, AgentRefused, AgentUnavailable
+from client.daemon.config import socket_path
+from client.cli.control_client import AgentClient, AgentRefused, AgentUnavailable
 peer, settle = sys.argv[1], float(sys.argv[2])
 delivered, error = False, None
 try:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from nat.profiles import Behaviour
+from common.rfc4787 import Behaviour
 
 ENDPOINT_INDEPENDENT = str(Behaviour.ENDPOINT_INDEPENDENT)
 ADDRESS_DEPENDENT = str(Behaviour.ADDRESS_DEPENDENT)

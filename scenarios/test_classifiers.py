@@ -3,7 +3,7 @@
 Behind each profile (two profiles per lab, one per router), from the host: natlab's own ``client nat-type``
 (RFC 5780), coturn's ``turnutils_natdiscovery -m -f`` and the classic ``stun`` client, all against the lab's
 coturn on its primary WAN address (it listens on a second one for the "change IP" tests). Neither of the
-last two signals its verdict by exit code, so their output is parsed (``client.classifiers``); output that
+last two signals its verdict by exit code, so their output is parsed (``scenarios.classifiers``); output that
 does not support a verdict fails the test with the reason, rather than passing or guessing.
 """
 
@@ -13,7 +13,10 @@ from collections.abc import Callable, Iterator
 
 import pytest
 
-from client.classifiers import (
+from common.rfc4787 import Behaviour
+from nat.profiles import get_profile
+from protocol import Endpoint
+from scenarios.classifiers import (
     NoVerdict,
     Verdict,
     natdiscovery_argv,
@@ -21,8 +24,6 @@ from client.classifiers import (
     parse_stun_client,
     stun_client_argv,
 )
-from nat.profiles import Behaviour, get_profile
-from protocol import Endpoint
 from scenarios.harness import Lab, start_lab
 
 # Two profiles per lab (alice's router, bob's router): every profile of the catalogue, in four bring-ups.

@@ -10,7 +10,9 @@ from pathlib import Path
 
 import pytest
 
-from client.classifiers import (
+from client.diagnostics.nat_type import ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, BEHAVIOURS, ENDPOINT_INDEPENDENT
+from protocol import Endpoint
+from scenarios.classifiers import (
     NoVerdict,
     Verdict,
     natdiscovery_argv,
@@ -18,8 +20,6 @@ from client.classifiers import (
     parse_stun_client,
     stun_client_argv,
 )
-from client.nat_type import ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, BEHAVIOURS, ENDPOINT_INDEPENDENT
-from protocol import Endpoint
 
 FIXTURES = Path(__file__).parent / "fixtures" / "classifiers"
 EI, AD, APD = ENDPOINT_INDEPENDENT, ADDRESS_DEPENDENT, ADDRESS_AND_PORT_DEPENDENT

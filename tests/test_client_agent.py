@@ -25,12 +25,12 @@ from typing import Any
 import pexpect
 import pytest
 
-from client.agent import Agent
-from client.cli import main
-from client.config import AgentConfig
-from client.control import SUBSCRIBER_BACKLOG, ControlServer, Subscription
-from client.control_client import AgentClient, AgentUnavailable, AsyncAgentClient
-from client.eventlog import EventLog
+from client.cli.control_client import AgentClient, AgentUnavailable, AsyncAgentClient
+from client.cli.main import main
+from client.daemon.agent import Agent
+from client.daemon.config import AgentConfig
+from client.daemon.control import SUBSCRIBER_BACKLOG, ControlServer, Subscription
+from client.daemon.eventlog import EventLog
 from protocol import Connect, Endpoint, Err, Ok, ProtocolError, Punch, Register, encode, parse
 
 pytestmark = pytest.mark.timeout(120)  # a hung agent or chat fails the test instead of the whole run

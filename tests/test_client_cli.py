@@ -7,10 +7,11 @@ from collections.abc import Mapping
 
 import pytest
 
-import client.cli
-from client.cli import RESERVED, main, peer_line
-from client.config import ConfigError, agent_config, parse_server
-from client.events import LINES, describe, event
+import client.cli.main
+from client.cli.main import RESERVED, main
+from client.cli.render import peer_line
+from client.daemon.config import ConfigError, agent_config, parse_server
+from client.engine.events import LINES, describe, event
 from protocol import Endpoint
 
 BASE = {"NATLAB_ID": "alice", "NATLAB_SERVER": "198.18.0.10:9000"}
@@ -25,7 +26,7 @@ def chats(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         opened.append(args.peer)
         return 0
 
-    monkeypatch.setattr(client.cli, "cmd_chat", fake_chat)
+    monkeypatch.setattr(client.cli.main, "cmd_chat", fake_chat)
     return opened
 
 

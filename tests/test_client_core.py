@@ -15,9 +15,9 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from client.core import AgentCore, CoreConfig, Emit, Log, NoPathError, Output, RequestError, Send
-from client.events import Event
-from client.path import PathState, PathTiming
+from client.engine.core import AgentCore, CoreConfig, Emit, Log, NoPathError, Output, RequestError, Send
+from client.engine.events import Event
+from client.engine.path import PathState, PathTiming
 from protocol import Candidates, Connect, Endpoint, Err, Hello, HelloAck, Msg, Ok, Punch, Register, encode, parse
 
 SERVER = Endpoint("198.18.0.10", 9000)

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 
 import pytest
 
-from client.delivery import (
+from client.engine.delivery import (
     MAX_HELD_RANGES,
     Ack,
     Delivered,

@@ -6,8 +6,8 @@ import dataclasses
 
 import pytest
 
-from client.nat_discovery import lifetime_schedule
-from client.nat_type import (
+from client.diagnostics.nat_discovery import lifetime_schedule
+from client.diagnostics.nat_type import (
     ADDRESS_AND_PORT_DEPENDENT,
     ADDRESS_DEPENDENT,
     BEHAVIOURS,
@@ -22,7 +22,7 @@ from client.nat_type import (
     mapping_behaviour,
     other_address,
 )
-from nat.profiles import Behaviour
+from common.rfc4787 import Behaviour
 from protocol import Endpoint
 
 SERVER = Endpoint("198.18.0.20", 3478)

@@ -20,18 +20,18 @@ from pathlib import Path
 
 import pytest
 
-from client.classifiers import (
+from client.cli.main import main
+from client.diagnostics.nat_discovery import discover
+from client.diagnostics.nat_type import ENDPOINT_INDEPENDENT, DiscoveryError
+from client.diagnostics.stun_ping import StunTimeout, stun_ping
+from protocol import Endpoint
+from scenarios.classifiers import (
     NoVerdict,
     natdiscovery_argv,
     parse_natdiscovery,
     parse_stun_client,
     stun_client_argv,
 )
-from client.cli import main
-from client.nat_discovery import discover
-from client.nat_type import ENDPOINT_INDEPENDENT, DiscoveryError
-from client.stun_ping import StunTimeout, stun_ping
-from protocol import Endpoint
 from tests.support.coturn import LAB_FLAGS, turnserver_command
 from tests.support.ports import free_udp_ports
 from tests.support.processes import logged_process

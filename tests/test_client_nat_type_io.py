@@ -19,12 +19,17 @@ from collections.abc import Iterator
 import pytest
 from aioice import stun
 
-from client.cli import main
-from client.nat_discovery import discover
-from client.nat_type import ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, ENDPOINT_INDEPENDENT, DiscoveryError
-from client.stun_probe import RESPONSE_PORT, Probe, run_probes, udp_socket
-from client.turn import Retransmit
-from client.turn_wire import CLASS_REQUEST, CLASS_RESPONSE, encode, parse_stun, raw_attribute
+from client.cli.main import main
+from client.diagnostics.nat_discovery import discover
+from client.diagnostics.nat_type import (
+    ADDRESS_AND_PORT_DEPENDENT,
+    ADDRESS_DEPENDENT,
+    ENDPOINT_INDEPENDENT,
+    DiscoveryError,
+)
+from client.diagnostics.stun_probe import RESPONSE_PORT, Probe, run_probes, udp_socket
+from client.turn.allocation import Retransmit
+from client.turn.wire import CLASS_REQUEST, CLASS_RESPONSE, encode, parse_stun, raw_attribute
 from protocol import Endpoint
 from tests.support.ports import free_udp_ports
 

@@ -27,14 +27,14 @@ from typing import Any
 
 import pytest
 
-from client.classifiers import (
+from client.diagnostics.nat_type import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT
+from protocol import Endpoint
+from scenarios.classifiers import (
     natdiscovery_argv,
     parse_natdiscovery,
     parse_stun_client,
     stun_client_argv,
 )
-from client.nat_type import ADDRESS_AND_PORT_DEPENDENT, ENDPOINT_INDEPENDENT
-from protocol import Endpoint
 from tests.support.coturn import LAB_FLAGS, turnserver_command
 from tests.support.nat_router import running_nat
 from tests.support.processes import logged_process

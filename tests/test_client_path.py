@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from client.path import (
+from client.engine.path import (
     TRANSITIONS,
     Action,
     Answer,

@@ -10,11 +10,11 @@ from typing import Any, ClassVar
 
 from aioice import stun
 
-from client.core import CoreConfig, Output, Send, SendRaw
-from client.delivery import DeliveryConfig
-from client.relay import RelayConfig
-from client.turn import Retransmit
-from client.turn_wire import StunMessage, data_indication, is_turn_datagram, parse_stun
+from client.engine.core import CoreConfig, Output, Send, SendRaw
+from client.engine.delivery import DeliveryConfig
+from client.turn.allocation import Retransmit
+from client.turn.relay import RelayConfig
+from client.turn.wire import StunMessage, data_indication, is_turn_datagram, parse_stun
 from protocol import Candidates, Connect, Endpoint, Err, Ok, Punch, Register, encode, parse
 from tests.test_client_core import CONE, SERVER, SYMMETRIC, TIMING, FakeServer, Lab, Nat
 from tests.test_client_turn import PASSWORD, USER, FakeAllocation, FakeTurnServer

@@ -9,9 +9,9 @@ from collections.abc import Iterator
 import pytest
 from aioice import stun
 
-from client.cli import main
-from client.stun_ping import StunTimeout, stun_ping
-from client.turn_wire import CLASS_RESPONSE, encode, parse_stun
+from client.cli.main import main
+from client.diagnostics.stun_ping import StunTimeout, stun_ping
+from client.turn.wire import CLASS_RESPONSE, encode, parse_stun
 from protocol import Endpoint
 
 

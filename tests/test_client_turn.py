@@ -1,6 +1,6 @@
 """The TURN allocation state machine against an in-memory fake TURN server; time passed in, no sockets.
 
-The fake parses requests and builds answers with aioice's codec (through :mod:`client.turn_wire`) and checks
+The fake parses requests and builds answers with aioice's codec (through :mod:`client.turn.wire`) and checks
 MESSAGE-INTEGRITY with the long-term key, so the client's requests are checked as a server would.
 """
 
@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 import pytest
 from aioice import stun
 
-from client.turn import (
+from client.turn.allocation import (
     MAX_STALE_NONCE,
     Allocated,
     Bound,
@@ -36,7 +36,7 @@ from client.turn import (
     TurnState,
     refresh_delay,
 )
-from client.turn_wire import (
+from client.turn.wire import (
     CLASS_ERROR,
     CLASS_INDICATION,
     CLASS_RESPONSE,

@@ -22,7 +22,7 @@ from typing import Any
 
 import pytest
 
-from client.turn import (
+from client.turn.allocation import (
     Allocated,
     Bound,
     Closed,
@@ -37,7 +37,7 @@ from client.turn import (
     TurnAllocation,
     TurnConfig,
 )
-from client.turn_wire import (
+from client.turn.wire import (
     CLASS_INDICATION,
     binding_request,
     is_channel_data,

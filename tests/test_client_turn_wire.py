@@ -7,7 +7,7 @@ import random
 
 import pytest
 
-from client.turn_wire import (
+from client.turn.wire import (
     HEADER_LENGTH,
     binding_request,
     channel_data,

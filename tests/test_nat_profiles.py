@@ -5,12 +5,11 @@ import ipaddress
 
 import pytest
 
+from common.rfc4787 import Behaviour, PortAllocation
 from nat.profiles import (
     DEFAULT_UDP_TIMEOUT,
     MAX_UDP_TIMEOUT,
     PROFILES,
-    Behaviour,
-    PortAllocation,
     Profile,
     ProfileError,
     get_profile,

@@ -8,8 +8,9 @@ from ipaddress import IPv4Address
 
 import pytest
 
+from common.rfc4787 import Behaviour, PortAllocation
 from nat.behaviours import SEQUENTIAL_FIRST_PORT, SEQUENTIAL_PORT_COUNT
-from nat.profiles import PROFILES, Behaviour, PortAllocation, Profile, get_profile
+from nat.profiles import PROFILES, Profile, get_profile
 from nat.render import TABLE, UnsupportedProfile, render
 
 EIM = Behaviour.ENDPOINT_INDEPENDENT

@@ -7,7 +7,7 @@ import logging
 import pathlib
 from types import TracebackType
 
-from client.events import Event
+from client.engine.events import Event
 
 logger = logging.getLogger("client")
 

@@ -7,7 +7,7 @@ resends each unanswered one at 0, rto, 3 rto, ... and returns each probe's answe
 before its deadline. Answers match by transaction ID *and* by the socket they arrive on; anything else
 (strays, garbage, answers to forgotten requests) is ignored.
 
-This is the thin I/O layer of ``client nat-type``; the verdicts are pure (:mod:`client.nat_type`).
+This is the thin I/O layer of ``client nat-type``; the verdicts are pure (:mod:`client.diagnostics.nat_type`).
 """
 
 from __future__ import annotations
@@ -21,8 +21,8 @@ from dataclasses import dataclass, field
 
 from aioice import stun
 
-from client.turn import Retransmit
-from client.turn_wire import (
+from client.turn.allocation import Retransmit
+from client.turn.wire import (
     CLASS_ERROR,
     CLASS_REQUEST,
     CLASS_RESPONSE,

@@ -1,8 +1,8 @@
-"""The agent's thin asyncio shell: one UDP socket and one timer around :class:`client.core.AgentCore`.
+"""The agent's thin asyncio shell: one UDP socket and one timer around :class:`client.engine.core.AgentCore`.
 
 Datagrams and timer ticks go into the core with ``loop.time()`` as ``now``; the outputs that come back are
 performed here (sendto, event log, log line, subscribers). Local requests from the control socket
-(:mod:`client.control`) call the request methods below. :func:`run` is ``client agent``.
+(:mod:`client.daemon.control`) call the request methods below. :func:`run` is ``client agent``.
 """
 
 from __future__ import annotations
@@ -16,11 +16,11 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-from client.config import AgentConfig, AgentStartError
-from client.control import ControlServer, Subscription
-from client.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError
-from client.eventlog import EventLog
-from client.events import Event, describe
+from client.daemon.config import AgentConfig, AgentStartError
+from client.daemon.control import ControlServer, Subscription
+from client.daemon.eventlog import EventLog
+from client.engine.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError
+from client.engine.events import Event, describe
 from protocol import Endpoint, encode
 
 logger = logging.getLogger("client")
@@ -108,6 +108,13 @@ class Agent:
             await waiter
         finally:
             self._waiters.discard(waiter)
+
+    def subscribe(self, subscription: Subscription) -> None:
+        """Offer every event from now on to ``subscription`` (a chat, ``client events --follow``)."""
+        self.subscriptions.add(subscription)
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        self.subscriptions.discard(subscription)
 
     def disconnect(self, peer: str) -> dict[str, Any] | None:
         self._perform(self.core.disconnect(peer))

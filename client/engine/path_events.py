@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import logging
 
-from client.events import event
-from client.outputs import Emit, Log, Output
-from client.path import Path, PathState
-from client.peer import DIRECT, RELAY, RELAYED_SUFFIX, Peer
+from client.engine.events import event
+from client.engine.outputs import Emit, Log, Output
+from client.engine.path import Path, PathState
+from client.engine.peer import DIRECT, RELAY, RELAYED_SUFFIX, Peer
 
 
 def direct_path_event(peer: Peer, new: PathState, relayed: bool) -> list[Output]:

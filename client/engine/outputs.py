@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from client.events import Event
+from client.engine.events import Event
 from protocol import Endpoint, Message
 
 
@@ -26,7 +26,7 @@ class SendRaw:
 
 @dataclass(frozen=True)
 class Emit:
-    """An event happened (see :mod:`client.events`)."""
+    """An event happened (see :mod:`client.engine.events`)."""
 
     event: Event
 

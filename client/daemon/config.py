@@ -34,10 +34,10 @@ import socket
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
-from client.core import CoreConfig, RequestError, check_id
-from client.delivery import DeliveryConfig
-from client.path import PathTiming
-from client.relay import RelayConfig, password_file
+from client.engine.core import CoreConfig, RequestError, check_id
+from client.engine.delivery import DeliveryConfig
+from client.engine.path import PathTiming
+from client.turn.relay import RelayConfig, password_file
 from protocol import Endpoint
 
 DEFAULT_SOCKET = "/run/natlab/client.sock"

@@ -1,7 +1,7 @@
-"""Guaranteed delivery to one extended peer: :mod:`client.delivery` on the wire's ``data`` and ``ack``.
+"""Guaranteed delivery to one extended peer: :mod:`client.engine.delivery` on the wire's ``data`` and ``ack``.
 
-Pure, time passed in. One :class:`Conversation` per peer holds our :class:`~client.delivery.Sender` (a fresh
-random epoch) and a :class:`~client.delivery.Receiver` for the peer's messages, and maps their frames and
+Pure, time passed in. One :class:`Conversation` per peer holds our :class:`~client.engine.delivery.Sender` (a fresh
+random epoch) and a :class:`~client.engine.delivery.Receiver` for the peer's messages, and maps their frames and
 acks to :class:`protocol.Data` and :class:`protocol.Ack` (which carry our id). Where the datagrams go (the
 direct path or the relay) is the caller's business; :meth:`Conversation.on_path_change` on every switch.
 """
@@ -12,8 +12,8 @@ import secrets
 from dataclasses import dataclass
 from typing import Any
 
-from client import delivery
-from client.delivery import DeliveryConfig, Frame, Receiver, Sender, WindowFull
+from client.engine import delivery
+from client.engine.delivery import DeliveryConfig, Frame, Receiver, Sender, WindowFull
 from protocol import MAX_COUNTER, MAX_DATAGRAM, Ack, Data, encode
 
 
@@ -41,7 +41,7 @@ class Conversation:
         self.receiver = Receiver(config.window)
 
     def send(self, text: str, now: float) -> Data:
-        """Take a message; :class:`~client.delivery.WindowFull` when too many are unacknowledged."""
+        """Take a message; :class:`~client.engine.delivery.WindowFull` when too many are unacknowledged."""
         (frame,) = self.sender.send(text, now)
         return self._data(frame)
 

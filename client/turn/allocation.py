@@ -1,6 +1,6 @@
 """The client's TURN allocation (RFC 8656 over UDP): a pure state machine, time passed in, no sockets.
 
-The STUN codec is aioice's (:mod:`client.turn_wire` wraps it); aioice 0.8's own TURN client has no
+The STUN codec is aioice's (:mod:`client.turn.wire` wraps it); aioice 0.8's own TURN client has no
 CreatePermission and drops Data indications, hence this layer. Every entry point takes ``now`` (monotonic
 seconds) and returns a list of :data:`Output` for the caller to perform, h11-style::
 
@@ -56,7 +56,7 @@ from dataclasses import dataclass, field
 
 from aioice import stun
 
-from client.turn_wire import (
+from client.turn.wire import (
     CHANNEL_MAX,
     CHANNEL_MIN,
     CLASS_ERROR,

@@ -1,4 +1,4 @@
-"""The agent's TURN relay: one :class:`~client.turn.TurnAllocation`, kept alive and re-made when it fails.
+"""The agent's TURN relay: one :class:`~client.turn.allocation.TurnAllocation`, kept alive and re-made when it fails.
 
 Pure, time passed in (like the core it serves). What it adds to the allocation:
 
@@ -8,9 +8,9 @@ Pure, time passed in (like the core it serves). What it adds to the allocation:
 * :meth:`Relay.check` sends a Refresh now, so that a TURN server that went away is noticed within one
   retransmission schedule rather than at the next refresh minutes later (the core calls it every keepalive).
 
-Outputs are the allocation's own (:class:`~client.turn.Transmit`, :class:`~client.turn.Relayed`,
-:class:`~client.turn.Allocated`, :class:`~client.turn.Failed`, ...); a password problem comes out as a
-:class:`~client.turn.Failed` too, so the caller has one way to learn that there is no relay.
+Outputs are the allocation's own (:mod:`client.turn.allocation`: ``Transmit``, ``Relayed``, ``Allocated``,
+``Failed``, ...); a password problem comes out as a ``Failed`` too, so the caller has one way to learn that
+there is no relay.
 """
 
 from __future__ import annotations
@@ -20,8 +20,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.turn import Failed, Output, Retransmit, TurnAllocation, TurnConfig, TurnError, TurnState
-from client.turn_wire import is_turn_datagram
+from client.turn.allocation import Failed, Output, Retransmit, TurnAllocation, TurnConfig, TurnError, TurnState
+from client.turn.wire import is_turn_datagram
 from protocol import Endpoint
 
 

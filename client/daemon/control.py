@@ -39,21 +39,16 @@ import socket
 import stat
 from collections.abc import Awaitable, Callable
 from types import TracebackType
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
-from client.config import AgentStartError
-from client.core import RequestError
-from client.events import Event
-
-if TYPE_CHECKING:
-    from client.agent import Agent
+from client.daemon.config import AgentStartError
+from client.engine.core import RequestError
+from client.engine.events import Event
 
 SUBSCRIBER_BACKLOG = 1000
 """Events a subscriber may fall behind by before it is cut off (a chat suspended with Ctrl-Z)."""
 
 logger = logging.getLogger("client")
-
-Handler = Callable[["Agent", dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class Subscription:
@@ -69,6 +64,22 @@ class Subscription:
             return
         self._cut = self.queue.qsize() >= SUBSCRIBER_BACKLOG
         self.queue.put_nowait(None if self._cut else ev)
+
+
+class Agent(Protocol):
+    """What the control socket asks of the agent (:class:`client.daemon.agent.Agent` is the one)."""
+
+    def status(self) -> dict[str, Any]: ...
+    async def connect(self, peer: str) -> dict[str, Any] | None: ...
+    def disconnect(self, peer: str) -> dict[str, Any] | None: ...
+    def send(self, peer: str, text: str) -> dict[str, Any] | None: ...
+    async def send_and_wait(self, peer: str, text: str) -> dict[str, Any] | None: ...
+    async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]: ...
+    def subscribe(self, subscription: Subscription) -> None: ...
+    def unsubscribe(self, subscription: Subscription) -> None: ...
+
+
+Handler = Callable[[Agent, dict[str, Any]], Awaitable[dict[str, Any]]]
 
 
 class BadRequest(RequestError):
@@ -176,7 +187,7 @@ class ControlServer:
             writer.write(_encode({"ok": False, "error": "subscribe: 'peer' must be a peer id"}))
             return
         subscription = Subscription(peer)
-        self.agent.subscriptions.add(subscription)
+        self.agent.subscribe(subscription)
         watcher = asyncio.create_task(_end_at_eof(reader, subscription))
         try:
             writer.write(_encode({"ok": True}))
@@ -187,7 +198,7 @@ class ControlServer:
                 writer.write(_encode({"ok": False, "error": "fell behind"}))
         finally:
             watcher.cancel()
-            self.agent.subscriptions.discard(subscription)
+            self.agent.unsubscribe(subscription)
 
 
 async def _end_at_eof(reader: asyncio.StreamReader, subscription: Subscription) -> None:

@@ -29,7 +29,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.nat_type import ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, BEHAVIOURS, ENDPOINT_INDEPENDENT
+from client.diagnostics.nat_type import ADDRESS_AND_PORT_DEPENDENT, ADDRESS_DEPENDENT, BEHAVIOURS, ENDPOINT_INDEPENDENT
 from protocol import Endpoint
 
 

@@ -32,9 +32,10 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
-from client.config import AgentStartError, ConfigError, agent_config, events_path, socket_path, stun_server
-from client.control_client import AgentClient, AgentRefused, AgentUnavailable
-from client.core import RequestError, check_id
+from client.cli.control_client import AgentClient, AgentRefused, AgentUnavailable
+from client.cli.render import peer_line
+from client.daemon.config import AgentStartError, ConfigError, agent_config, events_path, socket_path, stun_server
+from client.engine.core import RequestError, check_id
 from protocol import Endpoint
 
 RESERVED = frozenset(
@@ -81,18 +82,6 @@ def _delivery_timeout(env: Mapping[str, str]) -> float:
     return _connect_timeout(env) + deadline + 10
 
 
-def peer_line(peer: Mapping[str, Any]) -> str:
-    """A peer's status as one human line: ``bob  198.18.0.12:40000  direct  23 ms``."""
-    parts = [f"{peer['id']:<12}", f"{peer.get('addr') or '-':<22}", f"{peer['path']:<8}"]
-    if peer["path"] == "relay" and peer.get("relay"):
-        parts.append(f"via {peer['relay']}")
-    if peer["path"] == "direct" and peer.get("time_to_direct_ms") is not None:
-        parts.append(f"{peer['time_to_direct_ms']:.0f} ms")
-    if peer.get("reason"):
-        parts.append(str(peer["reason"]))
-    return "  ".join(parts).rstrip()
-
-
 def _print_json(obj: Any) -> None:
     print(json.dumps(obj, indent=2, ensure_ascii=False))
 
@@ -107,7 +96,7 @@ def _print_json(obj: Any) -> None:
 def cmd_agent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import asyncio
 
-    from client.agent import run
+    from client.daemon.agent import run
 
     config = agent_config(env)
     logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.WARNING)
@@ -122,7 +111,7 @@ def cmd_agent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_chat(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     import asyncio
 
-    from client.chat import run_chat
+    from client.cli.chat import run_chat
 
     check_id(args.peer)
     return asyncio.run(run_chat(socket_path(env), args.peer))
@@ -237,7 +226,7 @@ def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_stun_ping(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from client.stun_ping import StunTimeout, stun_ping
+    from client.diagnostics.stun_ping import StunTimeout, stun_ping
 
     try:
         server = Endpoint.parse(args.server)
@@ -251,9 +240,9 @@ def cmd_stun_ping(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_nat_type(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from client.nat_discovery import discover
-    from client.nat_type import DiscoveryError
-    from client.stun_probe import ProbeError
+    from client.diagnostics.nat_discovery import discover
+    from client.diagnostics.nat_type import DiscoveryError
+    from client.diagnostics.stun_probe import ProbeError
 
     if args.server is None:
         server = stun_server(env)

@@ -26,8 +26,16 @@ import math
 import socket
 from collections.abc import Callable
 
-from client.nat_type import DiscoveryError, Lifetime, NatReport, Observations, binding_lifetime, classify, other_address
-from client.stun_probe import (
+from client.diagnostics.nat_type import (
+    DiscoveryError,
+    Lifetime,
+    NatReport,
+    Observations,
+    binding_lifetime,
+    classify,
+    other_address,
+)
+from client.diagnostics.stun_probe import (
     CHANGE_IP,
     CHANGE_PORT,
     LAB_TIMING,
@@ -37,7 +45,7 @@ from client.stun_probe import (
     run_probes,
     udp_socket,
 )
-from client.turn import Retransmit
+from client.turn.allocation import Retransmit
 from protocol import Endpoint
 
 LIFETIME_PROBES = 16

@@ -10,7 +10,7 @@ from __future__ import annotations
 import socket
 import time
 
-from client.turn_wire import binding_request, parse_binding_response
+from client.turn.wire import binding_request, parse_binding_response
 from protocol import Endpoint
 
 RETRY_INTERVAL = 0.1

@@ -15,10 +15,10 @@ import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
-from client.cli import peer_line
-from client.control_client import AgentRefused, AgentUnavailable, AsyncAgentClient
-from client.core import RequestError, check_id
-from client.events import Event, describe
+from client.cli.control_client import AgentRefused, AgentUnavailable, AsyncAgentClient
+from client.cli.render import peer_line
+from client.engine.core import RequestError, check_id
+from client.engine.events import Event, describe
 
 QUIET_EVENTS = frozenset({"message_sent", "message_delivered", "registered", "turn_allocated"})
 """Events the chat does not echo: the sent line is already on screen (a message NOT delivered is shown);

@@ -1,8 +1,8 @@
 """NAT behaviour verdicts from RFC 5780 test results: pure functions, no sockets, no clocks.
 
-:mod:`client.nat_discovery` runs the tests against a STUN server and fills in :class:`Observations`;
+:mod:`client.diagnostics.nat_discovery` runs the tests against a STUN server and fills in :class:`Observations`;
 :func:`classify` turns them into a :class:`NatReport` in RFC 4787's words (the same strings as
-``nat.profiles.Behaviour``), or raises :class:`DiscoveryError` when the answers do not allow a verdict.
+``common.rfc4787.Behaviour``), or raises :class:`DiscoveryError` when the answers do not allow a verdict.
 A wrong verdict is worse than none: answers that contradict each other (or a server that does not really
 answer from its other address) are errors, not guesses.
 """
@@ -13,14 +13,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from nat.profiles import CLASSIC_CONE, Behaviour
+from common.rfc4787 import CLASSIC_CONE, Behaviour
 from protocol import Endpoint
 
 ENDPOINT_INDEPENDENT = str(Behaviour.ENDPOINT_INDEPENDENT)
 ADDRESS_DEPENDENT = str(Behaviour.ADDRESS_DEPENDENT)
 ADDRESS_AND_PORT_DEPENDENT = str(Behaviour.ADDRESS_AND_PORT_DEPENDENT)
 BEHAVIOURS = tuple(str(behaviour) for behaviour in Behaviour)
-"""RFC 4787 mapping and filtering behaviours, loosest first: the words of ``nat.profiles.Behaviour``."""
+"""RFC 4787 mapping and filtering behaviours, loosest first: the words of ``common.rfc4787.Behaviour``."""
 
 
 class DiscoveryError(RuntimeError):

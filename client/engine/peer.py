@@ -10,8 +10,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from client.path import Path, PathState, PathTiming
-from client.reliable import Conversation
+from client.engine.path import Path, PathState, PathTiming
+from client.engine.reliable import Conversation
 from protocol import Endpoint
 
 DIRECT, RELAY, PUNCHING, NONE = "direct", "relay", "punching", "none"

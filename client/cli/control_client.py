@@ -1,4 +1,4 @@
-"""The CLI's side of the control protocol (see :mod:`client.control`): a blocking client and an asyncio one.
+"""The CLI's side of the control protocol (see :mod:`client.daemon.control`): a blocking client and an asyncio one.
 
 Both raise :class:`AgentUnavailable` when no agent answers and :class:`AgentRefused` when it answers
 ``ok: false``; each message is the one line the CLI prints after ``client:``.
@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from client.events import Event
+from client.engine.events import Event
 
 if TYPE_CHECKING:  # asyncio is imported only by the chat, so that `client health` starts fast
     import asyncio

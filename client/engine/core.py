@@ -2,7 +2,7 @@
 
 Every entry point takes ``now`` (monotonic seconds) and returns a list of :data:`Output`: datagrams to
 :class:`Send`, events to :class:`Emit` (log them, append them to the event log, stream them to chats) and
-:class:`Log` lines that are not events. The asyncio shell (:mod:`client.agent`) performs them and calls
+:class:`Log` lines that are not events. The asyncio shell (:mod:`client.daemon.agent`) performs them and calls
 :meth:`AgentCore.tick` again at :meth:`AgentCore.wakeup`. Two cores and a fake server can so be joined in
 memory and the whole exchange tested without a network or a sleep.
 
@@ -19,15 +19,15 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from client import turn
-from client.delivery import DeliveryConfig, WindowFull
-from client.events import event
-from client.outputs import Emit, Log, Output, Send, SendRaw
-from client.path import Action, Answer, Changed, Ignored, Moved, PathState, PathTiming, Probe
-from client.path_events import change_reason, direct_path_event, no_path_reason, relay_path_event
-from client.peer import DIRECT, NONE, RELAY, Peer, PendingConnect
-from client.relay import Relay, RelayConfig
-from client.reliable import Conversation, fits
+from client.engine.delivery import DeliveryConfig, WindowFull
+from client.engine.events import event
+from client.engine.outputs import Emit, Log, Output, Send, SendRaw
+from client.engine.path import Action, Answer, Changed, Ignored, Moved, PathState, PathTiming, Probe
+from client.engine.path_events import change_reason, direct_path_event, no_path_reason, relay_path_event
+from client.engine.peer import DIRECT, NONE, RELAY, Peer, PendingConnect
+from client.engine.reliable import Conversation, fits
+from client.turn import allocation as turn
+from client.turn.relay import Relay, RelayConfig
 from protocol import (
     ID_SYNTAX,
     MAX_DATAGRAM,

@@ -1,0 +1,18 @@
+"""How the CLI and the chat show the agent's state to people: one line per peer."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+
+def peer_line(peer: Mapping[str, Any]) -> str:
+    """A peer's status as one human line: ``bob  198.18.0.12:40000  direct  23 ms``."""
+    parts = [f"{peer['id']:<12}", f"{peer.get('addr') or '-':<22}", f"{peer['path']:<8}"]
+    if peer["path"] == "relay" and peer.get("relay"):
+        parts.append(f"via {peer['relay']}")
+    if peer["path"] == "direct" and peer.get("time_to_direct_ms") is not None:
+        parts.append(f"{peer['time_to_direct_ms']:.0f} ms")
+    if peer.get("reason"):
+        parts.append(str(peer["reason"]))
+    return "  ".join(parts).rstrip()

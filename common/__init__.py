@@ -1,0 +1,1 @@
+"""The bottom layer: vocabulary and helpers that protocol, server, client and nat share (no I/O policy)."""
