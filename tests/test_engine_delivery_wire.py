@@ -12,18 +12,11 @@ from typing import Any
 from client.engine.core import Output, Send
 from client.engine.events import Event
 from protocol import Ack, Data, Message, encode, parse
+from tests.support.engine_outputs import field, kind
 from tests.test_client_core import CONE, Lab, Nat
 from tests.test_client_relay import ExtendedServer
 
 RTO = 0.2  # DeliveryConfig's first retransmission timeout
-
-
-def kind(ev: Event) -> str:
-    return str(ev["event"])
-
-
-def field(ev: Event, name: str) -> Any:
-    return ev[name]
 
 
 class LossyLab(Lab):

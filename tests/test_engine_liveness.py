@@ -4,21 +4,20 @@ only traffic from the confirmed address keeps it alive, a lost direct path goes 
 background while the relay carries the pair, and a pair left with no path connects again every two punch
 time-outs. Pure cores, time passed in, no sockets, no sleeps.
 
-The helpers at the top read events and datagrams out of a core's outputs in one place each, so the tests
-do not depend on how an event is represented.
+Events are read through tests.support.engine_outputs, so the tests do not depend on how an event is
+represented.
 """
 
 from __future__ import annotations
 
 import itertools
-from typing import Any
 
 import pytest
 
-from client.engine.core import AgentCore, CoreConfig, Emit, Output, Send
-from client.engine.events import Event
+from client.engine.core import AgentCore, CoreConfig, Output, Send
 from client.engine.path import PathState
 from protocol import Endpoint, Message, encode
+from tests.support.engine_outputs import events, field
 from tests.test_client_core import CONE, SERVER, SYMMETRIC, TIMING, Nat
 from tests.test_client_relay import RelayLab, connect
 
@@ -28,25 +27,7 @@ BOB = Endpoint("198.18.0.12", 41000)  # where bob's probe came from: the confirm
 ELSEWHERE = Endpoint("198.18.0.66", 41000)  # anyone else, using bob's id
 
 
-# -- reading outputs --------------------------------------------------------------------------------
-
-
-def kind(ev: Event) -> str:
-    return str(ev["event"])
-
-
-def field(ev: Event, name: str) -> Any:
-    return ev[name]
-
-
-def events(outputs: list[Output], name: str | None = None) -> list[Event]:
-    """The events in ``outputs`` (of kind ``name`` if given), in order."""
-    return [o.event for o in outputs if isinstance(o, Emit) and (name is None or kind(o.event) == name)]
-
-
-def datagrams(outputs: list[Output]) -> list[tuple[bytes, Endpoint]]:
-    """What ``outputs`` put on the wire as (datagram, destination)."""
-    return [(encode(o.message), o.to) for o in outputs if isinstance(o, Send)]
+# -- helpers ----------------------------------------------------------------------------------------
 
 
 def direct_to_bob(now: float = 1.0) -> AgentCore:

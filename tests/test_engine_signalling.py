@@ -2,18 +2,16 @@
 punch's ``relay=`` starts relay probing only while our own TURN allocation is up, and that an ``ok`` for an
 older register does not stop the announcement of a relay that changed since. Pure cores, time passed in.
 
-The helpers at the top read events and datagrams out of a core's outputs in one place each, so the tests
-do not depend on how an event is represented.
+Events are read through tests.support.engine_outputs, so the tests do not depend on how an event is
+represented.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from client.engine.core import AgentCore, CoreConfig, Emit, Log, Output, Send, SendRaw
-from client.engine.events import Event
+from client.engine.core import AgentCore, CoreConfig, Log, Output, SendRaw
 from client.turn.relay import RelayConfig
-from protocol import Candidates, Connect, Endpoint, Message, Register
+from protocol import Candidates, Connect, Endpoint, Register
+from tests.support.engine_outputs import events, field, kind, messages
 from tests.test_client_core import SERVER, TIMING
 from tests.test_client_relay import TURN, RelayingTurnServer
 from tests.test_client_turn import PASSWORD, USER
@@ -23,25 +21,7 @@ BOB = Endpoint("198.18.0.12", 41000)
 BOB_RELAY = Endpoint("198.18.0.20", 49999)
 
 
-# -- reading outputs --------------------------------------------------------------------------------
-
-
-def kind(ev: Event) -> str:
-    return str(ev["event"])
-
-
-def field(ev: Event, name: str) -> Any:
-    return ev[name]
-
-
-def events(outputs: list[Output], name: str | None = None) -> list[Event]:
-    """The events in ``outputs`` (of kind ``name`` if given), in order."""
-    return [o.event for o in outputs if isinstance(o, Emit) and (name is None or kind(o.event) == name)]
-
-
-def messages(outputs: list[Output], to: Endpoint) -> list[Message]:
-    """The protocol messages ``outputs`` send to ``to``."""
-    return [o.message for o in outputs if isinstance(o, Send) and o.to == to]
+# -- helpers ----------------------------------------------------------------------------------------
 
 
 def registered(config: CoreConfig) -> AgentCore:
