@@ -226,6 +226,36 @@ def test_reset_forgets_and_can_carry_a_reason(path: Path) -> None:
     assert path.wakeup() is None
 
 
+def test_a_direct_path_silent_past_the_limit_is_lost_to_failed_and_probed_in_the_background(path: Path) -> None:
+    path.punch(SERVER_SAYS, T0)
+    path.on_hello_ack(ACTUAL, T0 + 0.02)
+    path.hear(T0 + 10)
+    assert path.silent_until(30.0) == pytest.approx(T0 + 40)
+    assert path.check_alive(T0 + 39.9, 30.0, "direct") == []
+    assert path.check_alive(T0 + 40, 30.0, "direct") == [Changed(PathState.DIRECT, PathState.FAILED)]
+    assert path.state is PathState.FAILED
+    assert path.reason == f"direct lost: no response from {ACTUAL} within 30 s"
+    assert path.silent_until(30.0) is None  # lost once, not again
+    # While another path carries the pair, the lost address is probed every retry interval ...
+    path.keep_probing(1.0, T0 + 40)
+    assert path.wakeup() == pytest.approx(T0 + 41)
+    assert path.tick(T0 + 40.5) == []
+    assert path.tick(T0 + 41) == [Probe(ACTUAL)]
+    assert path.tick(T0 + 42) == [Probe(ACTUAL)]
+    # ... and an answer brings it back.
+    assert path.on_hello_ack(ACTUAL, T0 + 42.01) == [Changed(PathState.FAILED, PathState.DIRECT)]
+    assert path.reason is None
+
+
+def test_lose_stops_a_punch_and_only_notes_the_reason_on_a_path_not_up(path: Path) -> None:
+    assert path.lose("relay lost: turn down", T0) == []
+    assert (path.state, path.reason) == (PathState.NONE, "relay lost: turn down")
+    path.punch(SERVER_SAYS, T0)
+    assert path.lose("relay lost: turn down", T0 + 1) == [Changed(PathState.PUNCHING, PathState.FAILED)]
+    assert (path.state, path.reason) == (PathState.FAILED, "relay lost: turn down")
+    assert path.tick(T0 + 1.02) == []  # nothing left to probe
+
+
 def test_the_table_is_complete_for_its_triggers() -> None:
     for state in PathState:
         assert TRANSITIONS[state, Trigger.PUNCH] is PathState.PUNCHING
@@ -233,6 +263,9 @@ def test_the_table_is_complete_for_its_triggers() -> None:
         assert TRANSITIONS[state, Trigger.RESET] is PathState.NONE
     timeouts = {state for (state, trigger) in TRANSITIONS if trigger is Trigger.TIMEOUT}
     assert timeouts == {PathState.PUNCHING}
+    assert {(state, TRANSITIONS[state, trigger]) for (state, trigger) in TRANSITIONS if trigger is Trigger.LOST} == {
+        (PathState.DIRECT, PathState.FAILED)
+    }
 
 
 def test_a_trigger_the_table_forbids_is_a_bug(path: Path) -> None:

@@ -42,8 +42,23 @@ class Conversation:
 
     def send(self, text: str, now: float) -> Data:
         """Take a message; :class:`~client.engine.delivery.WindowFull` when too many are unacknowledged."""
+        if self.next_seq >= MAX_COUNTER:
+            self._new_epoch()
         (frame,) = self.sender.send(text, now)
         return self._data(frame)
+
+    def _new_epoch(self) -> None:
+        """This epoch's sequence numbers are used up: the ack for 2^32-1 would say "expected 2^32", which the
+        wire cannot carry. Once every message is settled, go on in a fresh epoch (the peer's receiver takes
+        it as a restart); until then, :class:`~client.engine.delivery.WindowFull`."""
+        old = self.sender
+        if old.outstanding:
+            raise WindowFull(old.outstanding)
+        epoch = old.epoch
+        while epoch == old.epoch:
+            epoch = secrets.randbits(32)
+        self.sender = Sender(epoch, old.config)
+        self.sender.counters = old.counters
 
     @property
     def next_seq(self) -> int:
@@ -51,6 +66,8 @@ class Conversation:
 
     def on_data(self, data: Data, now: float) -> tuple[Ack | None, list[str]]:
         """A frame from the peer: the ack to send back (if any) and the texts released, in order."""
+        if data.seq >= MAX_COUNTER:
+            return None, []  # its ack could not be written (see _new_epoch): no sender of ours sends it
         ack, texts = self.receiver.on_frame(Frame(data.epoch, data.seq, data.floor, data.text), now)
         return (None if ack is None else Ack(self.me, ack.epoch, ack.expected, ack.held)), texts
 

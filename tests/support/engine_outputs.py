@@ -1,0 +1,38 @@
+"""Reading an agent core's outputs in one place: the events it emitted (by kind) and what it put on the wire.
+
+The engine tests read events only through :func:`kind`, :func:`field` and :func:`events`, so a change in how
+an event is represented (a dict today) is adapted here once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from client.engine.core import Emit, Output, Send
+from client.engine.events import Event
+from protocol import Endpoint, Message, encode
+
+
+def kind(ev: Event) -> str:
+    """The event's kind, as the event log names it (``punch_failed``, ``path_changed``, ...)."""
+    return str(ev["event"])
+
+
+def field(ev: Event, name: str) -> Any:
+    """One field of an event, by its event-log name."""
+    return ev[name]
+
+
+def events(outputs: list[Output], name: str | None = None) -> list[Event]:
+    """The events in ``outputs`` (of kind ``name`` if given), in order."""
+    return [o.event for o in outputs if isinstance(o, Emit) and (name is None or kind(o.event) == name)]
+
+
+def datagrams(outputs: list[Output]) -> list[bytes]:
+    """The protocol datagrams ``outputs`` send, as encoded for the wire."""
+    return [encode(o.message) for o in outputs if isinstance(o, Send)]
+
+
+def messages(outputs: list[Output], to: Endpoint) -> list[Message]:
+    """The protocol messages ``outputs`` send to ``to``."""
+    return [o.message for o in outputs if isinstance(o, Send) and o.to == to]
