@@ -35,11 +35,12 @@ from typing import Any, TypeVar
 
 import tenacity
 
+from common.files import write_atomic
 from nat import conntrack, interfaces, nft
 from nat.interfaces import Link
 from nat.profiles import DEFAULT_PROFILE, Profile, ProfileError, get_profile, parse_switch, parse_udp_timeout
 from nat.render import render
-from nat.state import PROFILE_FILE, READY_FILE, RULESET_FILE, STATE_DIR, write_atomically
+from nat.state import PROFILE_FILE, READY_FILE, RULESET_FILE, STATE_DIR
 
 log = logging.getLogger("nat")
 
@@ -196,9 +197,9 @@ def setup(config: RouterConfig, state_dir: Path) -> tuple[Link, Link]:
     except conntrack.ConntrackError as exc:
         log.warning("could not flush conntrack (flows from before the ruleset may bypass NAT): %s", exc)
     state_dir.mkdir(parents=True, exist_ok=True)
-    write_atomically(state_dir / PROFILE_FILE, json.dumps(state_record(config.profile, wan, lan), indent=2))
-    write_atomically(state_dir / RULESET_FILE, script)
-    write_atomically(state_dir / READY_FILE, "")
+    write_atomic(state_dir / PROFILE_FILE, json.dumps(state_record(config.profile, wan, lan), indent=2))
+    write_atomic(state_dir / RULESET_FILE, script)
+    write_atomic(state_dir / READY_FILE, "")
     return wan, lan
 
 

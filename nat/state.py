@@ -6,7 +6,6 @@ neither pyroute2 nor tenacity.
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 STATE_DIR = Path("/run/natlab")
@@ -16,10 +15,3 @@ RULESET_FILE = "ruleset.nft"
 """The exact script given to ``nft -f``."""
 READY_FILE = "ready"
 """Written last, once the ruleset is applied; removed on start and on stop."""
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never half of one."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    os.replace(tmp, path)

@@ -1,9 +1,11 @@
 """natlab's signal wire protocol: pure parse/encode, no I/O (see messages.py for the grammar)."""
 
 from protocol.messages import (
+    ID_RE,
     ID_SYNTAX,
     MAX_COUNTER,
     MAX_DATAGRAM,
+    MAX_HELD_RANGES,
     VERBS,
     Ack,
     Candidates,
@@ -11,6 +13,7 @@ from protocol.messages import (
     Data,
     Endpoint,
     Err,
+    ErrorKind,
     Hello,
     HelloAck,
     Keepalive,
@@ -25,9 +28,11 @@ from protocol.messages import (
 )
 
 __all__ = [
+    "ID_RE",
     "ID_SYNTAX",
     "MAX_COUNTER",
     "MAX_DATAGRAM",
+    "MAX_HELD_RANGES",
     "VERBS",
     "Ack",
     "Candidates",
@@ -35,6 +40,7 @@ __all__ = [
     "Data",
     "Endpoint",
     "Err",
+    "ErrorKind",
     "Hello",
     "HelloAck",
     "Keepalive",

@@ -4,16 +4,23 @@ The wire format is the seed's: one UTF-8 text datagram, ``<verb> <arg> ...`` sep
 ``msg`` keeps its text verbatim (everything after ``msg <id> ``). A single trailing ``\\n`` or ``\\r\\n`` is
 treated as a line terminator and dropped, so ``nc -u`` works as a client.
 
-Pure: no sockets, no clocks. Malformed input raises :class:`ProtocolError`; its ``verb`` says whether the
-datagram named a known verb (and so deserves an ``err`` reply) or was garbage (dropped silently).
+Each verb is one row of :data:`_VERBS`: its name, its message class, its parser and its encoder, so a verb
+is read and written in one place (as aioice's STUN attribute table holds pack and unpack together).
+
+Pure: no sockets, no clocks. Malformed input raises :class:`ProtocolError`; its ``kind`` says why (the
+server counts its drops by it) and its ``verb`` whether the datagram named a known verb (and so deserves
+an ``err`` reply) or was garbage (dropped silently).
 """
 
 from __future__ import annotations
 
+import enum
 import ipaddress
 import re
+import socket
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
 
 MAX_DATAGRAM = 1400
 """Largest datagram, in bytes, that either side accepts. The seed read 1024; natlab takes 1400 so a
@@ -23,19 +30,46 @@ relayed datagram still fits a 1500-byte MTU."""
 ID_SYNTAX = "[A-Za-z0-9][A-Za-z0-9._-]{0,31}"
 """Peer ids: 1-32 characters, letters, digits, '.', '_' and '-', starting with a letter or digit."""
 
-_ID_RE = re.compile(ID_SYNTAX + r"\Z")
+ID_RE = re.compile(ID_SYNTAX + r"\Z")
+"""A whole peer id (``ID_RE.match(text)``); the one compiled form of :data:`ID_SYNTAX`."""
+
+
+class ErrorKind(enum.Enum):
+    """Why a datagram is not a valid message: the parser's verdict, which the server counts drops by."""
+
+    EMPTY = "empty"
+    """Nothing but an optional line terminator."""
+    OVERSIZE = "oversize"
+    """More than :data:`MAX_DATAGRAM` bytes."""
+    NOT_UTF8 = "not_utf8"
+    UNKNOWN_VERB = "unknown_verb"
+    BAD_ARGUMENTS = "bad_arguments"
+    """A known verb with the wrong number or form of arguments (counters, ranges, options)."""
+    BAD_ID = "bad_id"
+    """A known verb naming a peer id that does not match :data:`ID_SYNTAX`."""
+    BAD_ADDRESS = "bad_address"
+    """A known verb carrying an address that is not ``ip:port`` (a punch's or a relay option's)."""
+
+    @property
+    def garbage(self) -> bool:
+        """No known verb: the datagram cannot be answered, only dropped."""
+        return self in _GARBAGE
+
+
+_GARBAGE = frozenset({ErrorKind.EMPTY, ErrorKind.OVERSIZE, ErrorKind.NOT_UTF8, ErrorKind.UNKNOWN_VERB})
 
 
 class ProtocolError(ValueError):
     """A datagram that is not a valid message.
 
-    ``verb`` is the known verb whose arguments were wrong, or ``None`` when the datagram is garbage
-    (empty, oversize, not UTF-8, unknown verb). ``reason`` is the text an ``err`` reply carries.
+    ``kind`` says why. ``verb`` is the known verb whose arguments were wrong, or ``None`` when the
+    datagram is garbage (``kind.garbage``). ``reason`` is the text an ``err`` reply carries.
     """
 
-    def __init__(self, reason: str, verb: str | None = None) -> None:
+    def __init__(self, reason: str, kind: ErrorKind, verb: str | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
+        self.kind = kind
         self.verb = verb
 
 
@@ -49,8 +83,18 @@ class Endpoint:
     host: str
     port: int
 
+    @property
+    def is_ipv6(self) -> bool:
+        # A colon is enough: only IPv6 literals hold one (parse() and asyncio both give bare addresses).
+        return ":" in self.host
+
+    @property
+    def family(self) -> socket.AddressFamily:
+        """The socket family that reaches this endpoint (AF_INET6 or AF_INET)."""
+        return socket.AF_INET6 if self.is_ipv6 else socket.AF_INET
+
     def __str__(self) -> str:
-        return f"[{self.host}]:{self.port}" if ":" in self.host else f"{self.host}:{self.port}"
+        return f"[{self.host}]:{self.port}" if self.is_ipv6 else f"{self.host}:{self.port}"
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
@@ -191,36 +235,43 @@ Message = Register | Connect | Punch | Hello | HelloAck | Msg | Data | Ack | Kee
 MAX_COUNTER = 2**32 - 1
 """Epochs, sequence numbers and floors are unsigned 32-bit integers on the wire."""
 MAX_HELD_RANGES = 16
+"""Most held-sequence ranges an ack lists, keeping it well inside one datagram; a receiver holding more
+lists the first ones (the sender retransmits the rest), a parser refuses more."""
 
 
 def _check_id(verb: str, value: str) -> str:
-    if not _ID_RE.match(value):
+    if not ID_RE.match(value):
         # Show at most 32 characters: the reason is echoed in an ``err`` reply, which must stay far below
         # MAX_DATAGRAM (repr() of a 1000-byte id can be 4000 characters: a reply bigger than the request).
         shown = f"{value[:32]!r}..." if len(value) > 32 else repr(value)
-        raise ProtocolError(f"invalid id {shown}: ids match {ID_SYNTAX}", verb)
+        raise ProtocolError(f"invalid id {shown}: ids match {ID_SYNTAX}", ErrorKind.BAD_ID, verb)
     return value
 
 
-def _fields(verb: str, rest: str, count: int, reason: str) -> list[str]:
+def _bad(verb: str, reason: str | None = None) -> ProtocolError:
+    """A known verb's arguments are wrong; the seed's fixed reason unless a more precise one is given."""
+    return ProtocolError(reason or f"invalid {verb} cmd", ErrorKind.BAD_ARGUMENTS, verb)
+
+
+def _fields(verb: str, rest: str, count: int, reason: str | None = None) -> list[str]:
     fields = rest.split(" ") if rest else []
     if len(fields) != count or any(not f for f in fields):
-        raise ProtocolError(reason, verb)
+        raise _bad(verb, reason)
     return fields
 
 
-def _split_options(verb: str, fields: list[str], reason: str) -> dict[str, str]:
+def _split_options(verb: str, fields: list[str]) -> dict[str, str]:
     """``key=value`` tokens after a message's positional fields; unknown keys are kept (and ignored)."""
     options = {}
     for token in fields:
         key, sep, value = token.partition("=")
         if not sep or not key or not value:
-            raise ProtocolError(reason, verb)
+            raise _bad(verb)
         options[key] = value
     return options
 
 
-def _candidates(verb: str, options: dict[str, str], reason: str) -> Candidates | None:
+def _candidates(verb: str, options: dict[str, str]) -> Candidates | None:
     if not options:
         return None
     relay = options.get("relay", "-")
@@ -229,62 +280,62 @@ def _candidates(verb: str, options: dict[str, str], reason: str) -> Candidates |
     try:
         return Candidates(Endpoint.parse(relay))
     except ValueError:
-        raise ProtocolError(reason, verb) from None
+        raise ProtocolError(f"invalid {verb} cmd", ErrorKind.BAD_ADDRESS, verb) from None
 
 
-def _parse_register(rest: str) -> Message:
-    fields = rest.split(" ") if rest else []
-    if not fields or not fields[0]:
-        raise ProtocolError("invalid register cmd", "register")
-    options = _split_options("register", fields[1:], "invalid register cmd")
-    return Register(_check_id("register", fields[0]), _candidates("register", options, "invalid register cmd"))
-
-
-def _parse_connect(rest: str) -> Message:
-    from_id, to_id = _fields("connect", rest, 2, "invalid connection cmd")
-    return Connect(_check_id("connect", from_id), _check_id("connect", to_id))
-
-
-def _parse_punch(rest: str) -> Message:
-    fields = rest.split(" ") if rest else []
-    if len(fields) < 2:
-        raise ProtocolError("invalid punch cmd", "punch")
-    peer_id, addr = fields[:2]
-    candidates = _candidates("punch", _split_options("punch", fields[2:], "invalid punch cmd"), "invalid punch cmd")
-    try:
-        endpoint = Endpoint.parse(addr)
-    except ValueError as exc:
-        raise ProtocolError(str(exc), "punch") from None
-    return Punch(_check_id("punch", peer_id), endpoint, candidates)
-
-
-def _parse_hello(rest: str) -> Message:
-    (peer_id,) = _fields("hello", rest, 1, "invalid hello cmd")
-    return Hello(_check_id("hello", peer_id))
-
-
-def _parse_hello_ack(rest: str) -> Message:
-    (peer_id,) = _fields("hello-ack", rest, 1, "invalid hello-ack cmd")
-    return HelloAck(_check_id("hello-ack", peer_id))
-
-
-def _parse_msg(rest: str) -> Message:
-    peer_id, sep, text = rest.partition(" ")
-    if not sep or not text:
-        raise ProtocolError("invalid msg cmd", "msg")
-    return Msg(_check_id("msg", peer_id), text)
+def _options(candidates: Candidates | None) -> str:
+    return "" if candidates is None else f" {candidates.options()}"
 
 
 def _counter(verb: str, text: str) -> int:
     if not (text.isascii() and text.isdigit()) or int(text) > MAX_COUNTER:
-        raise ProtocolError(f"invalid {verb} cmd", verb)
+        raise _bad(verb)
     return int(text)
 
 
-def _parse_data(rest: str) -> Message:
+def _parse_register(rest: str) -> Register:
+    fields = rest.split(" ") if rest else []
+    if not fields or not fields[0]:
+        raise _bad("register")
+    options = _split_options("register", fields[1:])
+    return Register(_check_id("register", fields[0]), _candidates("register", options))
+
+
+def _parse_connect(rest: str) -> Connect:
+    from_id, to_id = _fields("connect", rest, 2, "invalid connection cmd")  # the seed's wording
+    return Connect(_check_id("connect", from_id), _check_id("connect", to_id))
+
+
+def _parse_punch(rest: str) -> Punch:
+    fields = rest.split(" ") if rest else []
+    if len(fields) < 2:
+        raise _bad("punch")
+    peer_id, addr = fields[:2]
+    candidates = _candidates("punch", _split_options("punch", fields[2:]))
+    try:
+        endpoint = Endpoint.parse(addr)
+    except ValueError as exc:
+        raise ProtocolError(str(exc), ErrorKind.BAD_ADDRESS, "punch") from None
+    return Punch(_check_id("punch", peer_id), endpoint, candidates)
+
+
+def _only_id(verb: str, rest: str) -> str:
+    """The one argument of a verb that carries only a peer id (hello, hello-ack)."""
+    (peer_id,) = _fields(verb, rest, 1)
+    return _check_id(verb, peer_id)
+
+
+def _parse_msg(rest: str) -> Msg:
+    peer_id, sep, text = rest.partition(" ")
+    if not sep or not text:
+        raise _bad("msg")
+    return Msg(_check_id("msg", peer_id), text)
+
+
+def _parse_data(rest: str) -> Data:
     parts = rest.split(" ", 4)
     if len(parts) != 5 or not parts[4]:
-        raise ProtocolError("invalid data cmd", "data")
+        raise _bad("data")
     peer_id, epoch, seq, floor, text = parts
     return Data(
         _check_id("data", peer_id), _counter("data", epoch), _counter("data", seq), _counter("data", floor), text
@@ -297,99 +348,94 @@ def _parse_held(text: str) -> tuple[tuple[int, int], ...]:
         first, _, last = item.partition("-")
         low, high = _counter("ack", first), _counter("ack", last or first)
         if low > high:
-            raise ProtocolError("invalid ack cmd", "ack")
+            raise _bad("ack")
         held.append((low, high))
     if len(held) > MAX_HELD_RANGES:
-        raise ProtocolError("invalid ack cmd", "ack")
+        raise _bad("ack")
     return tuple(held)
 
 
-def _parse_ack(rest: str) -> Message:
+def _encode_held(held: tuple[tuple[int, int], ...]) -> str:
+    return ",".join(f"{a}-{b}" if a != b else str(a) for a, b in held)
+
+
+def _parse_ack(rest: str) -> Ack:
     parts = rest.split(" ") if rest else []
     if len(parts) not in (3, 4):
-        raise ProtocolError("invalid ack cmd", "ack")
+        raise _bad("ack")
     held = _parse_held(parts[3]) if len(parts) == 4 else ()
     return Ack(_check_id("ack", parts[0]), _counter("ack", parts[1]), _counter("ack", parts[2]), held)
 
 
-def _parse_keepalive(rest: str) -> Message:
-    # The seed ignores keepalive's arguments; so do we (and never reply).
-    return Keepalive()
-
-
-def _parse_ok(rest: str) -> Message:
+def _parse_ok(rest: str) -> Ok:
     if rest:
-        raise ProtocolError("invalid ok cmd", "ok")
+        raise _bad("ok")
     return Ok()
 
 
-def _parse_err(rest: str) -> Message:
-    return Err(rest)
+M = TypeVar("M", bound=Message)
 
 
-_PARSERS: dict[str, Callable[[str], Message]] = {
-    "register": _parse_register,
-    "connect": _parse_connect,
-    "punch": _parse_punch,
-    "hello": _parse_hello,
-    "hello-ack": _parse_hello_ack,
-    "msg": _parse_msg,
-    "data": _parse_data,
-    "ack": _parse_ack,
-    "keepalive": _parse_keepalive,
-    "ok": _parse_ok,
-    "err": _parse_err,
-}
+@dataclass(frozen=True)
+class _Verb(Generic[M]):
+    """One verb of the wire format: everything after ``<verb> `` parsed into a message, and back."""
 
-VERBS = frozenset(_PARSERS)
+    name: str
+    type: type[M]
+    parse: Callable[[str], M]
+    """The message from the arguments text; raises :class:`ProtocolError`."""
+    encode: Callable[[M], str]
+    """The arguments text (empty for none: the datagram is then the bare verb)."""
+
+
+_VERBS: tuple[_Verb[Any], ...] = (
+    _Verb("register", Register, _parse_register, lambda m: f"{m.id}{_options(m.candidates)}"),
+    _Verb("connect", Connect, _parse_connect, lambda m: f"{m.from_id} {m.to_id}"),
+    _Verb("punch", Punch, _parse_punch, lambda m: f"{m.id} {m.addr}{_options(m.candidates)}"),
+    _Verb("hello", Hello, lambda rest: Hello(_only_id("hello", rest)), lambda m: m.id),
+    _Verb("hello-ack", HelloAck, lambda rest: HelloAck(_only_id("hello-ack", rest)), lambda m: m.id),
+    _Verb("msg", Msg, _parse_msg, lambda m: f"{m.id} {m.text}"),
+    _Verb("data", Data, _parse_data, lambda m: f"{m.id} {m.epoch} {m.seq} {m.floor} {m.text}"),
+    _Verb(
+        "ack",
+        Ack,
+        _parse_ack,
+        lambda m: f"{m.id} {m.epoch} {m.expected}" + (f" {_encode_held(m.held)}" if m.held else ""),
+    ),
+    # The seed ignores keepalive's arguments; so do we (and never reply).
+    _Verb("keepalive", Keepalive, lambda rest: Keepalive(), lambda m: ""),
+    _Verb("ok", Ok, _parse_ok, lambda m: ""),
+    _Verb("err", Err, Err, lambda m: m.reason),
+)
+_BY_NAME: dict[str, _Verb[Any]] = {verb.name: verb for verb in _VERBS}
+_BY_TYPE: dict[type[Message], _Verb[Any]] = {verb.type: verb for verb in _VERBS}
+
+VERBS = frozenset(_BY_NAME)
 
 
 def parse(data: bytes) -> Message:
     """Parse one datagram into a message; raises :class:`ProtocolError`."""
     if len(data) > MAX_DATAGRAM:
-        raise ProtocolError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}")
+        raise ProtocolError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}", ErrorKind.OVERSIZE)
     try:
         text = data.decode("utf-8")
     except UnicodeDecodeError:
-        raise ProtocolError("datagram is not UTF-8") from None
+        raise ProtocolError("datagram is not UTF-8", ErrorKind.NOT_UTF8) from None
     if text.endswith("\n"):
         # Only "\n" or "\r\n" ends a line; a lone trailing "\r" is data (e.g. the end of a msg's text).
         text = text.removesuffix("\n").removesuffix("\r")
     verb, _, rest = text.partition(" ")
-    parser = _PARSERS.get(verb)
-    if parser is None:
-        raise ProtocolError(f"unknown verb {verb[:32]!r}")
-    return parser(rest)
-
-
-def _options(candidates: Candidates | None) -> str:
-    return "" if candidates is None else f" {candidates.options()}"
+    row = _BY_NAME.get(verb)
+    if row is None:
+        # The seed's reason for both; the kind tells an empty datagram from an unknown word.
+        kind = ErrorKind.EMPTY if not text else ErrorKind.UNKNOWN_VERB
+        raise ProtocolError(f"unknown verb {verb[:32]!r}", kind)
+    message: Message = row.parse(rest)
+    return message
 
 
 def encode(message: Message) -> bytes:
     """The datagram for a message; ``parse(encode(m)) == m`` for every valid message."""
-    match message:
-        case Register(peer_id, candidates):
-            text = f"register {peer_id}{_options(candidates)}"
-        case Connect(from_id, to_id):
-            text = f"connect {from_id} {to_id}"
-        case Punch(peer_id, addr, candidates):
-            text = f"punch {peer_id} {addr}{_options(candidates)}"
-        case Hello(peer_id):
-            text = f"hello {peer_id}"
-        case HelloAck(peer_id):
-            text = f"hello-ack {peer_id}"
-        case Msg(peer_id, body):
-            text = f"msg {peer_id} {body}"
-        case Data(peer_id, epoch, seq, floor, body):
-            text = f"data {peer_id} {epoch} {seq} {floor} {body}"
-        case Ack(peer_id, epoch, expected, held):
-            ranges = ",".join(f"{a}-{b}" if a != b else str(a) for a, b in held)
-            text = f"ack {peer_id} {epoch} {expected}" + (f" {ranges}" if ranges else "")
-        case Keepalive():
-            text = "keepalive"
-        case Ok():
-            text = "ok"
-        case Err(reason):
-            text = f"err {reason}" if reason else "err"
-    return text.encode("utf-8")
+    row = _BY_TYPE[type(message)]
+    arguments: str = row.encode(message)
+    return (f"{row.name} {arguments}" if arguments else row.name).encode("utf-8")

@@ -373,7 +373,7 @@ def stun_client_argv(server: Endpoint) -> list[str]:
     """``stun IP:PORT -v``: ``-v`` is required, its trace (on stderr) is what the verdict is checked against;
     pass stdout and stderr to the parser together, but capture them apart and join them: on one pipe the
     verdict line (stdout) can land in the middle of a trace line (stderr). IPv4 only (stun-client 0.97)."""
-    if ":" in server.host:
+    if server.is_ipv6:
         raise ValueError(f"{STUN_CLIENT} speaks IPv4 only, not {server}")
     return [STUN_CLIENT, f"{server.host}:{server.port}", "-v"]
 

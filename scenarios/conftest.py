@@ -35,11 +35,18 @@ def pytest_configure(config: pytest.Config) -> None:
     signal.signal(signal.SIGTERM, _interrupt)
 
 
+SCENARIO_TIMEOUT = 1800
+"""Seconds a scenario may take, fixtures included, instead of the unit tests' minute (pyproject): the first
+one builds the lab image (bootstrapping the base on a fresh machine) and each pair starts a lab."""
+
+
 def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
     here = Path(__file__).parent
     for item in items:
         if here in Path(item.path).parents:
             item.add_marker(pytest.mark.scenario)
+            if item.get_closest_marker("timeout") is None:
+                item.add_marker(pytest.mark.timeout(SCENARIO_TIMEOUT))
 
 
 @pytest.hookimpl(wrapper=True, tryfirst=True)

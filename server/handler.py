@@ -14,7 +14,8 @@ behaviour is unit-tested without a network. The protocol, as the server sees it:
 - ``keepalive``: no reply; refreshes the peer registered at the source address.
 
 Only ``register`` and ``connect`` errors are answered (``err <reason>``, the seed's reasons). Everything
-else that is not one of the above is dropped silently and counted by kind in :attr:`Handler.dropped`:
+else that is not one of the above is dropped silently and counted by kind in :attr:`Handler.dropped`
+(the parser's verdict, ``ProtocolError.kind``, names the kind; see :func:`drop_kind`):
 garbage (``empty``, ``oversize`` above protocol.MAX_DATAGRAM = 1400 bytes, ``not_utf8``,
 ``unknown_verb``), valid messages meant for clients (``not_for_server``: ok, err, punch, hello,
 hello-ack, msg, and the extension's peer-to-peer data and ack), and client verbs with malformed arguments
@@ -25,13 +26,14 @@ Any datagram from a registered peer's address, except garbage, counts as proof t
 from __future__ import annotations
 
 import logging
+from typing import assert_never
 
 from protocol import (
-    MAX_DATAGRAM,
     Candidates,
     Connect,
     Endpoint,
     Err,
+    ErrorKind,
     Keepalive,
     Ok,
     ProtocolError,
@@ -67,7 +69,7 @@ class Handler:
         try:
             message = parse(data)
         except ProtocolError as exc:
-            return self._reject(data, source, exc)
+            return self._reject(source, exc)
         self.table.touch(source, now)
         match message:
             case Register(peer_id, candidates):
@@ -113,12 +115,12 @@ class Handler:
         log.info("connect %s -> %s (%s <-> %s)", from_id, to_id, _describe(first), _describe(second))
         return [_punch(to=first, about=second), _punch(to=second, about=first)]
 
-    def _reject(self, data: bytes, source: Endpoint, exc: ProtocolError) -> list[Reply]:
+    def _reject(self, source: Endpoint, exc: ProtocolError) -> list[Reply]:
         if exc.verb in _ANSWERED_VERBS:
             # Wrong argument counts get the seed's fixed reason; bad ids say what is wrong with them.
             log.info("%s from %s refused: %s", exc.verb, source, exc.reason)
             return [_err(exc.reason, source)]
-        self._drop(_garbage_kind(data) if exc.verb is None else "malformed", source, exc.reason)
+        self._drop(drop_kind(exc.kind), source, exc.reason)
         return []
 
     def _drop(self, kind: str, source: Endpoint, detail: str) -> None:
@@ -141,12 +143,12 @@ def _err(reason: str, to: Endpoint) -> Reply:
     return (encode(Err(reason)), to)
 
 
-def _garbage_kind(data: bytes) -> str:
-    """Which kind of garbage ``data`` is, given that protocol.parse found no verb in it."""
-    if len(data) > MAX_DATAGRAM:
-        return "oversize"
-    try:
-        text = data.decode("utf-8")
-    except UnicodeDecodeError:
-        return "not_utf8"
-    return "empty" if text in ("", "\n", "\r\n") else "unknown_verb"
+def drop_kind(kind: ErrorKind) -> str:
+    """The drop counter for a datagram the parser rejected as ``kind`` (and that gets no ``err``)."""
+    match kind:
+        case ErrorKind.EMPTY | ErrorKind.OVERSIZE | ErrorKind.NOT_UTF8 | ErrorKind.UNKNOWN_VERB:
+            return str(kind.value)  # garbage is counted under the parser's own word for it
+        case ErrorKind.BAD_ARGUMENTS | ErrorKind.BAD_ID | ErrorKind.BAD_ADDRESS:
+            return "malformed"
+        case _:
+            assert_never(kind)

@@ -9,10 +9,10 @@ Format (times ISO 8601 UTC, addresses as the protocol writes them)::
      "dropped": {"empty": 0, "oversize": 0, "not_utf8": 0, "unknown_verb": 0,
                  "not_for_server": 0, "malformed": 0, "error": 0}}
 
-Written atomically (temporary file + ``os.replace``) so a reader never sees half a file; at most once per
-``interval`` seconds after a change, plus once at start and once at exit. ``extended`` says whether the
-peer registered with the natlab extension; ``relay`` is its TURN relayed address, ``null`` when it has
-none (always for seed-era peers).
+Written atomically (``common.files.write_atomic``: temporary file + ``os.replace``) so a reader never
+sees half a file; at most once per ``interval`` seconds after a change, plus once at start and once at
+exit. ``extended`` says whether the peer registered with the natlab extension; ``relay`` is its TURN
+relayed address, ``null`` when it has none (always for seed-era peers).
 """
 
 from __future__ import annotations
@@ -21,13 +21,12 @@ import asyncio
 import json
 import logging
 import math
-import os
-import tempfile
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from common.files import write_atomic
 from protocol import Endpoint
 from server.table import Peer
 
@@ -65,19 +64,6 @@ def _peer(peer: Peer, wall: Callable[[float], str]) -> dict[str, Any]:
         "relay": str(peer.relay) if peer.relay is not None else None,
         "extended": peer.extended,
     }
-
-
-def write_atomic(path: Path, text: str) -> None:
-    """Replace ``path`` with ``text`` in one step (temporary file in the same directory + rename)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        os.fchmod(fd, 0o644)  # mkstemp's 0600 would hide the file from a host user reading a bind mount
-        with os.fdopen(fd, "w", encoding="utf-8") as file:
-            file.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 class StateWriter:

@@ -16,7 +16,6 @@ from dataclasses import dataclass, field
 import pytest
 
 from client.engine.delivery import (
-    MAX_HELD_RANGES,
     Ack,
     Delivered,
     DeliveryConfig,
@@ -26,6 +25,7 @@ from client.engine.delivery import (
     Undelivered,
     WindowFull,
 )
+from protocol import MAX_HELD_RANGES
 
 EPOCH = 7
 T0 = 1000.0

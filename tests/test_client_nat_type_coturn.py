@@ -37,9 +37,7 @@ from tests.support.ports import free_udp_ports
 from tests.support.processes import logged_process
 
 TURNSERVER = shutil.which("turnserver")
-pytestmark = pytest.mark.skipif(
-    TURNSERVER is None, reason="coturn is not installed: no turnserver binary (apt-get install coturn)"
-)
+pytestmark = pytest.mark.needs("turnserver")  # apt-get install coturn
 PRIMARY, ALTERNATE = "127.0.0.1", "127.0.0.2"
 RELAY_PORTS = 8
 
@@ -118,18 +116,23 @@ def test_cli_json(coturn: Coturn, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_coturn_with_one_ip_is_not_rfc5780(tmp_path: Path) -> None:
+    with (
+        running_coturn(tmp_path, PRIMARY) as single,
+        pytest.raises(DiscoveryError, match=r"does not support RFC 5780.*no OTHER-ADDRESS"),
+    ):
+        discover(single.primary)
+
+
+@pytest.mark.needs("stun")
+def test_stun_client_on_coturn_with_one_ip_is_refused(tmp_path: Path) -> None:
+    """stun takes the 420 to CHANGE-REQUEST for an answer ("Open"); the parser refuses it."""
     with running_coturn(tmp_path, PRIMARY) as single:
-        with pytest.raises(DiscoveryError, match=r"does not support RFC 5780.*no OTHER-ADDRESS"):
-            discover(single.primary)
-        if shutil.which("stun"):  # stun takes the 420 to CHANGE-REQUEST for an answer: "Open"; refused
-            done = subprocess.run(
-                stun_client_argv(single.primary), capture_output=True, text=True, timeout=30, check=False
-            )
-            with pytest.raises(NoVerdict, match="answered with an error"):
-                parse_stun_client(done.stdout + done.stderr, done.returncode)
+        done = subprocess.run(stun_client_argv(single.primary), capture_output=True, text=True, timeout=30, check=False)
+    with pytest.raises(NoVerdict, match="answered with an error"):
+        parse_stun_client(done.stdout + done.stderr, done.returncode)
 
 
-@pytest.mark.skipif(shutil.which("turnutils_natdiscovery") is None, reason="coturn's turnutils_natdiscovery missing")
+@pytest.mark.needs("turnutils_natdiscovery")
 def test_turnutils_natdiscovery_says_no_nat(coturn: Coturn) -> None:
     argv = natdiscovery_argv(coturn.primary, local_ip=PRIMARY, hairpinning=True)
     done = subprocess.run(argv, capture_output=True, text=True, timeout=60, check=False)
@@ -143,7 +146,7 @@ def test_turnutils_natdiscovery_says_no_nat(coturn: Coturn) -> None:
     ), done.stdout
 
 
-@pytest.mark.skipif(shutil.which("stun") is None, reason="the stun client is missing (apt-get install stun-client)")
+@pytest.mark.needs("stun")
 def test_stun_client_says_open(coturn: Coturn) -> None:
     done = subprocess.run(stun_client_argv(coturn.primary), capture_output=True, text=True, timeout=30, check=False)
     verdict = parse_stun_client(done.stdout + done.stderr, done.returncode)

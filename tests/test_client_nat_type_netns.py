@@ -6,8 +6,8 @@ them):
     wan ns  coturn on 198.19.210.2 (primary) and .3 (alternate)  ──  198.19.210.1 eth0  router ns
     eth1 198.19.211.1  ──  198.19.211.2  host ns (runs the classifiers)
 
-Needs root, ``ip netns``, nft, conntrack and coturn's ``turnserver`` on the host; skipped otherwise.
-``turnutils_natdiscovery`` (coturn) and ``stun`` (stun-client) are checked when installed.
+Needs root, ``ip netns``, nft, conntrack and coturn's ``turnserver`` on the host, and for the classifier
+checks ``turnutils_natdiscovery`` (coturn) and ``stun`` (stun-client): skipped without them, failed under CI.
 """
 
 from __future__ import annotations
@@ -16,7 +16,6 @@ import contextlib
 import json
 import os
 import secrets
-import shutil
 import subprocess
 import sys
 import time
@@ -40,11 +39,7 @@ from tests.support.nat_router import running_nat
 from tests.support.processes import logged_process
 
 REPO = Path(__file__).resolve().parent.parent
-MISSING = [tool for tool in ("ip", "nft", "conntrack", "turnserver") if shutil.which(tool) is None]
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
-    pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} on the host"),
-]
+pytestmark = pytest.mark.needs("ip", "nft", "conntrack", "turnserver", root=True)
 
 WAN_SUBNET, LAN_SUBNET = "198.19.210.0/24", "198.19.211.0/24"
 ROUTER_WAN, ROUTER_LAN, HOST = "198.19.210.1", "198.19.211.1", "198.19.211.2"
@@ -202,7 +197,7 @@ def test_binding_lifetime_finds_the_routers_udp_timeout(lab: Lab, tmp_path: Path
     assert took < 5 + 4, "the probes run at once, not one after another"
 
 
-@pytest.mark.skipif(shutil.which("turnutils_natdiscovery") is None, reason="coturn's turnutils_natdiscovery missing")
+@pytest.mark.needs("turnutils_natdiscovery")
 @pytest.mark.parametrize(
     ("profile", "mapping"), [("cone", ENDPOINT_INDEPENDENT), ("symmetric", ADDRESS_AND_PORT_DEPENDENT)]
 )
@@ -213,7 +208,7 @@ def test_turnutils_natdiscovery_agrees(lab: Lab, tmp_path: Path, profile: str, m
     assert (verdict.nat, verdict.mapping, verdict.filtering) == (True, mapping, ADDRESS_AND_PORT_DEPENDENT), done.stdout
 
 
-@pytest.mark.skipif(shutil.which("stun") is None, reason="the stun client is missing (apt-get install stun-client)")
+@pytest.mark.needs("stun")
 def test_stun_client_agrees_on_cone(lab: Lab, tmp_path: Path) -> None:
     with running_router(lab, tmp_path, NAT_PROFILE="cone"):
         done = lab.run(lab.host, *stun_client_argv(STUN), check=False, timeout=60)
@@ -222,7 +217,7 @@ def test_stun_client_agrees_on_cone(lab: Lab, tmp_path: Path) -> None:
     assert (verdict.port_preserved, verdict.hairpinning) == (True, False)
 
 
-@pytest.mark.skipif(shutil.which("stun") is None, reason="the stun client is missing (apt-get install stun-client)")
+@pytest.mark.needs("stun")
 def test_stun_client_on_symmetric_says_dependent_mapping_only(lab: Lab, tmp_path: Path) -> None:
     with running_router(lab, tmp_path, NAT_PROFILE="symmetric"):
         done = lab.run(lab.host, *stun_client_argv(STUN), check=False, timeout=60)

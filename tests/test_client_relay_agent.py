@@ -13,15 +13,13 @@ import pytest
 
 from protocol import Candidates, Connect, Endpoint, Err, Ok, Punch, Register
 from tests.test_client_agent import AgentProcess, FakeSignalServer, sink, wait_for, workdir
-from tests.test_client_turn_coturn import TURNSERVER, Coturn, _free_udp_ports, running_coturn
+from tests.test_client_turn_coturn import Coturn, _free_udp_ports, running_coturn
 
 __all__ = ["sink", "workdir"]  # fixtures shared with test_client_agent
 
 pytestmark = [
     pytest.mark.timeout(120),
-    pytest.mark.skipif(
-        TURNSERVER is None, reason="coturn is not installed: no turnserver binary (apt-get install coturn)"
-    ),
+    pytest.mark.needs("turnserver"),  # apt-get install coturn
 ]
 
 

@@ -51,9 +51,7 @@ from tests.support.ports import free_udp_ports
 from tests.support.processes import logged_process
 
 TURNSERVER = shutil.which("turnserver")
-pytestmark = pytest.mark.skipif(
-    TURNSERVER is None, reason="coturn is not installed: no turnserver binary (apt-get install coturn)"
-)
+pytestmark = pytest.mark.needs("turnserver")  # apt-get install coturn
 
 LOOPBACK = "127.0.0.1"
 DENIED_PEER = "127.0.0.2"  # coturn is told to refuse this peer: a real 403

@@ -8,13 +8,14 @@ them):
                                                                             ├── 198.19.201.2  host ns
                                                                             └── 198.19.201.3  host2 ns
 
-Needs root, ``ip netns``, nft and conntrack on the host; skipped otherwise (the pure tests cover the rest).
+Needs root, ``ip netns``, nft and conntrack on the host; skipped otherwise (the pure tests cover the rest),
+except under CI, where a missing one fails the tests (``tests/support/host.py``).
 """
 
 import contextlib
+import itertools
 import json
 import os
-import shutil
 import signal
 import subprocess
 import sys
@@ -28,15 +29,12 @@ from nat.conntrack import parse_xml
 from nat.profiles import PROFILES
 from tests.support.nat_router import running_nat
 
-MISSING = [tool for tool in ("ip", "nft", "conntrack") if shutil.which(tool) is None]
-pytestmark = [
-    pytest.mark.skipif(os.geteuid() != 0, reason="needs root to create network namespaces"),
-    pytest.mark.skipif(bool(MISSING), reason=f"needs {', '.join(MISSING)} on the host"),
-]
+pytestmark = pytest.mark.needs("ip", "nft", "conntrack", root=True)
 
 ROUTER_WAN, ROUTER_LAN, HOST, HOST2 = "198.19.200.1", "198.19.201.1", "198.19.201.2", "198.19.201.3"
 PEER, OTHER_PEER = "198.19.200.2", "198.19.200.3"
-NAT_ENV = {"NAT_WAN_SUBNET": "198.19.200.0/24", "NAT_LAN_SUBNET": "198.19.201.0/24"}
+LAN_SUBNET = "198.19.201.0/24"
+NAT_ENV = {"NAT_WAN_SUBNET": "198.19.200.0/24", "NAT_LAN_SUBNET": LAN_SUBNET}
 
 NO_ANSWER = 0.5
 """Seconds a probe that should get nothing waits (veths deliver in microseconds)."""
@@ -382,6 +380,48 @@ def test_mapping(netns, tmp_path, name):
             assert SEQUENTIAL_FIRST_PORT <= a < SEQUENTIAL_FIRST_PORT + SEQUENTIAL_PORT_COUNT - 2
     # What the WAN saw is what conntrack holds, one entry per destination.
     assert sorted(f["reply"]["dport"] for f in flows_from(flows, 40000)) == sorted([a, b])
+
+
+def test_symmetric_ports_are_random_not_a_sequence(netns, tmp_path):
+    """Six destinations from one socket: six external ports that are neither a sequence (the sequential
+    profile's counter, whatever its step) nor packed into a counter's block. A random pick from the
+    ~64,000 ports fails either check with a probability below one in a billion."""
+    targets = [f"{peer}:{port}" for peer in (PEER, OTHER_PEER) for port in (5010, 5011, 5012)]
+    with profile_router(netns, tmp_path, "symmetric"), responder(netns, *targets):
+        result = client(netns, 40060, *targets)
+    ports = [port_of(seen) for seen in result["seen"]]
+    assert len(set(ports)) == len(targets), f"one port per destination: {ports}"
+    assert len({b - a for a, b in itertools.pairwise(ports)}) > 1, f"ports {ports} are a sequence"
+    assert max(ports) - min(ports) > SEQUENTIAL_PORT_COUNT, f"ports {ports} sit in one block"
+
+
+@contextlib.contextmanager
+def wan_route_to_lan(netns):
+    """A route on the WAN side to the LAN subnet via the router, as a neighbour on the router's WAN link
+    could add: then only the router's forward policy stands between WAN hosts and LAN addresses."""
+    netns.exec(netns.wan, "ip", "route", "add", LAN_SUBNET, "via", ROUTER_WAN)
+    try:
+        yield
+    finally:
+        netns.exec(netns.wan, "ip", "route", "del", LAN_SUBNET, "via", ROUTER_WAN, check=False)
+
+
+@pytest.mark.parametrize("name", ALL_PROFILES)
+def test_wan_traffic_straight_to_a_lan_address_is_dropped(netns, tmp_path, name):
+    """host2 has talked to PEER (so it is mapped, and listening); datagrams from the WAN addressed to host2's
+    own LAN address, from a stranger and from PEER itself, are dropped by the router: a NAT is no router."""
+    with (
+        profile_router(netns, tmp_path, name),
+        responder(netns, f"{PEER}:5000"),
+        lan_peer(netns, netns.host2, f"{HOST2}:41010", f"{PEER}:5000") as (_, answered),
+        wan_route_to_lan(netns),
+    ):
+        stranger = client(netns, 6100, f"{HOST2}:41010", ns=netns.wan, bind_host=OTHER_PEER, wait=NO_ANSWER)
+        peer = client(netns, 5001, f"{HOST2}:41010", ns=netns.wan, bind_host=PEER, wait=NO_ANSWER)
+        flows = netns.conntrack()
+    assert (stranger["seen"], peer["seen"]) == ([None], [None])
+    assert answered == [], "host2 received WAN datagrams sent to its LAN address"
+    assert [f for f in flows if f["orig"]["dst"] == HOST2] == [], "dropped before conntrack confirmed them"
 
 
 @pytest.mark.parametrize("name", ALL_PROFILES)

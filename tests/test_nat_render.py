@@ -2,7 +2,6 @@
 
 import itertools
 import os
-import shutil
 import subprocess
 from ipaddress import IPv4Address
 
@@ -12,6 +11,7 @@ from common.rfc4787 import Behaviour, PortAllocation
 from nat.behaviours import SEQUENTIAL_FIRST_PORT, SEQUENTIAL_PORT_COUNT
 from nat.profiles import PROFILES, Profile, get_profile
 from nat.render import TABLE, UnsupportedProfile, render
+from tests.support.host import missing, require
 
 EIM = Behaviour.ENDPOINT_INDEPENDENT
 ADM = Behaviour.ADDRESS_DEPENDENT
@@ -337,12 +337,10 @@ def test_unimplemented_mappings_raise_unsupported_profile_naming_what_is_support
 
 def nft_check_command():
     """``nft -c -f -``, in a throwaway user+net namespace unless we are root (nft -c needs CAP_NET_ADMIN)."""
-    if shutil.which("nft") is None:
-        pytest.skip("nft not installed on this host (apt-get install nftables); syntax check skipped")
+    require(missing(["nft"]))  # apt-get install nftables
     if os.geteuid() == 0:
         return ["nft", "-c", "-f", "-"]
-    if shutil.which("unshare") is None:
-        pytest.skip("not root and no unshare: nft -c needs CAP_NET_ADMIN")
+    require(missing(["unshare"]))  # not root: nft -c needs CAP_NET_ADMIN, which a user namespace gives
     return ["unshare", "--user", "--map-root-user", "--net", "nft", "-c", "-f", "-"]
 
 
@@ -352,5 +350,5 @@ def test_nft_accepts_the_script(profile):
     script = render_profile(profile, blocked=[IPv4Address("198.18.0.12")])
     done = subprocess.run(command, input=script, capture_output=True, text=True, timeout=30, check=False)
     if done.returncode != 0 and command[0] == "unshare" and "Operation not permitted" in done.stderr:
-        pytest.skip(f"unprivileged namespaces unavailable for nft -c: {done.stderr.strip()}")
+        require([f"root or unprivileged namespaces for nft -c ({done.stderr.strip()})"])
     assert done.returncode == 0, done.stderr

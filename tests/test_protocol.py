@@ -1,5 +1,7 @@
 """The signal protocol's wire format: golden datagrams, every malformed case, endpoints."""
 
+import socket
+
 import pytest
 
 from protocol import (
@@ -12,6 +14,7 @@ from protocol import (
     Data,
     Endpoint,
     Err,
+    ErrorKind,
     Hello,
     HelloAck,
     Keepalive,
@@ -84,85 +87,101 @@ def bad_id(shown):
     return f"invalid id {shown}: {ID_RULE}"
 
 
-# (datagram, ProtocolError.verb, ProtocolError.reason)
+# (datagram, ProtocolError.verb, ProtocolError.reason, ProtocolError.kind)
 MALFORMED = [
     # garbage: no known verb
-    (b"", None, "unknown verb ''"),
-    (b"\n", None, "unknown verb ''"),
-    (b"regist alice", None, "unknown verb 'regist'"),
-    (b"REGISTER alice", None, "unknown verb 'REGISTER'"),
-    (b" register alice", None, "unknown verb ''"),
-    (b"register\talice", None, "unknown verb 'register\\talice'"),
-    (b"y" * 40, None, f"unknown verb '{'y' * 32}'"),
-    (b"\xff\xfe register", None, "datagram is not UTF-8"),
-    (b"register al\xc3", None, "datagram is not UTF-8"),
-    (b"msg bob " + b"x" * (MAX_DATAGRAM + 1 - 8), None, f"datagram of {MAX_DATAGRAM + 1} bytes exceeds {MAX_DATAGRAM}"),
-    (b"\xff" * 2000, None, f"datagram of 2000 bytes exceeds {MAX_DATAGRAM}"),
+    (b"", None, "unknown verb ''", ErrorKind.EMPTY),
+    (b"\n", None, "unknown verb ''", ErrorKind.EMPTY),
+    (b"regist alice", None, "unknown verb 'regist'", ErrorKind.UNKNOWN_VERB),
+    (b"REGISTER alice", None, "unknown verb 'REGISTER'", ErrorKind.UNKNOWN_VERB),
+    (b" register alice", None, "unknown verb ''", ErrorKind.UNKNOWN_VERB),
+    (b"register\talice", None, "unknown verb 'register\\talice'", ErrorKind.UNKNOWN_VERB),
+    (b"y" * 40, None, f"unknown verb '{'y' * 32}'", ErrorKind.UNKNOWN_VERB),
+    (b"\xff\xfe register", None, "datagram is not UTF-8", ErrorKind.NOT_UTF8),
+    (b"register al\xc3", None, "datagram is not UTF-8", ErrorKind.NOT_UTF8),
+    (
+        b"msg bob " + b"x" * (MAX_DATAGRAM + 1 - 8),
+        None,
+        f"datagram of {MAX_DATAGRAM + 1} bytes exceeds {MAX_DATAGRAM}",
+        ErrorKind.OVERSIZE,
+    ),
+    (b"\xff" * 2000, None, f"datagram of 2000 bytes exceeds {MAX_DATAGRAM}", ErrorKind.OVERSIZE),
     # register
-    (b"register", "register", "invalid register cmd"),
-    (b"register alice relay", "register", "invalid register cmd"),
-    (b"register alice relay=", "register", "invalid register cmd"),
-    (b"register alice relay=nowhere", "register", "invalid register cmd"),
-    (b"punch bob 198.18.0.12:1 relay=bad", "punch", "invalid punch cmd"),
-    (b"punch bob 198.18.0.12:1 junk", "punch", "invalid punch cmd"),
-    (b"data alice 1 2 3", "data", "invalid data cmd"),
-    (b"data alice 1 2 3 ", "data", "invalid data cmd"),
-    (b"data alice -1 2 3 x", "data", "invalid data cmd"),
-    (b"data alice 1 4294967296 3 x", "data", "invalid data cmd"),
-    (b"data b@d 1 2 3 x", "data", "invalid id 'b@d': ids match [A-Za-z0-9][A-Za-z0-9._-]{0,31}"),
-    (b"ack bob 1", "ack", "invalid ack cmd"),
-    (b"ack bob 1 2 3 4", "ack", "invalid ack cmd"),
-    (b"ack bob 1 2 5-3", "ack", "invalid ack cmd"),
-    (b"ack bob 1 2 x", "ack", "invalid ack cmd"),
-    (b"ack bob 1 2 " + b",".join(str(i * 2).encode() for i in range(17)), "ack", "invalid ack cmd"),
-    (b"register ", "register", "invalid register cmd"),
-    (b"register alice bob", "register", "invalid register cmd"),
-    (b"register  alice", "register", "invalid register cmd"),
-    (b"register alice ", "register", "invalid register cmd"),
-    (b"register b@d", "register", bad_id("'b@d'")),
-    (b"register -alice", "register", bad_id("'-alice'")),
-    (b"register .alice", "register", bad_id("'.alice'")),
-    ("register élise".encode(), "register", bad_id("'élise'")),
-    (b"register " + b"x" * 33, "register", bad_id(f"'{'x' * 32}'...")),
-    (b"register alice\r", "register", bad_id("'alice\\r'")),
-    (b"register alice\n\n", "register", bad_id("'alice\\n'")),
+    (b"register", "register", "invalid register cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"register alice relay", "register", "invalid register cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"register alice relay=", "register", "invalid register cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"register alice relay=nowhere", "register", "invalid register cmd", ErrorKind.BAD_ADDRESS),
+    (b"punch bob 198.18.0.12:1 relay=bad", "punch", "invalid punch cmd", ErrorKind.BAD_ADDRESS),
+    (b"punch bob 198.18.0.12:1 junk", "punch", "invalid punch cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"data alice 1 2 3", "data", "invalid data cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"data alice 1 2 3 ", "data", "invalid data cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"data alice -1 2 3 x", "data", "invalid data cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"data alice 1 4294967296 3 x", "data", "invalid data cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"data b@d 1 2 3 x", "data", "invalid id 'b@d': ids match [A-Za-z0-9][A-Za-z0-9._-]{0,31}", ErrorKind.BAD_ID),
+    (b"ack bob 1", "ack", "invalid ack cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"ack bob 1 2 3 4", "ack", "invalid ack cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"ack bob 1 2 5-3", "ack", "invalid ack cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"ack bob 1 2 x", "ack", "invalid ack cmd", ErrorKind.BAD_ARGUMENTS),
+    (
+        b"ack bob 1 2 " + b",".join(str(i * 2).encode() for i in range(17)),
+        "ack",
+        "invalid ack cmd",
+        ErrorKind.BAD_ARGUMENTS,
+    ),
+    (b"register ", "register", "invalid register cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"register alice bob", "register", "invalid register cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"register  alice", "register", "invalid register cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"register alice ", "register", "invalid register cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"register b@d", "register", bad_id("'b@d'"), ErrorKind.BAD_ID),
+    (b"register -alice", "register", bad_id("'-alice'"), ErrorKind.BAD_ID),
+    (b"register .alice", "register", bad_id("'.alice'"), ErrorKind.BAD_ID),
+    ("register élise".encode(), "register", bad_id("'élise'"), ErrorKind.BAD_ID),
+    (b"register " + b"x" * 33, "register", bad_id(f"'{'x' * 32}'..."), ErrorKind.BAD_ID),
+    (b"register alice\r", "register", bad_id("'alice\\r'"), ErrorKind.BAD_ID),
+    (b"register alice\n\n", "register", bad_id("'alice\\n'"), ErrorKind.BAD_ID),
     # connect
-    (b"connect", "connect", "invalid connection cmd"),
-    (b"connect alice", "connect", "invalid connection cmd"),
-    (b"connect alice bob carol", "connect", "invalid connection cmd"),
-    (b"connect alice  bob", "connect", "invalid connection cmd"),
-    (b"connect b@d bob", "connect", bad_id("'b@d'")),
-    (b"connect alice b@d", "connect", bad_id("'b@d'")),
+    (b"connect", "connect", "invalid connection cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"connect alice", "connect", "invalid connection cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"connect alice bob carol", "connect", "invalid connection cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"connect alice  bob", "connect", "invalid connection cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"connect b@d bob", "connect", bad_id("'b@d'"), ErrorKind.BAD_ID),
+    (b"connect alice b@d", "connect", bad_id("'b@d'"), ErrorKind.BAD_ID),
     # punch
-    (b"punch", "punch", "invalid punch cmd"),
-    (b"punch bob", "punch", "invalid punch cmd"),
-    (b"punch bob 1.2.3.4:5 extra", "punch", "invalid punch cmd"),
-    (b"punch b@d 1.2.3.4:5", "punch", bad_id("'b@d'")),
-    (b"punch bob 1.2.3.4", "punch", "invalid address '1.2.3.4': expected ip:port"),
-    (b"punch bob host:9000", "punch", "invalid address 'host:9000': 'host' is not an IP address"),
-    (b"punch bob 1.2.3.4:0", "punch", "invalid address '1.2.3.4:0': port out of range"),
-    (b"punch bob 1.2.3.4:65536", "punch", "invalid address '1.2.3.4:65536': port out of range"),
-    (b"punch bob 1.2.3.4:-1", "punch", "invalid address '1.2.3.4:-1': expected ip:port"),
+    (b"punch", "punch", "invalid punch cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"punch bob", "punch", "invalid punch cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"punch bob 1.2.3.4:5 extra", "punch", "invalid punch cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"punch b@d 1.2.3.4:5", "punch", bad_id("'b@d'"), ErrorKind.BAD_ID),
+    (b"punch bob 1.2.3.4", "punch", "invalid address '1.2.3.4': expected ip:port", ErrorKind.BAD_ADDRESS),
+    (
+        b"punch bob host:9000",
+        "punch",
+        "invalid address 'host:9000': 'host' is not an IP address",
+        ErrorKind.BAD_ADDRESS,
+    ),
+    (b"punch bob 1.2.3.4:0", "punch", "invalid address '1.2.3.4:0': port out of range", ErrorKind.BAD_ADDRESS),
+    (b"punch bob 1.2.3.4:65536", "punch", "invalid address '1.2.3.4:65536': port out of range", ErrorKind.BAD_ADDRESS),
+    (b"punch bob 1.2.3.4:-1", "punch", "invalid address '1.2.3.4:-1': expected ip:port", ErrorKind.BAD_ADDRESS),
     # hello, hello-ack, msg, ok
-    (b"hello", "hello", "invalid hello cmd"),
-    (b"hello alice bob", "hello", "invalid hello cmd"),
-    (b"hello b@d", "hello", bad_id("'b@d'")),
-    (b"hello-ack", "hello-ack", "invalid hello-ack cmd"),
-    (b"hello-ack alice bob", "hello-ack", "invalid hello-ack cmd"),
-    (b"hello-ack b@d", "hello-ack", bad_id("'b@d'")),
-    (b"msg", "msg", "invalid msg cmd"),
-    (b"msg bob", "msg", "invalid msg cmd"),
-    (b"msg bob ", "msg", "invalid msg cmd"),
-    (b"msg b@d hi", "msg", bad_id("'b@d'")),
-    (b"ok now", "ok", "invalid ok cmd"),
+    (b"hello", "hello", "invalid hello cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"hello alice bob", "hello", "invalid hello cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"hello b@d", "hello", bad_id("'b@d'"), ErrorKind.BAD_ID),
+    (b"hello-ack", "hello-ack", "invalid hello-ack cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"hello-ack alice bob", "hello-ack", "invalid hello-ack cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"hello-ack b@d", "hello-ack", bad_id("'b@d'"), ErrorKind.BAD_ID),
+    (b"msg", "msg", "invalid msg cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"msg bob", "msg", "invalid msg cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"msg bob ", "msg", "invalid msg cmd", ErrorKind.BAD_ARGUMENTS),
+    (b"msg b@d hi", "msg", bad_id("'b@d'"), ErrorKind.BAD_ID),
+    (b"ok now", "ok", "invalid ok cmd", ErrorKind.BAD_ARGUMENTS),
 ]
 
 
-@pytest.mark.parametrize(("datagram", "verb", "reason"), MALFORMED, ids=[repr(m[0][:30]) for m in MALFORMED])
-def test_malformed_datagram_raises_protocol_error(datagram, verb, reason):
+@pytest.mark.parametrize(("datagram", "verb", "reason", "kind"), MALFORMED, ids=[repr(m[0][:30]) for m in MALFORMED])
+def test_malformed_datagram_raises_protocol_error(datagram, verb, reason, kind):
     with pytest.raises(ProtocolError) as caught:
         parse(datagram)
-    assert (caught.value.verb, caught.value.reason) == (verb, reason)
+    assert (caught.value.verb, caught.value.reason, caught.value.kind) == (verb, reason, kind)
+    assert caught.value.kind.garbage == (verb is None)
     assert str(caught.value) == reason
     assert isinstance(caught.value, ValueError)
 
@@ -241,3 +260,41 @@ def test_endpoint_of_socket_addresses():
     assert Endpoint.of(("127.0.0.1", 9000)) == Endpoint("127.0.0.1", 9000)
     assert Endpoint.of(("::1", 9000, 0, 0)) == Endpoint("::1", 9000)
     assert Endpoint("::1", 9000).sockaddr() == ("::1", 9000)
+
+
+@pytest.mark.parametrize(
+    ("endpoint", "family", "is_ipv6"),
+    [
+        (Endpoint("198.18.0.11", 40000), socket.AF_INET, False),
+        (Endpoint("::1", 9000), socket.AF_INET6, True),
+        (Endpoint.parse("[2001:db8::1]:1"), socket.AF_INET6, True),
+        (Endpoint.parse("[fe80::1%eth0]:80"), socket.AF_INET6, True),
+        (Endpoint.of(("::ffff:198.18.0.1", 9000, 0, 0)), socket.AF_INET6, True),
+    ],
+)
+def test_endpoint_knows_its_address_family(endpoint, family, is_ipv6):
+    assert (endpoint.family, endpoint.is_ipv6) == (family, is_ipv6)
+
+
+@pytest.mark.parametrize(
+    ("datagram", "kind"),
+    [
+        (b"", ErrorKind.EMPTY),
+        (b"\r\n", ErrorKind.EMPTY),
+        (b"\r", ErrorKind.UNKNOWN_VERB),  # a lone "\r" is not a line terminator
+        (b" ", ErrorKind.UNKNOWN_VERB),
+    ],
+)
+def test_empty_is_only_a_bare_line_terminator(datagram, kind):
+    with pytest.raises(ProtocolError) as caught:
+        parse(datagram)
+    assert caught.value.kind is kind
+    assert caught.value.reason.startswith("unknown verb")  # the seed's reason, whatever the kind
+
+
+def test_every_verb_has_one_row_that_parses_and_encodes_it():
+    """A message class encodes under the verb that parses back to it (the table is the only map)."""
+    samples = {verb: parse(datagram) for datagram, _ in GOLDEN for verb in [datagram.split(b" ")[0].decode()]}
+    assert set(samples) == VERBS
+    for verb, message in samples.items():
+        assert encode(message).split(b" ")[0].decode() == verb

@@ -4,8 +4,8 @@ import logging
 
 import pytest
 
-from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint
-from server.handler import DROP_KINDS, Handler
+from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint, ErrorKind
+from server.handler import DROP_KINDS, Handler, drop_kind
 from server.table import PeerTable
 
 ALICE = Endpoint("198.18.0.11", 40000)
@@ -163,6 +163,8 @@ def test_any_valid_datagram_proves_presence(registered):
         (b"hello", "malformed"),
         (b"msg bob", "malformed"),
         (b"ok then", "malformed"),
+        (b"hello b@d", "malformed"),
+        (b"punch bob 1.2.3.4:5 relay=nowhere", "malformed"),
     ],
 )
 def test_garbage_is_dropped_silently_and_counted(registered, caplog, datagram, kind):
@@ -171,6 +173,13 @@ def test_garbage_is_dropped_silently_and_counted(registered, caplog, datagram, k
     assert registered.dropped == {k: int(k == kind) for k in DROP_KINDS}
     assert caplog.records[-1].levelno == logging.DEBUG
     assert caplog.messages[-1].startswith(f"dropped {kind} datagram from 198.18.0.13:60000")
+
+
+@pytest.mark.parametrize("kind", list(ErrorKind))
+def test_every_parser_verdict_has_a_drop_counter(kind):
+    expected = kind.value if kind.garbage else "malformed"
+    assert drop_kind(kind) == expected
+    assert expected in DROP_KINDS
 
 
 def test_garbage_does_not_touch_presence(registered):

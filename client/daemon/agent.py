@@ -55,8 +55,7 @@ class Agent:
 
     async def open(self) -> None:
         """Bind the UDP socket and start registering."""
-        ipv6 = ":" in self.config.server.host
-        bind = ("::" if ipv6 else "0.0.0.0", self.config.port)
+        bind = ("::" if self.config.server.is_ipv6 else "0.0.0.0", self.config.port)
         try:
             transport, _ = await self._loop.create_datagram_endpoint(
                 lambda: _Protocol(self.on_datagram), local_addr=bind
@@ -240,8 +239,7 @@ def _touch(path: str) -> None:
 
 def _route_ip(server: Endpoint, fallback: str) -> str:
     """The local IP the kernel would use to reach the server (what ``local`` in status should show)."""
-    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_DGRAM) as probe:
+    with socket.socket(server.family, socket.SOCK_DGRAM) as probe:
         try:
             probe.connect(server.sockaddr())  # a UDP connect sends nothing; it only picks a route
             return str(probe.getsockname()[0])

@@ -38,7 +38,7 @@ def other_address(server: Endpoint, other: Endpoint | None) -> Endpoint:
             f"{server} does not support RFC 5780 NAT behaviour discovery: its Binding response has no "
             "OTHER-ADDRESS (coturn needs two --listening-ip addresses of one family and no --no-rfc5780)"
         )
-    if (":" in other.host) != (":" in server.host):
+    if other.family != server.family:
         raise DiscoveryError(f"{server} reports OTHER-ADDRESS {other} of another address family")
     if other.host == server.host or other.port == server.port:
         raise DiscoveryError(

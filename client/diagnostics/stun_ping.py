@@ -23,9 +23,8 @@ class StunTimeout(TimeoutError):
 
 def stun_ping(server: Endpoint, wait: float) -> Endpoint:
     """Our address as ``server`` sees it; :class:`StunTimeout` if it does not answer within ``wait`` s."""
-    family = socket.AF_INET6 if ":" in server.host else socket.AF_INET
     deadline = time.monotonic() + wait
-    with socket.socket(family, socket.SOCK_DGRAM) as sock:
+    with socket.socket(server.family, socket.SOCK_DGRAM) as sock:
         sock.connect(server.sockaddr())  # only the server's answers reach us, and ICMP errors are reported
         request = binding_request()
         while (left := deadline - time.monotonic()) > 0:

@@ -109,7 +109,7 @@ def append_attribute(message: bytes, kind: int, value: bytes) -> bytes:
 
 def local_ip_towards(server: Endpoint) -> str:
     """The address this host sends from to reach ``server`` (a connected UDP socket; nothing is sent)."""
-    with socket.socket(_family(server), socket.SOCK_DGRAM) as sock:
+    with socket.socket(server.family, socket.SOCK_DGRAM) as sock:
         try:
             sock.connect(server.sockaddr())
         except OSError as exc:
@@ -126,10 +126,6 @@ def udp_socket(local_ip: str) -> socket.socket:
         sock.close()
         raise
     return sock
-
-
-def _family(server: Endpoint) -> socket.AddressFamily:
-    return socket.AF_INET6 if ":" in server.host else socket.AF_INET
 
 
 def run_probes(

@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import logging
 import math
-import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -29,6 +28,7 @@ from client.engine.reliable import Conversation, fits
 from client.turn import allocation as turn
 from client.turn.relay import Relay, RelayConfig
 from protocol import (
+    ID_RE,
     ID_SYNTAX,
     MAX_DATAGRAM,
     Ack,
@@ -51,8 +51,6 @@ from protocol import (
 )
 
 __all__ = ["AgentCore", "CoreConfig", "Emit", "Log", "NoPathError", "Output", "RequestError", "Send", "SendRaw"]
-
-_ID_RE = re.compile(ID_SYNTAX + r"\Z")
 
 LIVENESS_PERIODS = 3
 """Keepalive periods of silence after which a path to an extended peer counts as lost."""
@@ -94,7 +92,7 @@ class WindowFullError(RequestError):
 
 def check_id(peer_id: str) -> str:
     """``peer_id`` if it is a valid protocol id, else :class:`RequestError`."""
-    if not _ID_RE.match(peer_id):
+    if not ID_RE.match(peer_id):
         raise RequestError(f"invalid peer id {peer_id!r}: ids match {ID_SYNTAX}")
     return peer_id
 

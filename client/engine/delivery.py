@@ -52,8 +52,7 @@ from __future__ import annotations
 from collections import deque
 from dataclasses import dataclass
 
-MAX_HELD_RANGES = 16
-"""Most held-sequence ranges an ack lists, keeping it well inside one datagram; beyond, we retransmit."""
+from protocol import MAX_HELD_RANGES
 
 REMEMBERED_EPOCHS = 16
 """How many epochs a receiver has left it remembers, to drop their late frames rather than go back."""
