@@ -61,7 +61,7 @@ unit: $(STAMP) ## Unit tests (no Docker)
 scenarios: images ## Scenario tests on real containers (e.g. PYTEST_ARGS='-k symmetric')
 	$(VENV)/bin/pytest scenarios $(PYTEST_ARGS)
 
-test: lint unit scenarios ## Everything CI runs: lint + unit + scenarios
+test: lint compose unit scenarios ## Everything CI runs: lint + unit + scenarios (compose first: a unit test checks the topology files with it)
 
 bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; prints the figures
 	@$(PY) -m scenarios.bench
