@@ -68,12 +68,20 @@ class DeliveryConfig:
     rto_max: float = 4.0
     deadline: float = 30.0
     window: int = 256
+    ack_every: int = 1
+    """Acknowledge every ``ack_every``-th frame released in order at once, the others at most ``ack_delay``
+    later (1: every frame at once). A frame out of order or already seen is always acknowledged at once."""
+    ack_delay: float = 0.005
 
     def __post_init__(self) -> None:
         if not 0 < self.rto_initial <= self.rto_max:
             raise ValueError(f"need 0 < rto_initial <= rto_max, got {self.rto_initial} and {self.rto_max}")
         if self.deadline <= 0 or self.window < 1:
             raise ValueError(f"need deadline > 0 and window >= 1, got {self.deadline} and {self.window}")
+        if self.ack_every < 1 or not 0 < self.ack_delay < self.rto_initial:
+            raise ValueError(
+                f"need ack_every >= 1 and 0 < ack_delay < rto_initial, got {self.ack_every}, {self.ack_delay}"
+            )
 
 
 @dataclass(frozen=True)
@@ -340,6 +348,10 @@ class Receiver:
         # Beyond the window (a sender with a larger one): not kept, not acked as held, so it comes again.
         texts = self._release()
         return self._ack(frame.epoch), texts
+
+    def ack(self) -> Ack | None:
+        """Our whole state as an ack (for one held back), or ``None`` before the first frame."""
+        return None if self.epoch is None else self._ack(self.epoch)
 
     def _start(self, epoch: int, floor: int) -> None:
         if self.epoch is not None:
