@@ -28,7 +28,7 @@ from client.diagnostics.nat_type import (
     DiscoveryError,
 )
 from client.diagnostics.stun_probe import RESPONSE_PORT, Probe, run_probes, udp_socket
-from client.turn.allocation import Retransmit
+from client.turn.outputs import Retransmit
 from client.turn.wire import CLASS_REQUEST, CLASS_RESPONSE, encode, parse_stun, raw_attribute
 from protocol import Endpoint
 from tests.support.ports import free_udp_ports

@@ -12,7 +12,7 @@ from aioice import stun
 
 from client.engine.core import CoreConfig, Output, Send, SendRaw
 from client.engine.delivery import DeliveryConfig
-from client.turn.allocation import Retransmit
+from client.turn.outputs import Retransmit
 from client.turn.relay import RelayConfig
 from client.turn.wire import StunMessage, data_indication, is_turn_datagram, parse_stun
 from protocol import Candidates, Connect, Endpoint, Err, Ok, Punch, Register, encode, parse

@@ -16,8 +16,8 @@ from typing import Any, ClassVar
 import pytest
 from aioice import stun
 
-from client.turn.allocation import (
-    MAX_STALE_NONCE,
+from client.turn.allocation import MAX_STALE_NONCE, TurnAllocation, refresh_delay
+from client.turn.outputs import (
     Allocated,
     Bound,
     Closed,
@@ -30,12 +30,10 @@ from client.turn.allocation import (
     Relayed,
     Retransmit,
     Transmit,
-    TurnAllocation,
     TurnConfig,
     TurnError,
-    TurnState,
-    refresh_delay,
 )
+from client.turn.states import TurnState
 from client.turn.wire import (
     CLASS_ERROR,
     CLASS_INDICATION,

@@ -22,7 +22,8 @@ from typing import Any
 
 import pytest
 
-from client.turn.allocation import (
+from client.turn.allocation import TurnAllocation
+from client.turn.outputs import (
     Allocated,
     Bound,
     Closed,
@@ -34,7 +35,6 @@ from client.turn.allocation import (
     Relayed,
     Retransmit,
     Transmit,
-    TurnAllocation,
     TurnConfig,
 )
 from client.turn.wire import (

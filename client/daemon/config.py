@@ -92,7 +92,7 @@ class AgentConfig:
             relay=relay,
             direct_retry=self.direct_retry,
             relay_head_start=self.relay_head_start,
-            delivery=DeliveryConfig(deadline=self.delivery_deadline),
+            delivery=DeliveryConfig(deadline=self.delivery_deadline, ack_every=16),
         )
 
 

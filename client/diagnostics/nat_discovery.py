@@ -45,7 +45,7 @@ from client.diagnostics.stun_probe import (
     run_probes,
     udp_socket,
 )
-from client.turn.allocation import Retransmit
+from client.turn.outputs import Retransmit
 from protocol import Endpoint
 
 LIFETIME_PROBES = 16

@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 
 from aioice import stun
 
-from client.turn.allocation import Retransmit
+from client.turn.outputs import Retransmit
 from client.turn.wire import (
     CLASS_ERROR,
     CLASS_REQUEST,

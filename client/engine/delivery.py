@@ -49,6 +49,7 @@ Semantics:
 
 from __future__ import annotations
 
+import heapq
 from collections import deque
 from dataclasses import dataclass
 
@@ -66,12 +67,20 @@ class DeliveryConfig:
     rto_max: float = 4.0
     deadline: float = 30.0
     window: int = 256
+    ack_every: int = 1
+    """Acknowledge every ``ack_every``-th frame released in order at once, the others at most ``ack_delay``
+    later (1: every frame at once). A frame out of order or already seen is always acknowledged at once."""
+    ack_delay: float = 0.005
 
     def __post_init__(self) -> None:
         if not 0 < self.rto_initial <= self.rto_max:
             raise ValueError(f"need 0 < rto_initial <= rto_max, got {self.rto_initial} and {self.rto_max}")
         if self.deadline <= 0 or self.window < 1:
             raise ValueError(f"need deadline > 0 and window >= 1, got {self.deadline} and {self.window}")
+        if self.ack_every < 1 or not 0 < self.ack_delay < self.rto_initial:
+            raise ValueError(
+                f"need ack_every >= 1 and 0 < ack_delay < rto_initial, got {self.ack_every}, {self.ack_delay}"
+            )
 
 
 @dataclass(frozen=True)
@@ -162,6 +171,11 @@ class Sender:
         self._unsettled: deque[_Unsettled] = deque()  # seqs floor, floor + 1, ... in order
         self._next_seq = 0
         self._acked = 0  # the highest ``expected`` the receiver has told us
+        self._held = 0  # how many unsettled messages the receiver's last ack says it holds
+        # (next_at, seq) of the messages to retransmit, so that wakeup costs O(log n), not a walk of the
+        # window per datagram. Lazy: an entry whose message is settled, held, or rescheduled is stale and
+        # dropped when it reaches the top; every wanted message has an entry with its current next_at.
+        self._timers: list[tuple[float, int]] = []
 
     @property
     def floor(self) -> int:
@@ -179,6 +193,7 @@ class Sender:
         rto = self.config.rto_initial
         message = _Unsettled(self._next_seq, text, now + self.config.deadline, now + rto, rto)
         self._unsettled.append(message)
+        heapq.heappush(self._timers, (message.next_at, message.seq))
         self._next_seq += 1
         self.counters.sent += 1
         return [self._frame(message)]
@@ -190,6 +205,7 @@ class Sender:
         delivered: list[Delivered] = []
         while self._unsettled and self._unsettled[0].seq < ack.expected:
             message = self._unsettled.popleft()
+            self._held -= message.held
             delivered.append(Delivered(message.seq, message.text))
         if delivered:
             self.counters.delivered += len(delivered)
@@ -198,11 +214,21 @@ class Sender:
         # An ack overtaken by a newer one may list frames the receiver has since lost (it restarted).
         if ack.expected >= self._acked:
             self._acked = ack.expected
-            low, high = self.floor, self._next_seq - 1  # a bogus range must not cost more than the window
-            held = {seq for first, last in ack.held for seq in range(max(first, low), min(last, high) + 1)}
-            for message in self._unsettled:
-                message.held = message.seq in held
+            if ack.held or self._held:  # nothing held before or now (the usual ack): nothing to walk
+                self._mark_held(ack.held)
+        if not self._unsettled:
+            self._timers.clear()
         return delivered
+
+    def _mark_held(self, ranges: tuple[tuple[int, int], ...]) -> None:
+        low, high = self.floor, self._next_seq - 1  # a bogus range must not cost more than the window
+        held = {seq for first, last in ranges for seq in range(max(first, low), min(last, high) + 1)}
+        self._held = 0
+        for message in self._unsettled:
+            was, message.held = message.held, message.seq in held
+            self._held += message.held
+            if was and not message.held:  # the receiver lost it (it restarted): wanted again
+                heapq.heappush(self._timers, (message.next_at, message.seq))
 
     def tick(self, now: float) -> list[Frame | Undelivered]:
         """Give up on messages past their deadline, then retransmit those whose RTO expired."""
@@ -210,22 +236,49 @@ class Sender:
         # Front first (a later message past its deadline waits its turn): the unsettled run stays contiguous.
         while self._unsettled and self._expiry(self._unsettled[0]) <= now:
             message = self._unsettled.popleft()
+            self._held -= message.held
             self.counters.undelivered += 1
             out.append(Undelivered(message.seq, message.text, self._reason(message)))
-        for message in self._wanted():
-            if message.next_at <= now:
-                out.append(self._retransmit(message, now, min(message.rto * 2, self.config.rto_max)))
+        due: dict[int, _Unsettled] = {}
+        while (top := self._next_timer()) is not None and top.next_at <= now:
+            heapq.heappop(self._timers)
+            due[top.seq] = top  # a message may have two entries with the same time: once is enough
+        front = self._floor_carrier()
+        if front is not None and front.next_at <= now:
+            due[front.seq] = front
+        for _, message in sorted(due.items()):
+            out.append(self._retransmit(message, now, min(message.rto * 2, self.config.rto_max)))
         return out
 
     def wakeup(self) -> float | None:
         """When :meth:`tick` next has something to do, or ``None`` when nothing is unsettled."""
         if not self._unsettled:
             return None
-        return min([self._expiry(self._unsettled[0]), *(m.next_at for m in self._wanted())])
+        times = [self._expiry(self._unsettled[0])]
+        top, front = self._next_timer(), self._floor_carrier()
+        times += [m.next_at for m in (top, front) if m is not None]
+        return min(times)
 
     def on_path_change(self, now: float) -> list[Frame]:
         """The path to the peer changed: retransmit everything the receiver lacks now, backoff restarted."""
         return [self._retransmit(m, now, self.config.rto_initial) for m in self._wanted()]
+
+    def _next_timer(self) -> _Unsettled | None:
+        """The wanted message retransmitted next (stale entries on top of the heap are dropped)."""
+        floor = self.floor
+        while self._timers:
+            next_at, seq = self._timers[0]
+            if seq >= floor:
+                message = self._unsettled[seq - floor]
+                if not message.held and message.next_at == next_at:
+                    return message
+            heapq.heappop(self._timers)
+        return None
+
+    def _floor_carrier(self) -> _Unsettled | None:
+        """The front message when held but wanted all the same, as it carries the floor (see _wanted)."""
+        front = self._unsettled[0] if self._unsettled else None
+        return front if front is not None and front.held and self._acked < front.seq else None
 
     def _wanted(self) -> list[_Unsettled]:
         """The unsettled messages to retransmit when their RTO expires: those the receiver does not hold."""
@@ -245,6 +298,7 @@ class Sender:
         message.attempts += 1
         message.rto = rto
         message.next_at = now + rto
+        heapq.heappush(self._timers, (message.next_at, message.seq))
         self.counters.retransmitted += 1
         return self._frame(message)
 
@@ -293,6 +347,10 @@ class Receiver:
         # Beyond the window (a sender with a larger one): not kept, not acked as held, so it comes again.
         texts = self._release()
         return self._ack(frame.epoch), texts
+
+    def ack(self) -> Ack | None:
+        """Our whole state as an ack (for one held back), or ``None`` before the first frame."""
+        return None if self.epoch is None else self._ack(self.epoch)
 
     def _start(self, epoch: int, floor: int) -> None:
         if self.epoch is not None:

@@ -37,8 +37,11 @@ class Conversation:
 
     def __init__(self, me: str, config: DeliveryConfig, epoch: int | None = None) -> None:
         self.me = me
+        self.config = config
         self.sender = Sender(secrets.randbits(32) if epoch is None else epoch, config)
         self.receiver = Receiver(config.window)
+        self._unacked = 0  # frames released in order since our last ack (see DeliveryConfig.ack_every)
+        self._ack_due: float | None = None  # when the ack held back for them must go
 
     def send(self, text: str, now: float) -> Data:
         """Take a message; :class:`~client.engine.delivery.WindowFull` when too many are unacknowledged."""
@@ -69,16 +72,27 @@ class Conversation:
         if data.seq >= MAX_COUNTER:
             return None, []  # its ack could not be written (see _new_epoch): no sender of ours sends it
         ack, texts = self.receiver.on_frame(Frame(data.epoch, data.seq, data.floor, data.text), now)
-        return (None if ack is None else Ack(self.me, ack.epoch, ack.expected, ack.held)), texts
+        if ack is None:
+            return None, texts
+        if texts and not ack.held and self._unacked + 1 < self.config.ack_every:
+            # In order, nothing missing: the sender learns it with the next ack (one per ack_every frames
+            # in a stream: an ack costs the sender as much as a message), or at ack_delay.
+            self._unacked += 1
+            self._ack_due = now + self.config.ack_delay if self._ack_due is None else self._ack_due
+            return None, texts
+        return self._wire_ack(ack), texts
 
     def on_ack(self, ack: Ack, now: float) -> list[Settled]:
         acked = self.sender.on_ack(delivery.Ack(ack.epoch, ack.expected, ack.held), now)
         return [Settled(self.sender.epoch, d.seq, d.text) for d in acked]
 
-    def tick(self, now: float) -> tuple[list[Data], list[Settled]]:
-        """Retransmissions due, and the messages given up on."""
-        frames: list[Data] = []
+    def tick(self, now: float) -> tuple[list[Data | Ack], list[Settled]]:
+        """Retransmissions and a held-back ack due, and the messages given up on."""
+        frames: list[Data | Ack] = []
         given_up: list[Settled] = []
+        ack = self.receiver.ack() if self._ack_due is not None and now >= self._ack_due else None
+        if ack is not None:
+            frames.append(self._wire_ack(ack))
         for item in self.sender.tick(now):
             if isinstance(item, Frame):
                 frames.append(self._data(item))
@@ -90,7 +104,8 @@ class Conversation:
         return [self._data(f) for f in self.sender.on_path_change(now)]
 
     def wakeup(self) -> float | None:
-        return self.sender.wakeup()
+        times = [t for t in (self.sender.wakeup(), self._ack_due) if t is not None]
+        return min(times, default=None)
 
     def counters(self) -> dict[str, Any]:
         sent, received = self.sender.counters, self.receiver.counters
@@ -100,6 +115,10 @@ class Conversation:
             "retransmitted": sent.retransmitted,
             "duplicates": received.duplicates,
         }
+
+    def _wire_ack(self, ack: delivery.Ack) -> Ack:
+        self._unacked, self._ack_due = 0, None
+        return Ack(self.me, ack.epoch, ack.expected, ack.held)
 
     def _data(self, frame: Frame) -> Data:
         return Data(self.me, frame.epoch, frame.seq, frame.floor, frame.text)

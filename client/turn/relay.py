@@ -20,7 +20,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.turn.allocation import Failed, Output, Retransmit, TurnAllocation, TurnConfig, TurnError, TurnState
+from client.turn.allocation import TurnAllocation
+from client.turn.outputs import Failed, Output, Retransmit, TurnConfig, TurnError
+from client.turn.states import TurnState
 from client.turn.wire import is_turn_datagram
 from protocol import Endpoint
 
