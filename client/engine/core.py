@@ -25,7 +25,7 @@ from client.engine.path import Action, Answer, Changed, Ignored, Moved, PathStat
 from client.engine.path_events import change_reason, direct_path_event, no_path_reason, relay_path_event
 from client.engine.peer import DIRECT, NONE, RELAY, Peer, PendingConnect
 from client.engine.reliable import Conversation, fits
-from client.turn import allocation as turn
+from client.turn import outputs as turn
 from client.turn.relay import Relay, RelayConfig
 from protocol import (
     ID_RE,

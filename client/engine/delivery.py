@@ -68,8 +68,9 @@ class DeliveryConfig:
     deadline: float = 30.0
     window: int = 256
     ack_every: int = 1
-    """Acknowledge every ``ack_every``-th frame released in order at once, the others at most ``ack_delay``
-    later (1: every frame at once). A frame out of order or already seen is always acknowledged at once."""
+    """Within a burst (less than ``ack_delay`` since the last ack), acknowledge every ``ack_every``-th frame
+    released in order at once, the others at most ``ack_delay`` later (1: every frame at once). A frame after
+    a quiet spell, out of order or already seen is always acknowledged at once."""
     ack_delay: float = 0.005
 
     def __post_init__(self) -> None:

@@ -8,6 +8,7 @@ direct path or the relay) is the caller's business; :meth:`Conversation.on_path_
 
 from __future__ import annotations
 
+import math
 import secrets
 from dataclasses import dataclass
 from typing import Any
@@ -42,6 +43,7 @@ class Conversation:
         self.receiver = Receiver(config.window)
         self._unacked = 0  # frames released in order since our last ack (see DeliveryConfig.ack_every)
         self._ack_due: float | None = None  # when the ack held back for them must go
+        self._last_ack = -math.inf  # when we last sent one: a frame after a quiet spell is acked at once
 
     def send(self, text: str, now: float) -> Data:
         """Take a message; :class:`~client.engine.delivery.WindowFull` when too many are unacknowledged."""
@@ -74,13 +76,16 @@ class Conversation:
         ack, texts = self.receiver.on_frame(Frame(data.epoch, data.seq, data.floor, data.text), now)
         if ack is None:
             return None, texts
-        if texts and not ack.held and self._unacked + 1 < self.config.ack_every:
-            # In order, nothing missing: the sender learns it with the next ack (one per ack_every frames
-            # in a stream: an ack costs the sender as much as a message), or at ack_delay.
+        in_a_burst = now - self._last_ack < self.config.ack_delay
+        if texts and not ack.held and in_a_burst and self._unacked + 1 < self.config.ack_every:
+            # In order, nothing missing, within a burst: the sender learns it with the next ack (one per
+            # ack_every frames in a stream: an ack costs the sender as much as a message), or at ack_delay.
+            # A lone message (a chat line, the first of a burst) is acked at once, so its latency is not
+            # paid for the stream's throughput.
             self._unacked += 1
             self._ack_due = now + self.config.ack_delay if self._ack_due is None else self._ack_due
             return None, texts
-        return self._wire_ack(ack), texts
+        return self._wire_ack(ack, now), texts
 
     def on_ack(self, ack: Ack, now: float) -> list[Settled]:
         acked = self.sender.on_ack(delivery.Ack(ack.epoch, ack.expected, ack.held), now)
@@ -92,7 +97,7 @@ class Conversation:
         given_up: list[Settled] = []
         ack = self.receiver.ack() if self._ack_due is not None and now >= self._ack_due else None
         if ack is not None:
-            frames.append(self._wire_ack(ack))
+            frames.append(self._wire_ack(ack, now))
         for item in self.sender.tick(now):
             if isinstance(item, Frame):
                 frames.append(self._data(item))
@@ -116,8 +121,8 @@ class Conversation:
             "duplicates": received.duplicates,
         }
 
-    def _wire_ack(self, ack: delivery.Ack) -> Ack:
-        self._unacked, self._ack_due = 0, None
+    def _wire_ack(self, ack: delivery.Ack, now: float) -> Ack:
+        self._unacked, self._ack_due, self._last_ack = 0, None, now
         return Ack(self.me, ack.epoch, ack.expected, ack.held)
 
     def _data(self, frame: Frame) -> Data:

@@ -57,7 +57,6 @@ from client.turn.outputs import (
     Permitted,
     Refreshed,
     Relayed,
-    Retransmit,
     Transmit,
     TurnConfig,
     TurnError,
@@ -78,29 +77,6 @@ from client.turn.wire import (
 )
 from protocol import Endpoint
 
-__all__ = [
-    "MAX_STALE_NONCE",
-    "TRANSITIONS",
-    "Allocated",
-    "Bound",
-    "Closed",
-    "Denied",
-    "Dropped",
-    "Failed",
-    "Output",
-    "Permitted",
-    "Refreshed",
-    "Relayed",
-    "Retransmit",
-    "Transmit",
-    "Trigger",
-    "TurnAllocation",
-    "TurnConfig",
-    "TurnError",
-    "TurnState",
-    "refresh_delay",
-]
-
 MAX_STALE_NONCE = 3
 """438 Stale Nonce answers in a row that one request may retry after."""
 
@@ -115,6 +91,21 @@ def refresh_delay(lifetime: int) -> float:
 
 def _ip(host: str) -> str:
     return str(ipaddress.ip_address(host))
+
+
+def _allocate_attributes(config: TurnConfig) -> dict[str, object]:
+    attributes: dict[str, object] = {"REQUESTED-TRANSPORT": UDP, "LIFETIME": config.lifetime}
+    if config.software:
+        attributes["SOFTWARE"] = config.software
+    return attributes
+
+
+def _wrap(grants: Grants, server: Endpoint, peer: Endpoint, payload: bytes) -> Transmit:
+    """A datagram for ``peer`` through the server: ChannelData once a channel is bound, else a Send indication."""
+    number = grants.channel_of(peer)
+    if number is not None:
+        return Transmit(channel_data(number, payload), server)
+    return Transmit(send_indication(peer, payload), server)
 
 
 class TurnAllocation:
@@ -148,7 +139,7 @@ class TurnAllocation:
         self.reason = None
         self._requests.forget_credentials()
         self._mismatch_until = None
-        return [self._requests.send(Job.ALLOCATE, self._allocate_attributes(), now)]
+        return [self._requests.send(Job.ALLOCATE, _allocate_attributes(self.config), now)]
 
     def receive(self, data: bytes, source: Endpoint, now: float) -> list[Output]:
         """One STUN or ChannelData datagram from ``source``; bad input is dropped, never raised."""
@@ -175,7 +166,7 @@ class TurnAllocation:
                 out.append(Transmit(request.txn.data, self.config.server))
         if self.state is TurnState.ALLOCATING and now >= self._allocate_at:
             self._allocate_at = math.inf
-            out.append(self._requests.send(Job.ALLOCATE, self._allocate_attributes(), now))
+            out.append(self._requests.send(Job.ALLOCATE, _allocate_attributes(self.config), now))
         if self.state is TurnState.ALLOCATED:
             out += self._refreshes(now)
         return out
@@ -225,7 +216,7 @@ class TurnAllocation:
         self._require_allocated()
         peer = Endpoint(_ip(peer.host), peer.port)
         if self._grants.permitted(peer.host):
-            return [self._wrap(peer, payload)]
+            return [_wrap(self._grants, self.config.server, peer, payload)]
         out = self.permit(peer.host, now)
         why = self._grants.hold(peer, payload)
         return out if why is None else [*out, Dropped(why)]
@@ -249,12 +240,6 @@ class TurnAllocation:
             why = f": {self.reason}" if self.reason else ""
             raise TurnError(f"turn: no allocation (state {self.state}{why})")
 
-    def _allocate_attributes(self) -> dict[str, object]:
-        attributes: dict[str, object] = {"REQUESTED-TRANSPORT": UDP, "LIFETIME": self.config.lifetime}
-        if self.config.software:
-            attributes["SOFTWARE"] = self.config.software
-        return attributes
-
     def _permission_request(self, peer_ip: str, now: float) -> Transmit:
         # The port of XOR-PEER-ADDRESS is ignored in CreatePermission (RFC 8656 section 9.1).
         return self._requests.send(Job.PERMISSION, {"XOR-PEER-ADDRESS": (peer_ip, 0)}, now, peer_ip=peer_ip)
@@ -272,12 +257,6 @@ class TurnAllocation:
         out += [self._permission_request(peer_ip, now) for peer_ip in permissions]
         out += [self._channel_request(peer, number, now) for peer, number in channels]
         return out
-
-    def _wrap(self, peer: Endpoint, payload: bytes) -> Transmit:
-        number = self._grants.channel_of(peer)
-        if number is not None:
-            return Transmit(channel_data(number, payload), self.config.server)
-        return Transmit(send_indication(peer, payload), self.config.server)
 
     def _forget(self) -> None:
         """Drop everything that belongs to the current allocation."""
@@ -373,7 +352,7 @@ class TurnAllocation:
     def _allocate_again(self, request: Request, message: StunMessage | None, now: float) -> list[Output]:
         """Our stale allocation is deleted (or was gone already): allocate, retrying 437s for a grace period."""
         self._mismatch_until = now + self.config.mismatch_grace
-        return [self._requests.send(Job.ALLOCATE, self._allocate_attributes(), now)]
+        return [self._requests.send(Job.ALLOCATE, _allocate_attributes(self.config), now)]
 
     def _closed(self, request: Request, message: StunMessage | None, now: float) -> list[Output]:
         self._fire(Trigger.DONE)
@@ -386,7 +365,7 @@ class TurnAllocation:
             return []  # revoked meanwhile
         new, held = granted
         out: list[Output] = [Permitted(request.peer_ip)] if new else []
-        return out + [self._wrap(peer, payload) for peer, payload in held]
+        return out + [_wrap(self._grants, self.config.server, peer, payload) for peer, payload in held]
 
     def _bound(self, request: Request, message: StunMessage, now: float) -> list[Output]:
         assert request.peer is not None
