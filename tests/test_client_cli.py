@@ -118,7 +118,9 @@ def test_every_event_has_a_line() -> None:
             "path_changed", peer="bob", old="relay", new="direct", reason="x", addr="198.18.0.12:40000"
         ),
         "message_delivered": event("message_delivered", peer="bob", text="hi", epoch=7, seq=0),
-        "message_undelivered": event("message_undelivered", peer="bob", text="hi", reason="not acknowledged"),
+        "message_undelivered": event(
+            "message_undelivered", peer="bob", text="hi", reason="not acknowledged", epoch=7, seq=1
+        ),
         "turn_allocated": event("turn_allocated", relay="198.18.0.20:49161"),
         "turn_failed": event("turn_failed", reason="turn: no response"),
     }

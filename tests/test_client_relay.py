@@ -150,7 +150,7 @@ class RelayLab(Lab):
             self.send(host, peer, text)
 
     def send(self, host: str, peer: str, text: str) -> None:
-        self.perform(host, self.cores[host].send(peer, text, self.now))
+        self.perform(host, self.cores[host].send(peer, text, self.now).outputs)
         self.deliver()
 
     def received(self, host: str) -> list[str]:
@@ -164,7 +164,7 @@ def relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str], keepalive: flo
     lab = RelayLab(keepalive)
     lab.add("alice", Nat("198.18.0.11", **alice_nat))  # type: ignore[arg-type]
     lab.add("bob", Nat("198.18.0.12", **bob_nat))  # type: ignore[arg-type]
-    lab.run_until(lambda: all(c.relay_up and c.registered and not c._reregister for c in lab.cores.values()))
+    lab.run_until(lambda: all(c.relay_up and c.registered and not c.server.reannouncing for c in lab.cores.values()))
     return lab
 
 

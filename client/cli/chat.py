@@ -18,7 +18,8 @@ from typing import Any
 from client.cli.control_client import AgentRefused, AgentUnavailable, AsyncAgentClient
 from client.cli.render import peer_line
 from client.engine.core import RequestError, check_id
-from client.engine.events import Event, describe
+from client.engine.events import JSON, describe
+from client.engine.routes import Route
 
 QUIET_EVENTS = frozenset({"message_sent", "message_delivered", "registered", "turn_allocated"})
 """Events the chat does not echo: the sent line is already on screen (a message NOT delivered is shown);
@@ -43,10 +44,10 @@ class Chat:
         self.peer = peer
         try:
             status = await self._peer_status(peer)
-            if status is not None and status["path"] == "direct":
+            if status is not None and status["path"] == Route.DIRECT:
                 say(f"[client] direct path to {peer} ({status['addr']})")
                 return
-            if status is not None and status["path"] == "relay":
+            if status is not None and status["path"] == Route.RELAY:
                 say(f"[client] relayed path to {peer} via {status['relay']}")
                 return
             await self.agent.request("connect", peer=peer)
@@ -70,7 +71,7 @@ class Chat:
             return True
         return await command[0](self, arg.strip())
 
-    async def print_events(self, events: AsyncIterator[Event]) -> None:
+    async def print_events(self, events: AsyncIterator[JSON]) -> None:
         """Print the agent's events above the prompt until the stream ends."""
         try:
             async for ev in events:

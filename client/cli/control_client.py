@@ -14,7 +14,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from client.engine.events import Event
+from client.engine.events import JSON
 
 if TYPE_CHECKING:  # asyncio is imported only by the chat, so that `client health` starts fast
     import asyncio
@@ -105,12 +105,12 @@ class AsyncAgentClient:
         self._writer.write(json.dumps({"op": op, **fields}).encode() + b"\n")
         return _checked(await self._read())
 
-    async def subscribe(self, peer: str | None = None) -> AsyncIterator[Event]:
+    async def subscribe(self, peer: str | None = None) -> AsyncIterator[JSON]:
         """Events as the agent emits them (all peers when ``peer`` is None), until the agent goes away."""
         await self.request("subscribe", **({} if peer is None else {"peer": peer}))
         return self._events()
 
-    async def _events(self) -> AsyncIterator[Event]:
+    async def _events(self) -> AsyncIterator[JSON]:
         while True:
             try:
                 event = await self._read()

@@ -36,6 +36,7 @@ from client.cli.control_client import AgentClient, AgentRefused, AgentUnavailabl
 from client.cli.render import peer_line
 from client.daemon.config import AgentStartError, ConfigError, agent_config, events_path, socket_path, stun_server
 from client.engine.core import RequestError, check_id
+from client.engine.routes import USABLE, Route
 from protocol import Endpoint
 
 RESERVED = frozenset(
@@ -117,9 +118,6 @@ def cmd_chat(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return asyncio.run(run_chat(socket_path(env), args.peer))
 
 
-USABLE = ("direct", "relay")
-
-
 def _ensure_path(agent: AgentClient, peer: str) -> dict[str, Any]:
     """Connect unless a path is up; the peer's status, or :class:`AgentRefused` when there is no path."""
     status: dict[str, Any] = agent.request("connect", peer=peer)["peer"]
@@ -161,7 +159,7 @@ def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_disconnect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with AgentClient(socket_path(env)) as agent:
         status = agent.request("disconnect", peer=args.peer)["peer"]
-    print(peer_line(status or {"id": args.peer, "addr": None, "path": "none"}))
+    print(peer_line(status or {"id": args.peer, "addr": None, "path": Route.NONE}))
     return 0
 
 

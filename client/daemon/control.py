@@ -43,7 +43,7 @@ from typing import Any, Protocol
 
 from client.daemon.config import AgentStartError
 from client.engine.core import RequestError
-from client.engine.events import Event
+from client.engine.events import JSON
 
 SUBSCRIBER_BACKLOG = 1000
 """Events a subscriber may fall behind by before it is cut off (a chat suspended with Ctrl-Z)."""
@@ -56,10 +56,11 @@ class Subscription:
 
     def __init__(self, peer: str | None) -> None:
         self.peer = peer
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[JSON | None] = asyncio.Queue()
         self._cut = False
 
-    def offer(self, ev: Event) -> None:
+    def offer(self, ev: JSON) -> None:
+        """Queue one event's JSON (as the event log has it) for the stream, unless for another peer."""
         if self._cut or (self.peer is not None and ev.get("peer") != self.peer):
             return
         self._cut = self.queue.qsize() >= SUBSCRIBER_BACKLOG
@@ -72,8 +73,7 @@ class Agent(Protocol):
     def status(self) -> dict[str, Any]: ...
     async def connect(self, peer: str) -> dict[str, Any] | None: ...
     def disconnect(self, peer: str) -> dict[str, Any] | None: ...
-    def send(self, peer: str, text: str) -> dict[str, Any] | None: ...
-    async def send_and_wait(self, peer: str, text: str) -> dict[str, Any] | None: ...
+    async def send(self, peer: str, text: str, wait: bool = False) -> dict[str, Any] | None: ...
     async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]: ...
     def subscribe(self, subscription: Subscription) -> None: ...
     def unsubscribe(self, subscription: Subscription) -> None: ...
@@ -109,9 +109,7 @@ async def _send(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
     text = request.get("text")
     if not isinstance(text, str):
         raise BadRequest("send: 'text' must be a string")
-    if request.get("wait"):
-        return {"ok": True, "peer": await agent.send_and_wait(_peer_field(request), text)}
-    return {"ok": True, "peer": agent.send(_peer_field(request), text)}
+    return {"ok": True, "peer": await agent.send(_peer_field(request), text, wait=bool(request.get("wait")))}
 
 
 async def _flood(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:

@@ -7,7 +7,7 @@ import logging
 import pathlib
 from types import TracebackType
 
-from client.engine.events import Event
+from client.engine.events import JSON
 
 logger = logging.getLogger("client")
 
@@ -20,16 +20,14 @@ class EventLog:
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._file = self.path.open("a", encoding="utf-8")
 
-    def write(self, ev: Event, ts: float) -> Event:
-        """Stamp ``ev`` with ``ts`` (unix seconds) and append it; returns the stamped event."""
-        stamped = {"ts": round(ts, 6), **ev}
+    def write(self, stamped: JSON) -> None:
+        """Append one event's JSON (:meth:`client.engine.events.Event.to_json`, stamped)."""
         try:
             self._file.write(json.dumps(stamped, ensure_ascii=False) + "\n")
             self._file.flush()
         except OSError as exc:
             # A full disk must not take the agent (and the lab's paths) down with it.
             logger.error("[client] cannot write event log %s: %s", self.path, exc)
-        return stamped
 
     def close(self) -> None:
         self._file.close()
