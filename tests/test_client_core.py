@@ -500,3 +500,13 @@ def test_wire_messages_are_the_protocols() -> None:
     assert encode(Hello("alice")) == b"hello alice"
     assert encode(HelloAck("alice")) == b"hello-ack alice"
     assert encode(Msg("alice", "hi there")) == b"msg alice hi there"
+
+
+def test_a_seed_era_peer_gets_no_ticket() -> None:
+    lab = two_hosts(CONE, CONE)
+    connect(lab)
+    sent = lab.cores["alice"].send("bob", "fire and forget", lab.now)
+    assert sent.ticket is None  # a plain msg is never acknowledged: nothing to wait for
+    assert [o for o in sent.outputs if isinstance(o, Send)] == [
+        Send(Msg("alice", "fire and forget"), Endpoint("198.18.0.12", 50001))
+    ]

@@ -4,15 +4,19 @@
 from __future__ import annotations
 
 import json
+import logging
 from typing import Any
 
 import pytest
 
+from client.cli.chat import say
+from client.cli.logs import PrefixFormatter, speaking
 from client.engine.events import (
     KINDS,
     DirectConfirmed,
     Disconnected,
     Event,
+    Line,
     MessageDelivered,
     MessageReceived,
     MessageSent,
@@ -28,6 +32,7 @@ from client.engine.events import (
     TurnFailed,
     describe,
     event,
+    ticket_of,
 )
 from client.engine.routes import Route
 
@@ -140,17 +145,33 @@ def test_events_are_frozen_values() -> None:
 
 
 def test_settling_events_name_the_sent_messages_ticket() -> None:
-    assert MessageDelivered("bob", "hi", 7, 3).ticket == Ticket("bob", 7, 3)
-    assert MessageUndelivered("bob", "hi", "gave up", 7, 4).ticket == Ticket("bob", 7, 4)
+    assert ticket_of(MessageDelivered("bob", "hi", 7, 3)) == Ticket("bob", 7, 3)
+    assert ticket_of(MessageUndelivered("bob", "hi", "gave up", 7, 4)) == Ticket("bob", 7, 4)
 
 
 @pytest.mark.parametrize(
     ("raw", "line"),
     [
-        ({"ts": 1.0, "event": "registered", "server": "s:1"}, "[client] registered with server s:1"),
-        ({"event": "future_kind", "x": 1}, "[client] future_kind"),
-        ({"event": "direct_confirmed", "peer": "bob"}, "[client] {'event': 'direct_confirmed', 'peer': 'bob'}"),
+        ({"ts": 1.0, "event": "registered", "server": "s:1"}, Line("client", "registered with server s:1")),
+        ({"event": "message_received", "peer": "bob", "text": "hi", "addr": "a:1"}, Line("peer bob", "hi")),
+        ({"event": "future_kind", "x": 1}, Line("client", "future_kind")),
+        ({"event": "direct_confirmed", "peer": "bob"}, Line("client", "{'event': 'direct_confirmed', 'peer': 'bob'}")),
     ],
 )
-def test_describe_takes_json_from_a_stream_too(raw: dict[str, Any], line: str) -> None:
+def test_describe_takes_json_from_a_stream_too(raw: dict[str, Any], line: Line) -> None:
     assert describe(raw) == line
+
+
+def test_the_prefix_comes_from_the_formatter() -> None:
+    formatter = PrefixFormatter("%(message)s")
+    own = logging.LogRecord("client", logging.INFO, __file__, 1, "registered with %s", ("s:1",), None)
+    assert formatter.format(own) == "[client] registered with s:1"
+    line = describe(MessageReceived("bob", "gday", "1.2.3.4:5"))
+    theirs = logging.makeLogRecord({"msg": line.text, "levelno": logging.INFO, **speaking(line)})
+    assert formatter.format(theirs) == "[peer bob] gday"
+
+
+def test_the_chat_prints_through_the_formatter(capsys: pytest.CaptureFixture[str]) -> None:
+    say("agent stopped")
+    say("gday", "peer bob")
+    assert capsys.readouterr().out == "[client] agent stopped\n[peer bob] gday\n"

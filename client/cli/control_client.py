@@ -10,7 +10,7 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
@@ -69,6 +69,27 @@ class AgentClient:
         if not line:
             raise _unavailable(self.path)
         return _checked(json.loads(line))
+
+    def subscribe(self, peer: str | None = None) -> Iterator[JSON]:
+        """Subscribe (all peers when ``peer`` is None), then the events as the agent emits them, until it
+        stops; :class:`AgentRefused` if it cuts the stream (we fell behind). Returns once subscribed."""
+        self.request("subscribe", **({} if peer is None else {"peer": peer}))
+        self._sock.settimeout(None)  # a stream waits as long as the agent has nothing to say
+        return self._events()
+
+    def _events(self) -> Iterator[JSON]:
+        while True:
+            try:
+                line = self._file.readline()
+            except OSError:
+                return
+            if not line:
+                return  # the agent stopped: the stream simply ends
+            event: JSON = json.loads(line)
+            if "ok" in event:
+                _checked(event)  # the only non-event line in a stream: the agent cut us off
+                continue
+            yield event
 
     def close(self) -> None:
         self._file.close()

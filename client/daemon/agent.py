@@ -19,8 +19,8 @@ from typing import Any
 from client.daemon.config import AgentConfig, AgentStartError
 from client.daemon.control import ControlServer, Subscription
 from client.daemon.eventlog import EventLog
-from client.engine.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError
-from client.engine.events import Event, MessageDelivered, MessageUndelivered, Registered, Ticket, describe
+from client.engine.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError, check_id
+from client.engine.events import Event, MessageDelivered, MessageUndelivered, Registered, Ticket, describe, ticket_of
 from protocol import Endpoint, encode
 
 logger = logging.getLogger("client")
@@ -35,7 +35,7 @@ class _Protocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         # An ICMP error about one peer must not stop the socket serving the others.
-        logger.debug("[client] socket error: %s", exc)
+        logger.debug("socket error: %s", exc)
 
 
 class Agent:
@@ -98,6 +98,18 @@ class Agent:
         self._perform(self.core.connect(peer, self._loop.time()))
         while not self.core.connect_settled(peer):
             await self._changed()
+        return self.core.peer_status(peer)
+
+    async def settle(self, peer: str) -> dict[str, Any] | None:
+        """Wait until the path to ``peer`` has settled (direct confirmed, or punching gave up with the relay
+        or nothing left); the peer's status. The caller bounds the wait."""
+        check_id(peer)
+        while not self.core.path_settled(peer):
+            await self._changed()
+        return self.core.peer_status(peer)
+
+    def peer(self, peer: str) -> dict[str, Any] | None:
+        """The peer's status now (``None`` if unknown)."""
         return self.core.peer_status(peer)
 
     async def _changed(self) -> None:
@@ -174,7 +186,7 @@ class Agent:
             outputs = self.core.receive(data, Endpoint.of(addr), self._loop.time())
         except Exception:
             # Never let one datagram stop the agent; the core should not raise, so this is a bug report.
-            logger.exception("[client] error handling datagram from %s: %r", addr, data[:64])
+            logger.exception("error handling datagram from %s: %r", addr, data[:64])
             return
         self._perform(outputs)
 
@@ -184,7 +196,7 @@ class Agent:
             self._perform(self.core.tick(self._loop.time()))
         except Exception:
             # A bug, but keepalives must go on: try again in a second rather than spin or stop.
-            logger.exception("[client] error in timer tick")
+            logger.exception("error in timer tick")
             self._timer = self._loop.call_later(1.0, self._on_timer)
 
     def _perform(self, outputs: list[Output]) -> None:
@@ -207,12 +219,13 @@ class Agent:
             # starting Python to ask the agent, and healthchecks run several times a second.
             _touch(self.config.ready_file)
         if isinstance(ev, MessageDelivered | MessageUndelivered):
-            outcome = self._outcomes.pop(ev.ticket, None)
+            outcome = self._outcomes.pop(ticket_of(ev), None)
             if outcome is not None and not outcome.done():
                 outcome.set_result(ev.reason if isinstance(ev, MessageUndelivered) else None)
         stamped = ev.to_json(time.time())
         self.events.write(stamped)
-        logger.info(describe(stamped))
+        line = describe(ev)
+        logger.info(line.text, extra={"speaker": line.speaker})
         for subscription in self.subscriptions:
             subscription.offer(stamped)
 
@@ -233,7 +246,7 @@ def _touch(path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).touch()
     except OSError as exc:
-        logger.warning("[client] cannot write ready file %s: %s", path, exc.strerror)
+        logger.warning("cannot write ready file %s: %s", path, exc.strerror)
 
 
 def _route_ip(server: Endpoint, fallback: str) -> str:
@@ -262,9 +275,9 @@ async def run(config: AgentConfig) -> int:
         await agent.open()
         try:
             async with ControlServer(agent, config.socket):
-                logger.info("[client] listening on %s as %s (control %s)", agent.local, config.id, config.socket)
+                logger.info("listening on %s as %s (control %s)", agent.local, config.id, config.socket)
                 await stop.wait()
         finally:
             agent.close()
-    logger.info("[client] stopped")
+    logger.info("stopped")
     return 0

@@ -27,7 +27,7 @@ class EventLog:
             self._file.flush()
         except OSError as exc:
             # A full disk must not take the agent (and the lab's paths) down with it.
-            logger.error("[client] cannot write event log %s: %s", self.path, exc)
+            logger.error("cannot write event log %s: %s", self.path, exc)
 
     def close(self) -> None:
         self._file.close()

@@ -191,6 +191,18 @@ class AgentCore:
         peer = self.peers.get(peer_id)
         return peer is None or (peer.pending is None and peer.path_name(self.relay_up) is not Route.PUNCHING)
 
+    def path_settled(self, peer_id: str) -> bool:
+        """Whether the path to ``peer_id`` has settled: direct confirmed, or no path still punching (the
+        direct punch gave up, and the relay, if any, is what is left). A relayed cone pair is not settled
+        while its direct punch may still confirm."""
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            return True
+        if peer.pending is not None:
+            return False
+        punching = PathState.PUNCHING in (peer.path.state, peer.relay.state)
+        return peer.path.state is PathState.DIRECT or not punching
+
     def disconnect(self, peer_id: str) -> list[Output]:
         """Forget the paths to a peer locally (state none); the peer itself is not told.
 
@@ -240,10 +252,10 @@ class AgentCore:
         try:
             message = parse(data)
         except ProtocolError as exc:
-            return [Log(logging.DEBUG, f"[client] dropped datagram from {source}: {exc.reason}")]
+            return [Log(logging.DEBUG, f"dropped datagram from {source}: {exc.reason}")]
         why = self._unwanted(message, source)
         if why is not None:
-            return [Log(logging.DEBUG, f"[client] dropped {_verb(message)} from {source}: {why}")]
+            return [Log(logging.DEBUG, f"dropped {_verb(message)} from {source}: {why}")]
         handler = _HANDLERS.get(type(message))
         return [] if handler is None else handler(self, message, source, now, via_relay)
 
@@ -275,7 +287,7 @@ class AgentCore:
                     self.server.reannounce(now)
                     out += self.paths.relay_lost(list(self.peers.values()), reason, now)
                 case turn.Dropped(why) | turn.Denied(_, why):
-                    out.append(Log(logging.DEBUG, f"[client] turn: {why}"))
+                    out.append(Log(logging.DEBUG, f"turn: {why}"))
         return out
 
     def _relayed(self) -> Endpoint | None:
@@ -285,7 +297,7 @@ class AgentCore:
 
     def _on_punch(self, punch: Punch, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
         if punch.id == self.config.id:
-            return [Log(logging.WARNING, f"[client] ignoring punch to ourselves at {punch.addr}")]
+            return [Log(logging.WARNING, f"ignoring punch to ourselves at {punch.addr}")]
         peer = self._peer(punch.id)
         started = None if peer.pending is None else peer.pending.started
         peer.pending = None

@@ -44,6 +44,8 @@ class Event:
 
     name: ClassVar[str]
     line: ClassVar[str]
+    speaker: ClassVar[str] = "client"
+    """Who the line speaks for, a template too; the log formatter shows it as the ``[client]`` prefix."""
 
     def to_json(self, ts: float | None = None) -> JSON:
         """The event's JSON object, stamped with ``ts`` (unix seconds, first key) when given."""
@@ -60,14 +62,14 @@ class Event:
 @dataclass(frozen=True)
 class Registered(Event):
     name = "registered"
-    line = "[client] registered with server {server}"
+    line = "registered with server {server}"
     server: str
 
 
 @dataclass(frozen=True)
 class PunchStarted(Event):
     name = "punch_started"
-    line = "[client] punching peer {peer} ({addr})"
+    line = "punching peer {peer} ({addr})"
     peer: str
     addr: str
 
@@ -75,7 +77,7 @@ class PunchStarted(Event):
 @dataclass(frozen=True)
 class DirectConfirmed(Event):
     name = "direct_confirmed"
-    line = "[client] direct path to {peer} ({addr}) in {time_to_direct_ms:.0f} ms"
+    line = "direct path to {peer} ({addr}) in {time_to_direct_ms:.0f} ms"
     peer: str
     addr: str
     time_to_direct_ms: float | None
@@ -84,7 +86,7 @@ class DirectConfirmed(Event):
 @dataclass(frozen=True)
 class PunchFailed(Event):
     name = "punch_failed"
-    line = "[client] no path to {peer}: {reason}"
+    line = "no path to {peer}: {reason}"
     peer: str
     addr: str
     reason: str | None
@@ -95,7 +97,7 @@ class PunchFailed(Event):
 @dataclass(frozen=True)
 class MessageSent(Event):
     name = "message_sent"
-    line = "[client] sent to {peer}: {text}"
+    line = "sent to {peer}: {text}"
     peer: str
     text: str
     epoch: int | None = _optional()
@@ -105,7 +107,8 @@ class MessageSent(Event):
 @dataclass(frozen=True)
 class MessageReceived(Event):
     name = "message_received"
-    line = "[peer {peer}] {text}"
+    line = "{text}"
+    speaker = "peer {peer}"
     peer: str
     text: str
     addr: str
@@ -114,7 +117,7 @@ class MessageReceived(Event):
 @dataclass(frozen=True)
 class ServerError(Event):
     name = "server_error"
-    line = "[client] server error: {reason}"
+    line = "server error: {reason}"
     reason: str
     peer: str | None = _optional()
     """The peer whose connect the error answered (or that timed out), if any."""
@@ -123,14 +126,14 @@ class ServerError(Event):
 @dataclass(frozen=True)
 class Disconnected(Event):
     name = "disconnected"
-    line = "[client] forgot peer {peer}"
+    line = "forgot peer {peer}"
     peer: str
 
 
 @dataclass(frozen=True)
 class RelayConfirmed(Event):
     name = "relay_confirmed"
-    line = "[client] relayed path to {peer} via {relay} in {time_to_relay_ms:.0f} ms"
+    line = "relayed path to {peer} via {relay} in {time_to_relay_ms:.0f} ms"
     peer: str
     relay: str
     time_to_relay_ms: float | None
@@ -139,7 +142,7 @@ class RelayConfirmed(Event):
 @dataclass(frozen=True)
 class PathChanged(Event):
     name = "path_changed"
-    line = "[client] path to {peer}: {old} -> {new} ({reason})"
+    line = "path to {peer}: {old} -> {new} ({reason})"
     peer: str
     old: Route
     new: Route
@@ -150,44 +153,41 @@ class PathChanged(Event):
 @dataclass(frozen=True)
 class MessageDelivered(Event):
     name = "message_delivered"
-    line = "[client] delivered to {peer}: {text}"
+    line = "delivered to {peer}: {text}"
     peer: str
     text: str
     epoch: int
     seq: int
 
-    @property
-    def ticket(self) -> Ticket:
-        return Ticket(self.peer, self.epoch, self.seq)
-
 
 @dataclass(frozen=True)
 class MessageUndelivered(Event):
     name = "message_undelivered"
-    line = "[client] NOT delivered to {peer}: {text} ({reason})"
+    line = "NOT delivered to {peer}: {text} ({reason})"
     peer: str
     text: str
     reason: str | None
     epoch: int
     seq: int
 
-    @property
-    def ticket(self) -> Ticket:
-        return Ticket(self.peer, self.epoch, self.seq)
-
 
 @dataclass(frozen=True)
 class TurnAllocated(Event):
     name = "turn_allocated"
-    line = "[client] relay allocated: {relay}"
+    line = "relay allocated: {relay}"
     relay: str
 
 
 @dataclass(frozen=True)
 class TurnFailed(Event):
     name = "turn_failed"
-    line = "[client] relay unavailable: {reason}"
+    line = "relay unavailable: {reason}"
     reason: str
+
+
+def ticket_of(settled: MessageDelivered | MessageUndelivered) -> Ticket:
+    """The ticket of the message a settling event is about (as :class:`MessageSent`'s send returned it)."""
+    return Ticket(settled.peer, settled.epoch, settled.seq)
 
 
 KINDS: dict[str, type[Event]] = {
@@ -215,9 +215,9 @@ LINES: dict[str, str] = {name: kind.line for name, kind in KINDS.items()}
 """Event name -> log line template (the seed's wording where it has one)."""
 
 _VARIANTS: dict[str, str] = {
-    "server_error": "[client] no path to {peer}: server: {reason}",
-    "punch_failed": "[client] direct punch to {peer} failed: {reason}",
-    "path_changed": "[client] direct path to {peer} ({addr}) (upgraded from relay)",
+    "server_error": "no path to {peer}: server: {reason}",
+    "punch_failed": "direct punch to {peer} failed: {reason}",
+    "path_changed": "direct path to {peer} ({addr}) (upgraded from relay)",
 }
 """The line for an event that has a variant (see :func:`_template`)."""
 
@@ -240,12 +240,24 @@ def _template(ev: Mapping[str, Any]) -> str | None:
     return _VARIANTS[name] if variant else LINES.get(name)
 
 
-def describe(ev: Event | Mapping[str, Any]) -> str:
+@dataclass(frozen=True)
+class Line:
+    """An event as a human line: ``text`` and who it speaks for (``client``, or ``peer bob`` for a message
+    received), which the CLI's log formatter prints as ``[client] text``."""
+
+    speaker: str
+    text: str
+
+
+def describe(ev: Event | Mapping[str, Any]) -> Line:
     """The human line for an event, or for its JSON as read from a stream (maybe another agent version's)."""
     data = ev.to_json() if isinstance(ev, Event) else ev
     template = _template(data)
+    kind = KINDS.get(data.get("event", ""))
     try:
-        return template.format(**data) if template else f"[client] {data.get('event', '')}"
+        if template is None or kind is None:
+            return Line("client", str(data.get("event", "")))
+        return Line(kind.speaker.format(**data), template.format(**data))
     except (KeyError, ValueError, TypeError):
         # An event from another version of the agent, missing a field: show it raw, never crash a chat.
-        return f"[client] {dict(data)}"
+        return Line("client", str(dict(data)))

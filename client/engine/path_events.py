@@ -34,7 +34,7 @@ def relay_path_event(path: Path, new: PathState) -> list[Output]:
         ms = path.time_to_direct_ms
         return [Emit(RelayConfirmed(path.peer, relay, ms))]
     if new is PathState.FAILED:
-        return [Log(logging.INFO, f"[client] relay path to {path.peer} ({relay}): {path.reason}")]
+        return [Log(logging.INFO, f"relay path to {path.peer} ({relay}): {path.reason}")]
     return []
 
 

@@ -59,9 +59,9 @@ class PathKeeper:
                     else:
                         out += direct_path_event(peer, new, relayed=self.carrier.can_send(peer))
                 case Moved(old, new):
-                    out.append(Log(logging.INFO, f"[client] peer {path.peer} moved from {old} to {new}"))
+                    out.append(Log(logging.INFO, f"peer {path.peer} moved from {old} to {new}"))
                 case Ignored(why):
-                    out.append(Log(logging.INFO, f"[client] ignoring {why}"))
+                    out.append(Log(logging.INFO, f"ignoring {why}"))
         return out
 
     def can_reconnect(self) -> bool:
@@ -106,7 +106,7 @@ class PathKeeper:
             return []
         peer.reconnect_at = now + 2 * self.timing.timeout
         return [
-            Log(logging.INFO, f"[client] relay is back: connecting to {peer.id} again"),
+            Log(logging.INFO, f"relay is back: connecting to {peer.id} again"),
             *self.server.start_connect(peer, now),
         ]
 
