@@ -15,7 +15,7 @@
     client disconnect <peer>          forget the path locally
     client peers [--json]             one line per peer: id, addr, path, reason
     client status [--json]            the agent's status
-    client events [--follow]          print the event log (JSON lines)
+    client events [--follow]          print the event log (JSON lines); --follow streams new events from the agent
     client health                     exit 0 iff the agent answers and is registered (fast)
     client stun-ping <ip:port> [--wait S]  STUN Binding: print our address as that server sees it
     client nat-type [--server IP:PORT] [--json] [--lifetime-max S]
