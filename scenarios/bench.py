@@ -57,36 +57,15 @@ def sample(action: Callable[[], float]) -> list[float]:
     return samples
 
 
-# Runs inside alice, so that no `docker exec` (dockerd is busy on 2 cores) overlaps a measurement: alice
-# forgets bob, connects, and reads the agent's own time_to_direct_ms; a pause lets the relay standby settle.
-CONNECT_LOOP = """
-import json, os, sys, time
-from client.daemon.config import socket_path
-from client.cli.control_client import AgentClient
-attempts, samples = int(sys.argv[1]), []
-with AgentClient(socket_path(os.environ)) as agent:
-    for _ in range(attempts):
-        agent.request("disconnect", peer="bob")
-        time.sleep(0.3)
-        agent.request("connect", peer="bob")
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            peer = next(p for p in agent.request("status")["status"]["peers"] if p["id"] == "bob")
-            if peer["path"] == "direct":
-                samples.append(peer["time_to_direct_ms"])
-                break
-            time.sleep(0.005)
-        else:
-            sys.exit(f"no direct path to bob within 10 s: {peer}")
-print(json.dumps(samples))
-"""
-
-
+# `client bench-connect` runs inside alice, so that no `docker exec` (dockerd is busy on 2 cores) overlaps a
+# measurement: alice forgets bob, connects, and reads the agent's own time_to_direct_ms; a pause (--gap) lets
+# the relay standby settle.
 def connect_to_direct_samples() -> list[float]:
     """ATTEMPTS connects from alice to bob, each from scratch on alice's side, in milliseconds to direct."""
     lab = interactive_lab()
     lab.exec_ok("alice", "client", "connect", "bob")  # bob learns alice once; later rounds re-punch alice only
-    return [float(ms) for ms in lab.json("alice", "python3", "-c", CONNECT_LOOP, str(ATTEMPTS))]
+    bench = lab.json("alice", "client", "bench-connect", "bob", str(ATTEMPTS), "--timeout", "10")
+    return [float(ms) for ms in bench["time_to_direct_ms"]]
 
 
 def connect_to_first_message_ms() -> float:

@@ -25,6 +25,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from client.engine.routes import USABLE, Route
 from common.rfc4787 import Behaviour
 from nat.profiles import get_profile
 from scenarios.grid_expect import Site, expected_path
@@ -40,37 +41,8 @@ UDP_TIMEOUT_S = 8
 KEEPALIVE_S = 2
 """Well inside UDP_TIMEOUT_S: keeps each host's mappings towards the signal and TURN servers alive meanwhile."""
 
-# Runs inside the row's host: connect, send one message and wait for its ack, then wait until the path has
-# settled (direct, or punching gave up and the relay or nothing is left), report, and forget the peer.
-ATTEMPT = """
-import json, os, sys, time
-from client.daemon.config import socket_path
-from client.cli.control_client import AgentClient, AgentRefused, AgentUnavailable
-peer, settle = sys.argv[1], float(sys.argv[2])
-delivered, error = False, None
-try:
-    with AgentClient(socket_path(os.environ), timeout=settle + 8) as agent:
-        agent.request("connect", peer=peer)
-        agent.request("send", peer=peer, text="grid probe", wait=True)
-        delivered = True
-except (AgentRefused, AgentUnavailable) as exc:
-    error = str(exc)
-with AgentClient(socket_path(os.environ)) as agent:
-    deadline = time.monotonic() + settle
-    while True:
-        status = next((p for p in agent.request("status")["status"]["peers"] if p["id"] == peer), None)
-        settled = status is not None and status["path"] != "punching" and (
-            status["path"] == "direct" or status["reason"] is not None)
-        if settled or time.monotonic() > deadline:
-            break
-        time.sleep(0.05)
-    agent.request("disconnect", peer=peer)
-status = status or {}
-print(json.dumps({"path": status.get("path", "none"), "delivered": delivered,
-                  "time_to_first_message_ms": status.get("time_to_first_message_ms"),
-                  "time_to_direct_ms": status.get("time_to_direct_ms"),
-                  "reason": error or status.get("reason")}))
-"""
+ATTEMPT_TIMEOUT_S = 2 * PUNCH_TIMEOUT_S + 6
+"""Bound on one attempt inside the row's host: the connect's punch, the probe's ack, the settling punch."""
 
 
 def site_behaviour(name: str) -> Site:
@@ -104,19 +76,30 @@ def grid_lab(sites: Sequence[str]) -> Lab:
 
 
 def attempt(lab: Lab, row: str, column: str) -> Attempt:
-    """One connect from the row's host to the column's host, from scratch on both sides afterwards."""
+    """One connect from the row's host to the column's host, from scratch on both sides afterwards.
+
+    ``client connect --settle --probe`` in the row's host: connect, send one message and wait for its ack,
+    then wait until the path has settled (direct, or punching gave up and the relay or nothing is left).
+    """
+    settle = ["--settle", "--timeout", str(ATTEMPT_TIMEOUT_S), "--probe", "grid probe", "--json"]
     try:
-        result: dict[str, Any] = lab.json(row, "python3", "-c", ATTEMPT, column, str(PUNCH_TIMEOUT_S + 3))
-    except (LabError, json.JSONDecodeError) as exc:
-        result = {"path": "none", "delivered": False, "reason": f"attempt failed: {exc}"[:500]}
+        _, out, err = lab.exec_split(row, "client", "connect", column, *settle)
+    except LabError as exc:
+        out, err = "", str(exc)
+    try:
+        result: dict[str, Any] = json.loads(out)
+    except json.JSONDecodeError:
+        result = {"peer": None, "delivered": False, "error": f"attempt failed: {err.strip() or out.strip()}"[:500]}
+    lab.exec(row, "client", "disconnect", column)
     lab.exec(column, "client", "disconnect", row)
-    path = result.get("path", "none")
+    status = result.get("peer") or {}
+    path = status.get("path", Route.NONE)
     return Attempt(
-        path=path if path in ("direct", "relay") else "none",
+        path=path if path in USABLE else Route.NONE,
         delivered=bool(result.get("delivered")),
-        time_to_first_message_ms=result.get("time_to_first_message_ms"),
-        time_to_direct_ms=result.get("time_to_direct_ms") if path == "direct" else None,
-        reason=result.get("reason"),
+        time_to_first_message_ms=status.get("time_to_first_message_ms"),
+        time_to_direct_ms=result.get("time_to_direct_ms"),
+        reason=result.get("error") or status.get("reason"),
     )
 
 

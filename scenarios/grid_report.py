@@ -18,9 +18,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from client.engine.routes import Route
 from scenarios.grid_expect import RULES, Site, explain_rules
 
-PATHS = ("none", "relay", "direct")
+PATHS = (Route.NONE, Route.RELAY, Route.DIRECT)
 """The paths an attempt can take, worst first: ties in a cell's majority go to the worse one."""
 
 _RANK = {path: rank for rank, path in enumerate(PATHS)}
@@ -83,7 +84,7 @@ class Cell:
     def path(self) -> str:
         """The path most attempts took; a tie goes to the worse path, so a coin flip never looks good."""
         if not self.attempts:
-            return "none"
+            return Route.NONE
         counts = {path: sum(1 for attempt in self.attempts if attempt.path == path) for path in PATHS}
         return max(PATHS, key=lambda path: (counts[path], -_RANK[path]))
 
@@ -121,7 +122,7 @@ class Cell:
         parts = [f"{self.path} {self.delivered}/{len(self.attempts)}"]
         if self.median_first_message_ms is not None:
             parts.append(_ms(self.median_first_message_ms))
-        if self.path == "direct" and self.median_direct_ms is not None:
+        if self.path == Route.DIRECT and self.median_direct_ms is not None:
             parts.append(f"↗{_ms(self.median_direct_ms)}")
         return " · ".join(parts)
 
@@ -285,7 +286,7 @@ def _html_cell(cell: Cell | None, a: str, b: str) -> str:
     figures = [f"{cell.delivered}/{len(cell.attempts)} delivered"]
     if cell.median_first_message_ms is not None:
         figures.append(f"first message {_ms(cell.median_first_message_ms)}")
-    if cell.path == "direct" and cell.median_direct_ms is not None:
+    if cell.path == Route.DIRECT and cell.median_direct_ms is not None:
         figures.append(f"↗ direct {_ms(cell.median_direct_ms)}")
     body = f'<div class="path">{_escape(cell.path)}</div>'
     body += "".join(f'<div class="figures">{_escape(figure)}</div>' for figure in figures)

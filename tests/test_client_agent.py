@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import importlib.util
+import io
 import json
 import os
 import pathlib
@@ -452,6 +453,58 @@ def test_punch_failure_is_reported_with_the_exact_reason(
     assert "Traceback" not in alice.stderr()
 
 
+def test_connect_settle_reports_the_settled_path_and_the_probe(pair: tuple[AgentProcess, AgentProcess]) -> None:
+    alice, bob = pair
+    result = alice.cli("connect", "bob", "--settle", "--timeout", "8", "--probe", "are you there", "--json")
+    assert result.returncode == 0, result.stderr
+    settled = json.loads(result.stdout)
+    assert list(settled) == ["peer", "settled", "time_to_direct_ms", "delivered", "error"]
+    assert (settled["peer"]["path"], settled["settled"], settled["delivered"], settled["error"]) == (
+        "direct",
+        True,
+        True,
+        None,
+    )
+    assert settled["time_to_direct_ms"] == settled["peer"]["time_to_direct_ms"] is not None
+    received = wait_for(lambda: bob.named("message_received"), "bob to receive the probe")
+    assert [e["text"] for e in received] == ["are you there"]
+
+
+def test_connect_settle_waits_for_the_punch_to_give_up(
+    pair: tuple[AgentProcess, AgentProcess], server: FakeSignalServer, sink: Endpoint
+) -> None:
+    alice, _ = pair
+    server.lies = {"alice": sink, "bob": sink}
+    result = alice.cli("connect", "bob", "--settle", "--probe", "hello?", "--json")
+    assert result.returncode == 1
+    settled = json.loads(result.stdout)
+    reason = f"punch failed: no response from {sink} within {PUNCH_TIMEOUT} s"
+    assert (settled["peer"]["path"], settled["peer"]["reason"], settled["settled"]) == ("none", reason, True)
+    assert (settled["delivered"], settled["error"]) == (False, f"no path to bob: {reason}")
+    assert settled["time_to_direct_ms"] is None
+
+
+def test_connect_options_need_settle(pair: tuple[AgentProcess, AgentProcess]) -> None:
+    alice, _ = pair
+    result = alice.cli("connect", "bob", "--probe", "x")
+    assert (result.returncode, result.stderr) == (2, "client: connect: --probe and --timeout go with --settle\n")
+    result = alice.cli("connect", "bob", "--settle", "--timeout", "0")
+    assert (result.returncode, result.stderr) == (2, "client: --timeout 0: expected 0-3600 seconds\n")
+
+
+def test_bench_connect_measures_each_connect_from_scratch(pair: tuple[AgentProcess, AgentProcess]) -> None:
+    alice, _ = pair
+    assert alice.cli("connect", "bob").returncode == 0
+    result = alice.cli("bench-connect", "bob", "3", "--gap", "0.05")
+    assert result.returncode == 0, result.stderr
+    bench = json.loads(result.stdout)
+    assert bench["peer"] == "bob"
+    assert len(bench["time_to_direct_ms"]) == 3
+    assert all(isinstance(ms, float) and ms >= 0 for ms in bench["time_to_direct_ms"])
+    assert len(alice.named("disconnected")) == 3
+    assert len(alice.named("direct_confirmed")) == 1 + 3  # each bench connect confirmed anew
+
+
 def test_connect_to_an_unregistered_peer(start_agent: Callable[[str], AgentProcess]) -> None:
     alice = start_agent("alice")
     result = alice.cli("connect", "carol")
@@ -574,15 +627,35 @@ def test_events_follow(pair: tuple[AgentProcess, AgentProcess]) -> None:
     child = pexpect.spawn(
         sys.executable, ["-m", "client", "events", "--follow"], env=env, cwd=str(REPO), encoding="utf-8", timeout=10
     )
+    printed = io.StringIO()
+    child.logfile_read = printed
     try:
         child.expect_exact('"event": "registered"')
         assert alice.cli("connect", "bob").returncode == 0
         child.expect_exact('"event": "direct_confirmed"')
+        assert alice.cli("disconnect", "bob").returncode == 0
+        child.expect_exact('"event": "disconnected"')  # streamed from the agent's subscription, not polled
+        child.expect_exact("\n")
         child.sendintr()
         child.expect(pexpect.EOF)
     finally:
         child.close(force=True)
     assert child.exitstatus == 0
+    names = [json.loads(line)["event"] for line in printed.getvalue().splitlines() if line.startswith("{")]
+    assert names == [e["event"] for e in alice.read_events()]  # the log, then the stream: each event once
+
+
+def test_events_follow_needs_the_agent(workdir: pathlib.Path) -> None:
+    env = {**os.environ, "NATLAB_SOCKET": str(workdir / "none.sock"), "NATLAB_EVENTS": str(workdir / "e.jsonl")}
+    (workdir / "e.jsonl").write_text("")
+    result = subprocess.run(
+        [sys.executable, "-m", "client", "events", "--follow"],
+        env=env, cwd=REPO, capture_output=True, text=True, timeout=30, check=False,
+    )  # fmt: skip
+    assert (result.returncode, result.stderr.strip()) == (
+        1,
+        f"client: agent not running (no socket at {workdir}/none.sock)",
+    )
 
 
 def test_chat_without_a_terminal_reads_lines(pair: tuple[AgentProcess, AgentProcess]) -> None:

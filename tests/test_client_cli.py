@@ -11,7 +11,7 @@ import client.cli.main
 from client.cli.main import RESERVED, main
 from client.cli.render import peer_line
 from client.daemon.config import ConfigError, agent_config, parse_server
-from client.engine.events import LINES, describe, event
+from client.engine.events import LINES, Line, describe, event
 from protocol import Endpoint
 
 BASE = {"NATLAB_ID": "alice", "NATLAB_SERVER": "198.18.0.10:9000"}
@@ -118,25 +118,38 @@ def test_every_event_has_a_line() -> None:
             "path_changed", peer="bob", old="relay", new="direct", reason="x", addr="198.18.0.12:40000"
         ),
         "message_delivered": event("message_delivered", peer="bob", text="hi", epoch=7, seq=0),
-        "message_undelivered": event("message_undelivered", peer="bob", text="hi", reason="not acknowledged"),
+        "message_undelivered": event(
+            "message_undelivered", peer="bob", text="hi", reason="not acknowledged", epoch=7, seq=1
+        ),
         "turn_allocated": event("turn_allocated", relay="198.18.0.20:49161"),
         "turn_failed": event("turn_failed", reason="turn: no response"),
     }
     assert set(examples) == set(LINES)
-    assert all(not describe(ev).startswith("[client] {") for ev in examples.values())
-    assert describe(examples["relay_confirmed"]) == "[client] relayed path to bob via 198.18.0.20:49161 in 4 ms"
+    assert all(not describe(ev).text.startswith("{") for ev in examples.values())
+    assert describe(examples["relay_confirmed"]) == Line("client", "relayed path to bob via 198.18.0.20:49161 in 4 ms")
     assert describe(examples["path_changed"]) == (
-        "[client] direct path to bob (198.18.0.12:40000) (upgraded from relay)"
+        Line("client", "direct path to bob (198.18.0.12:40000) (upgraded from relay)")
     )
     lost = event("path_changed", peer="bob", old="relay", new="none", reason="relay lost: turn: gone", addr=None)
-    assert describe(lost) == "[client] path to bob: relay -> none (relay lost: turn: gone)"
+    assert describe(lost) == Line("client", "path to bob: relay -> none (relay lost: turn: gone)")
     relayed = event("punch_failed", peer="bob", addr="1.2.3.4:5", reason="punch failed: x", relayed=True)
-    assert describe(relayed) == "[client] direct punch to bob failed: punch failed: x"
-    assert describe(examples["punch_started"]) == "[client] punching peer bob (1.2.3.4:5)"
-    assert describe(examples["direct_confirmed"]) == "[client] direct path to bob (1.2.3.4:5) in 23 ms"
-    assert describe(examples["message_received"]) == "[peer bob] gday"
+    assert describe(relayed) == Line("client", "direct punch to bob failed: punch failed: x")
+    assert describe(examples["punch_started"]) == Line("client", "punching peer bob (1.2.3.4:5)")
+    assert describe(examples["direct_confirmed"]) == Line("client", "direct path to bob (1.2.3.4:5) in 23 ms")
+    assert describe(examples["message_received"]) == Line("peer bob", "gday")
     refused = event("server_error", reason="invalid peers", peer="carol")
-    assert describe(refused) == "[client] no path to carol: server: invalid peers"
-    assert describe({"event": "punch_started"}).startswith("[client] {")  # missing fields: raw, no crash
+    assert describe(refused) == Line("client", "no path to carol: server: invalid peers")
+    assert describe({"event": "punch_started"}).text.startswith("{")  # missing fields: raw, no crash
     with pytest.raises(ValueError, match="unknown event"):
         event("exploded")
+
+
+@pytest.mark.parametrize(
+    ("name", "value", "expected"),
+    [("NATLAB_PUNCH_TIMEOUT", "soon", "a number"), ("NATLAB_DELIVERY_DEADLINE", "-1", "a positive number")],
+)
+def test_a_bad_wait_setting_is_a_clear_error_not_a_fallback(
+    name: str, value: str, expected: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    assert main(["send", "bob", "hi"], {**BASE, name: value, "NATLAB_SOCKET": "/nonexistent/s"}) == 2
+    assert capsys.readouterr().err == f"client: {name}={value!r}: expected {expected} of s\n"

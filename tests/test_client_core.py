@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from client.engine.core import AgentCore, CoreConfig, Emit, Log, NoPathError, Output, RequestError, Send
-from client.engine.events import Event
+from client.engine.events import JSON, DirectConfirmed, Registered, ServerError
 from client.engine.path import PathState, PathTiming
 from protocol import Candidates, Connect, Endpoint, Err, Hello, HelloAck, Msg, Ok, Punch, Register, encode, parse
 
@@ -106,7 +106,7 @@ class Lab:
         self.cores: dict[str, AgentCore] = {}
         self.private: dict[str, Endpoint] = {}
         self.nats: dict[str, Nat | None] = {}
-        self.events: dict[str, list[Event]] = {}
+        self.events: dict[str, list[JSON]] = {}  # as the event log has them
         self.logs: dict[str, list[str]] = {}
         self.wire: list[tuple[Endpoint, Endpoint, bytes]] = []
         self._queue: deque[tuple[Endpoint, Endpoint, bytes]] = deque()
@@ -132,7 +132,7 @@ class Lab:
                     source = private if nat is None else nat.outbound(private, to, self.now)
                     self._queue.append((source, to, encode(message)))
                 case Emit(ev):
-                    self.events[name].append(ev)
+                    self.events[name].append(ev.to_json())
                 case Log(_, text):
                     self.logs[name].append(text)
 
@@ -171,7 +171,7 @@ class Lab:
         self.run_until(lambda: min(c.wakeup() for c in self.cores.values()) > end, limit=seconds + 1)
         self.now = end
 
-    def named(self, host: str, name: str) -> list[Event]:
+    def named(self, host: str, name: str) -> list[JSON]:
         return [e for e in self.events[host] if e["event"] == name]
 
     def state(self, host: str, peer: str) -> PathState:
@@ -219,7 +219,7 @@ def test_register_is_retried_until_ok() -> None:
     assert core.tick(0.1) == []
     assert core.tick(0.25) == [Send(Register("alice", Candidates(None)), SERVER)]
     assert core.tick(0.5) == [Send(Register("alice", Candidates(None)), SERVER)]
-    assert core.receive(b"ok", SERVER, 0.6) == [Emit({"event": "registered", "server": "198.18.0.10:9000"})]
+    assert core.receive(b"ok", SERVER, 0.6) == [Emit(Registered(server="198.18.0.10:9000"))]
     assert core.receive(b"ok", SERVER, 0.7) == []  # an ok later answers nothing we wait for
     assert core.tick(0.75) == []
     assert core.wakeup() == pytest.approx(10.0)  # only the keepalive is left
@@ -228,9 +228,7 @@ def test_register_is_retried_until_ok() -> None:
 def test_err_while_registering_is_reported_and_retried() -> None:
     core = AgentCore(CoreConfig("alice", SERVER, TIMING))
     core.start(0.0)
-    assert core.receive(b"err invalid register cmd", SERVER, 0.1) == [
-        Emit({"event": "server_error", "reason": "invalid register cmd"})
-    ]
+    assert core.receive(b"err invalid register cmd", SERVER, 0.1) == [Emit(ServerError(reason="invalid register cmd"))]
     assert core.tick(0.25) == [Send(Register("alice", Candidates(None)), SERVER)]
 
 
@@ -318,12 +316,16 @@ def test_no_nat_at_all() -> None:
 # -- messages --------------------------------------------------------------------------------------
 
 
+def _send(core: AgentCore, peer_id: str, text: str, now: float) -> list[Output]:
+    return core.send(peer_id, text, now).outputs
+
+
 def test_messages_both_ways_exactly_once() -> None:
     lab = two_hosts(CONE, CONE)
     connect(lab)
     for text in ("Hello, World?", "second", "third"):
-        lab.request("alice", functools.partial(AgentCore.send, peer_id="bob", text=text, now=lab.now))
-    lab.request("bob", lambda core: core.send("alice", "gday", lab.now))
+        lab.request("alice", functools.partial(_send, peer_id="bob", text=text, now=lab.now))
+    lab.request("bob", lambda core: core.send("alice", "gday", lab.now).outputs)
     lab.run_for(25.0)  # keepalives and ticks must not repeat anything
     received = [(e["peer"], e["text"]) for e in lab.named("bob", "message_received")]
     assert received == [("alice", "Hello, World?"), ("alice", "second"), ("alice", "third")]
@@ -341,7 +343,7 @@ def test_keepalives_hold_the_path_past_the_nat_timeout() -> None:
     lab = two_hosts(CONE, CONE, keepalive=10.0)
     connect(lab)
     lab.run_for(95.0)  # three NAT timeouts
-    lab.request("alice", lambda core: core.send("bob", "still there?", lab.now))
+    lab.request("alice", lambda core: core.send("bob", "still there?", lab.now).outputs)
     assert [e["text"] for e in lab.named("bob", "message_received")] == ["still there?"]
 
 
@@ -349,7 +351,7 @@ def test_without_keepalives_inside_the_timeout_the_nat_forgets() -> None:
     lab = two_hosts(CONE, CONE, keepalive=40.0)  # the control: keepalive slower than the NAT timeout
     connect(lab)
     lab.run_for(35.0)
-    lab.request("alice", lambda core: core.send("bob", "still there?", lab.now))
+    lab.request("alice", lambda core: core.send("bob", "still there?", lab.now).outputs)
     assert lab.named("bob", "message_received") == []
 
 
@@ -437,7 +439,7 @@ def test_probe_from_a_peer_we_never_heard_of_confirms() -> None:
     outputs = core.receive(b"hello bob", bob, 1.0)
     assert outputs == [
         Send(HelloAck("alice"), bob),
-        Emit({"event": "direct_confirmed", "peer": "bob", "addr": str(bob), "time_to_direct_ms": 0.0}),
+        Emit(DirectConfirmed(peer="bob", addr=str(bob), time_to_direct_ms=0.0)),
     ]
 
 
@@ -498,3 +500,13 @@ def test_wire_messages_are_the_protocols() -> None:
     assert encode(Hello("alice")) == b"hello alice"
     assert encode(HelloAck("alice")) == b"hello-ack alice"
     assert encode(Msg("alice", "hi there")) == b"msg alice hi there"
+
+
+def test_a_seed_era_peer_gets_no_ticket() -> None:
+    lab = two_hosts(CONE, CONE)
+    connect(lab)
+    sent = lab.cores["alice"].send("bob", "fire and forget", lab.now)
+    assert sent.ticket is None  # a plain msg is never acknowledged: nothing to wait for
+    assert [o for o in sent.outputs if isinstance(o, Send)] == [
+        Send(Msg("alice", "fire and forget"), Endpoint("198.18.0.12", 50001))
+    ]

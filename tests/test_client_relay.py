@@ -8,14 +8,30 @@ import random
 from collections.abc import Callable
 from typing import Any, ClassVar
 
+import pytest
 from aioice import stun
 
-from client.engine.core import CoreConfig, Output, Send, SendRaw
+from client.engine.core import CoreConfig, Output, RequestError, Send, SendRaw
 from client.engine.delivery import DeliveryConfig
+from client.engine.events import Ticket
 from client.turn.outputs import Retransmit
 from client.turn.relay import RelayConfig
 from client.turn.wire import StunMessage, data_indication, is_turn_datagram, parse_stun
-from protocol import Candidates, Connect, Endpoint, Err, Ok, Punch, Register, encode, parse
+from protocol import (
+    MAX_COUNTER,
+    MAX_DATAGRAM,
+    Candidates,
+    Connect,
+    Data,
+    Endpoint,
+    Err,
+    Msg,
+    Ok,
+    Punch,
+    Register,
+    encode,
+    parse,
+)
 from tests.test_client_core import CONE, SERVER, SYMMETRIC, TIMING, FakeServer, Lab, Nat
 from tests.test_client_turn import PASSWORD, USER, FakeAllocation, FakeTurnServer
 
@@ -150,7 +166,7 @@ class RelayLab(Lab):
             self.send(host, peer, text)
 
     def send(self, host: str, peer: str, text: str) -> None:
-        self.perform(host, self.cores[host].send(peer, text, self.now))
+        self.perform(host, self.cores[host].send(peer, text, self.now).outputs)
         self.deliver()
 
     def received(self, host: str) -> list[str]:
@@ -164,7 +180,7 @@ def relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str], keepalive: flo
     lab = RelayLab(keepalive)
     lab.add("alice", Nat("198.18.0.11", **alice_nat))  # type: ignore[arg-type]
     lab.add("bob", Nat("198.18.0.12", **bob_nat))  # type: ignore[arg-type]
-    lab.run_until(lambda: all(c.relay_up and c.registered and not c._reregister for c in lab.cores.values()))
+    lab.run_until(lambda: all(c.relay_up and c.registered and not c.server.reannouncing for c in lab.cores.values()))
     return lab
 
 
@@ -370,3 +386,31 @@ def test_stopping_releases_the_allocation() -> None:
     refresh = parse_stun(output.data)
     assert (refresh.method, refresh.integer("LIFETIME")) == (stun.Method.REFRESH, 0), "Refresh LIFETIME=0"
     assert alice.stop(lab.now) == [], "nothing left to release"
+
+
+def test_send_returns_the_ticket_its_settling_event_names() -> None:
+    lab = relay_lab(CONE, CONE)
+    connect(lab, "direct")
+    sent = lab.cores["alice"].send("bob", "ticketed", lab.now)
+    lab.perform("alice", sent.outputs)
+    [message_sent] = lab.named("alice", "message_sent")
+    assert sent.ticket == Ticket("bob", message_sent["epoch"], message_sent["seq"])
+    lab.run_until(lambda: lab.delivered("alice") == 1)
+    [delivered] = lab.named("alice", "message_delivered")
+    assert Ticket(delivered["peer"], delivered["epoch"], delivered["seq"]) == sent.ticket
+
+
+def test_text_checked_once_against_the_frame_it_will_ride_in() -> None:
+    lab = relay_lab(CONE, CONE)
+    connect(lab, "direct")
+    # Fits a seed-era `msg` but not a `data` frame whose counters may grow to their maximum.
+    header = len(encode(Msg("alice", "")))
+    text = "x" * (MAX_DATAGRAM - header)
+    assert len(encode(Msg("alice", text))) == MAX_DATAGRAM
+    with pytest.raises(RequestError, match=r"^message too long: \d+ bytes on the wire, at most 1400$"):
+        lab.cores["alice"].send("bob", text, lab.now)
+    assert lab.named("alice", "message_sent") == []
+    largest = "x" * (MAX_DATAGRAM - len(encode(Data("alice", MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, ""))))
+    lab.send("alice", "bob", largest)
+    lab.run_until(lambda: lab.delivered("alice") == 1)
+    assert lab.received("bob") == [largest]

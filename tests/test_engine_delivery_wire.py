@@ -10,7 +10,7 @@ from collections.abc import Callable
 from typing import Any
 
 from client.engine.core import Output, Send
-from client.engine.events import Event
+from client.engine.events import JSON
 from protocol import Ack, Data, Message, encode, parse
 from tests.support.engine_outputs import field, kind
 from tests.test_client_core import CONE, Lab, Nat
@@ -45,7 +45,7 @@ class LossyLab(Lab):
         """The ``verb`` messages ``host`` sent, as they were encoded, parsed back: what the peer read."""
         return [(t, parse(encode(m))) for t, name, m in self.sent if name == host and isinstance(m, verb)]
 
-    def of_kind(self, host: str, name: str) -> list[Event]:
+    def of_kind(self, host: str, name: str) -> list[JSON]:
         return [e for e in self.events[host] if kind(e) == name]
 
 
@@ -68,7 +68,7 @@ def lost_epoch(lab: LossyLab) -> int:
 
 
 def send(lab: LossyLab, host: str, peer: str, text: str) -> None:
-    lab.perform(host, lab.cores[host].send(peer, text, lab.now))
+    lab.perform(host, lab.cores[host].send(peer, text, lab.now).outputs)
     lab.deliver()
 
 

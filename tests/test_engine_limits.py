@@ -42,16 +42,18 @@ def test_a_message_whose_worst_case_data_datagram_is_1400_bytes_is_sent_one_more
     alice = direct_to_bob()
     text = "x" * (MAX_DATAGRAM - WORST_DATA_HEADER)
     assert len(encode(Data("alice", MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, text))) == MAX_DATAGRAM
-    [datagram] = datagrams(alice.send("bob", text, 2.0))
+    [datagram] = datagrams(alice.send("bob", text, 2.0).outputs)
     assert parse(datagram) == Data("alice", parse(datagram).epoch, 0, 0, text)  # type: ignore[union-attr]
-    with pytest.raises(RequestError, match=f"^message too long: its data datagram would exceed {MAX_DATAGRAM} bytes$"):
+    with pytest.raises(
+        RequestError, match=f"^message too long: {MAX_DATAGRAM + 1} bytes on the wire, at most {MAX_DATAGRAM}$"
+    ):
         alice.send("bob", text + "x", 2.0)
 
 
 def test_a_msg_of_exactly_1400_bytes_goes_to_a_seed_era_peer_one_more_byte_is_refused() -> None:
     alice = direct_to_bob(extended=False)
     text = "x" * (MAX_DATAGRAM - len(b"msg alice "))
-    assert datagrams(alice.send("bob", text, 2.0)) == [encode(Msg("alice", text))]
+    assert datagrams(alice.send("bob", text, 2.0).outputs) == [encode(Msg("alice", text))]
     assert len(encode(Msg("alice", text))) == MAX_DATAGRAM
     with pytest.raises(RequestError, match=f"^message too long: {MAX_DATAGRAM + 1} bytes on the wire, at most"):
         alice.send("bob", text + "x", 2.0)
@@ -76,7 +78,9 @@ def test_a_received_data_datagram_of_1400_bytes_is_taken_one_byte_more_is_droppe
 def test_the_largest_epoch_is_sent_and_acked_through_the_core(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr("secrets.randbits", lambda bits: 2**bits - 1)
     alice = direct_to_bob()
-    assert datagrams(alice.send("bob", "at the top", 2.0)) == [f"data alice {MAX_COUNTER} 0 0 at the top".encode()]
+    assert datagrams(alice.send("bob", "at the top", 2.0).outputs) == [
+        f"data alice {MAX_COUNTER} 0 0 at the top".encode()
+    ]
     out = alice.receive(f"ack bob {MAX_COUNTER} 1".encode(), BOB, 2.1)
     assert [(field(e, "epoch"), field(e, "seq")) for e in events(out, "message_delivered")] == [(MAX_COUNTER, 0)]
     out = alice.receive(f"data bob {MAX_COUNTER} 0 0 back".encode(), BOB, 2.2)

@@ -130,7 +130,7 @@ def timed_relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str]) -> Timed
     lab = TimedLab()
     lab.add("alice", Nat("198.18.0.11", **alice_nat))  # type: ignore[arg-type]
     lab.add("bob", Nat("198.18.0.12", **bob_nat))  # type: ignore[arg-type]
-    lab.run_until(lambda: all(c.relay_up and c.registered and not c._reregister for c in lab.cores.values()))
+    lab.run_until(lambda: all(c.relay_up and c.registered and not c.server.reannouncing for c in lab.cores.values()))
     return lab
 
 

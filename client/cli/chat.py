@@ -16,17 +16,20 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from typing import Any
 
 from client.cli.control_client import AgentRefused, AgentUnavailable, AsyncAgentClient
+from client.cli.logs import SPEAKER, chat_logger
 from client.cli.render import peer_line
 from client.engine.core import RequestError, check_id
-from client.engine.events import Event, describe
+from client.engine.events import JSON, describe
+from client.engine.routes import Route
 
 QUIET_EVENTS = frozenset({"message_sent", "message_delivered", "registered", "turn_allocated"})
 """Events the chat does not echo: the sent line is already on screen (a message NOT delivered is shown);
 registration and the relay allocation are old news."""
 
 
-def say(line: str) -> None:
-    print(line, flush=True)
+def say(text: str, speaker: str = SPEAKER) -> None:
+    """Print one line (above the prompt), as ``speaker``'s: the formatter adds the ``[client]`` prefix."""
+    chat_logger().info(text, extra={"speaker": speaker})
 
 
 class Chat:
@@ -43,15 +46,15 @@ class Chat:
         self.peer = peer
         try:
             status = await self._peer_status(peer)
-            if status is not None and status["path"] == "direct":
-                say(f"[client] direct path to {peer} ({status['addr']})")
+            if status is not None and status["path"] == Route.DIRECT:
+                say(f"direct path to {peer} ({status['addr']})")
                 return
-            if status is not None and status["path"] == "relay":
-                say(f"[client] relayed path to {peer} via {status['relay']}")
+            if status is not None and status["path"] == Route.RELAY:
+                say(f"relayed path to {peer} via {status['relay']}")
                 return
             await self.agent.request("connect", peer=peer)
         except AgentRefused as exc:
-            say(f"[client] cannot connect to {peer}: {exc}")
+            say(f"cannot connect to {peer}: {exc}")
 
     async def handle(self, line: str) -> bool:
         """Act on one typed line; ``False`` means leave."""
@@ -61,25 +64,26 @@ class Chat:
             try:
                 await self.agent.request("send", peer=self.peer, text=line)
             except AgentRefused as exc:
-                say(f"[client] {exc}")
+                say(f"{exc}")
             return True
         name, _, arg = line[1:].partition(" ")
         command = COMMANDS.get(name)
         if command is None:
-            say(f"[client] unknown command /{name} (try /help)")
+            say(f"unknown command /{name} (try /help)")
             return True
         return await command[0](self, arg.strip())
 
-    async def print_events(self, events: AsyncIterator[Event]) -> None:
+    async def print_events(self, events: AsyncIterator[JSON]) -> None:
         """Print the agent's events above the prompt until the stream ends."""
         try:
             async for ev in events:
                 if ev.get("event") not in QUIET_EVENTS:
-                    say(describe(ev))
+                    line = describe(ev)
+                    say(line.text, line.speaker)
         except AgentRefused as exc:
-            say(f"[client] event stream ended: {exc}")
+            say(f"event stream ended: {exc}")
         else:
-            say("[client] agent stopped")
+            say("agent stopped")
         self.agent_gone = True
         self.on_agent_gone()
 
@@ -96,27 +100,27 @@ class Chat:
         try:
             await self.connect(check_id(arg))
         except RequestError as exc:
-            say(f"[client] usage: /connect <peer> ({exc})")
+            say(f"usage: /connect <peer> ({exc})")
         return True
 
     async def _status(self, arg: str) -> bool:
         peer = arg or self.peer
         status = await self._peer_status(peer)
         if status is None:
-            say(f"[client] {peer}: unknown peer")
+            say(f"{peer}: unknown peer")
         else:
-            say(f"[client] {peer_line(status)}  (sent {status['sent']}, received {status['received']})")
+            say(f"{peer_line(status)}  (sent {status['sent']}, received {status['received']})")
         return True
 
     async def _peers(self, arg: str) -> bool:
         for peer in (await self.agent.request("status"))["status"]["peers"]:
-            say(f"[client] {peer_line(peer)}")
+            say(f"{peer_line(peer)}")
         return True
 
     async def _help(self, arg: str) -> bool:
         for name, (_, text) in COMMANDS.items():
-            say(f"[client] /{name:<16} {text}")
-        say("[client] anything else is sent to the current peer; Ctrl-D leaves")
+            say(f"/{name:<16} {text}")
+        say("anything else is sent to the current peer; Ctrl-D leaves")
         return True
 
 
@@ -197,7 +201,7 @@ async def run_chat(socket_path: str, peer: str) -> int:
             await chat.connect(peer)
             return await (_prompt_loop(chat) if interactive else _line_loop(chat))
         except AgentUnavailable as exc:
-            say(f"[client] {exc}")
+            say(f"{exc}")
             return 1
         finally:
             printer.cancel()

@@ -10,11 +10,11 @@ import contextlib
 import json
 import os
 import socket
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from types import TracebackType
 from typing import TYPE_CHECKING, Any
 
-from client.engine.events import Event
+from client.engine.events import JSON
 
 if TYPE_CHECKING:  # asyncio is imported only by the chat, so that `client health` starts fast
     import asyncio
@@ -70,6 +70,27 @@ class AgentClient:
             raise _unavailable(self.path)
         return _checked(json.loads(line))
 
+    def subscribe(self, peer: str | None = None) -> Iterator[JSON]:
+        """Subscribe (all peers when ``peer`` is None), then the events as the agent emits them, until it
+        stops; :class:`AgentRefused` if it cuts the stream (we fell behind). Returns once subscribed."""
+        self.request("subscribe", **({} if peer is None else {"peer": peer}))
+        self._sock.settimeout(None)  # a stream waits as long as the agent has nothing to say
+        return self._events()
+
+    def _events(self) -> Iterator[JSON]:
+        while True:
+            try:
+                line = self._file.readline()
+            except OSError:
+                return
+            if not line:
+                return  # the agent stopped: the stream simply ends
+            event: JSON = json.loads(line)
+            if "ok" in event:
+                _checked(event)  # the only non-event line in a stream: the agent cut us off
+                continue
+            yield event
+
     def close(self) -> None:
         self._file.close()
         self._sock.close()
@@ -105,12 +126,12 @@ class AsyncAgentClient:
         self._writer.write(json.dumps({"op": op, **fields}).encode() + b"\n")
         return _checked(await self._read())
 
-    async def subscribe(self, peer: str | None = None) -> AsyncIterator[Event]:
+    async def subscribe(self, peer: str | None = None) -> AsyncIterator[JSON]:
         """Events as the agent emits them (all peers when ``peer`` is None), until the agent goes away."""
         await self.request("subscribe", **({} if peer is None else {"peer": peer}))
         return self._events()
 
-    async def _events(self) -> AsyncIterator[Event]:
+    async def _events(self) -> AsyncIterator[JSON]:
         while True:
             try:
                 event = await self._read()

@@ -7,10 +7,15 @@
     client flood <peer> N [--size B]  send N messages of B characters as fast as the window allows; print
                                       JSON {sent, delivered, undelivered, seconds, msgs_per_s, mb_per_s}
     client connect <peer> [--json]    connect and wait: exit 0 if the path is direct or relay, 1 if none
+    client connect <peer> --settle [--timeout S] [--probe TEXT] [--json]
+                                      wait until the path settles (direct, or punching gave up); print the
+                                      status, time to direct and whether TEXT was delivered (acknowledged)
+    client bench-connect <peer> N [--timeout S] [--gap S]
+                                      N connects from scratch; print JSON {peer, time_to_direct_ms: [...]}
     client disconnect <peer>          forget the path locally
     client peers [--json]             one line per peer: id, addr, path, reason
     client status [--json]            the agent's status
-    client events [--follow]          print the event log (JSON lines)
+    client events [--follow]          print the event log (JSON lines); --follow streams new events from the agent
     client health                     exit 0 iff the agent answers and is registered (fast)
     client stun-ping <ip:port> [--wait S]  STUN Binding: print our address as that server sees it
     client nat-type [--server IP:PORT] [--json] [--lifetime-max S]
@@ -32,10 +37,22 @@ import time
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
+from client.cli.connecting import MAX_TIMEOUT, bench_connect, check_timeout, connect_and_settle, request_timeout
 from client.cli.control_client import AgentClient, AgentRefused, AgentUnavailable
+from client.cli.logs import log_to_stderr
 from client.cli.render import peer_line
-from client.daemon.config import AgentStartError, ConfigError, agent_config, events_path, socket_path, stun_server
+from client.daemon.config import (
+    AgentStartError,
+    ConfigError,
+    agent_config,
+    delivery_deadline,
+    events_path,
+    punch_timeout,
+    socket_path,
+    stun_server,
+)
 from client.engine.core import RequestError, check_id
+from client.engine.routes import USABLE, Route
 from protocol import Endpoint
 
 RESERVED = frozenset(
@@ -45,6 +62,7 @@ RESERVED = frozenset(
         "send",
         "flood",
         "connect",
+        "bench-connect",
         "disconnect",
         "peers",
         "status",
@@ -66,20 +84,12 @@ HEALTH_TIMEOUT = 0.4
 
 def _connect_timeout(env: Mapping[str, str]) -> float:
     """How long a connect may take: the agent's connect deadline plus its punch deadline, with margin."""
-    try:
-        punch = float(env.get("NATLAB_PUNCH_TIMEOUT") or 5)
-    except ValueError:
-        punch = 5.0
-    return 2 * punch + 10
+    return 2 * punch_timeout(env) + 10
 
 
 def _delivery_timeout(env: Mapping[str, str]) -> float:
     """How long a send may wait for its acknowledgement: the agent's delivery deadline, with margin."""
-    try:
-        deadline = float(env.get("NATLAB_DELIVERY_DEADLINE") or 30)
-    except ValueError:
-        deadline = 30.0
-    return _connect_timeout(env) + deadline + 10
+    return _connect_timeout(env) + delivery_deadline(env) + 10
 
 
 def _print_json(obj: Any) -> None:
@@ -99,11 +109,10 @@ def cmd_agent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from client.daemon.agent import run
 
     config = agent_config(env)
-    logging.basicConfig(stream=sys.stderr, format="%(message)s", level=logging.WARNING)
-    logging.getLogger("client").setLevel(config.log_level.upper())  # not asyncio's debug chatter
+    log_to_stderr(config.log_level.upper())
     if config.keepalive >= 30:
         logging.getLogger("client").warning(
-            "[client] NATLAB_KEEPALIVE=%g s is not well inside a 30 s NAT UDP timeout", config.keepalive
+            "NATLAB_KEEPALIVE=%g s is not well inside a 30 s NAT UDP timeout", config.keepalive
         )
     return asyncio.run(run(config))
 
@@ -115,9 +124,6 @@ def cmd_chat(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     check_id(args.peer)
     return asyncio.run(run_chat(socket_path(env), args.peer))
-
-
-USABLE = ("direct", "relay")
 
 
 def _ensure_path(agent: AgentClient, peer: str) -> dict[str, Any]:
@@ -149,6 +155,10 @@ def cmd_flood(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.settle:
+        return _connect_settle(args, env)
+    if args.probe is not None or args.timeout is not None:
+        raise ConfigError("connect: --probe and --timeout go with --settle")
     with AgentClient(socket_path(env), timeout=_connect_timeout(env)) as agent:
         status: dict[str, Any] = agent.request("connect", peer=args.peer)["peer"]
     if args.json:
@@ -158,10 +168,36 @@ def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0 if status["path"] in USABLE else 1
 
 
+def _connect_settle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    timeout = check_timeout(_connect_timeout(env) if args.timeout is None else args.timeout)
+    with AgentClient(socket_path(env), timeout=request_timeout(timeout)) as agent:
+        result = connect_and_settle(agent, args.peer, timeout, args.probe)
+    if args.json:
+        _print_json(result.as_dict())
+    else:
+        print(peer_line(result.peer or {"id": args.peer, "addr": None, "path": Route.NONE}))
+        print(f"settled: {'yes' if result.settled else 'no'}, delivered: {_yes_no(result.delivered)}")
+    return 0 if result.ok else 1
+
+
+def _yes_no(value: bool | None) -> str:
+    return "-" if value is None else "yes" if value else "no"
+
+
+def cmd_bench_connect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    if args.count < 1 or not (math.isfinite(args.gap) and 0 <= args.gap <= MAX_TIMEOUT):
+        raise ConfigError("bench-connect: N must be positive and --gap 0-3600 seconds")
+    timeout = check_timeout(_connect_timeout(env) if args.timeout is None else args.timeout)
+    with AgentClient(socket_path(env), timeout=request_timeout(timeout)) as agent:
+        samples = bench_connect(agent, args.peer, args.count, timeout, args.gap)
+    _print_json({"peer": args.peer, "time_to_direct_ms": samples})
+    return 0
+
+
 def cmd_disconnect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with AgentClient(socket_path(env)) as agent:
         status = agent.request("disconnect", peer=args.peer)["peer"]
-    print(peer_line(status or {"id": args.peer, "addr": None, "path": "none"}))
+    print(peer_line(status or {"id": args.peer, "addr": None, "path": Route.NONE}))
     return 0
 
 
@@ -205,24 +241,43 @@ def cmd_health(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
 
 def cmd_events(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    path = events_path(env)
-    try:
-        log = open(path, encoding="utf-8")  # noqa: SIM115 - kept open while following
-    except OSError as exc:
-        raise AgentRefused(f"cannot read event log {path}: {exc.strerror}") from None
-    with log:
+    if not args.follow:
+        _print_log(events_path(env))
+        return 0
+    with AgentClient(socket_path(env)) as agent:
+        # Subscribe first, then print the log: an event emitted in between is in both, and printed once.
+        since = time.time()
+        stream = agent.subscribe()
+        recent = {line for line in _print_log(events_path(env)) if _stamp(line) >= since - 1}
         try:
-            while True:
-                line = log.readline()
-                if line:
+            for event in stream:
+                line = json.dumps(event, ensure_ascii=False) + "\n"
+                if line not in recent:
                     sys.stdout.write(line)
-                    continue
-                if not args.follow:
-                    return 0
-                sys.stdout.flush()
-                time.sleep(0.2)  # a tail -f: poll for the lines the agent appends
+                    sys.stdout.flush()
         except KeyboardInterrupt:
             return 0  # the way to stop --follow
+    return 0
+
+
+def _stamp(line: str) -> float:
+    """An event log line's ``ts``; 0 for a line being written as we read it."""
+    try:
+        return float(json.loads(line).get("ts", 0))
+    except (ValueError, AttributeError):
+        return 0.0
+
+
+def _print_log(path: str) -> list[str]:
+    """Print the event log as it is now; its lines."""
+    try:
+        with open(path, encoding="utf-8") as log:
+            lines = log.readlines()
+    except OSError as exc:
+        raise AgentRefused(f"cannot read event log {path}: {exc.strerror}") from None
+    sys.stdout.writelines(lines)
+    sys.stdout.flush()
+    return lines
 
 
 def cmd_stun_ping(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -298,7 +353,22 @@ def _parser() -> argparse.ArgumentParser:
     flood = add("flood", cmd_flood, "send N messages as fast as the window allows; print JSON", peer=True)
     flood.add_argument("count", type=int, help="how many messages")
     flood.add_argument("--size", type=int, default=100, help="characters per message (default 100)")
-    add("connect", cmd_connect, "connect and wait: exit 0 if direct or relay, 1 if none", peer=True, json=True)
+    connect = add(
+        "connect", cmd_connect, "connect and wait: exit 0 if direct or relay, 1 if none", peer=True, json=True
+    )
+    connect.add_argument(
+        "--settle", action="store_true", help="wait until the path settles (direct, or punching gave up)"
+    )
+    connect.add_argument("--timeout", type=float, metavar="S", help="with --settle: wait at most S seconds")
+    connect.add_argument(
+        "--probe", metavar="TEXT", help="with --settle: send TEXT once a path is up; report if it was delivered"
+    )
+    bench = add("bench-connect", cmd_bench_connect, "N connects from scratch; print JSON times to direct", peer=True)
+    bench.add_argument("count", type=int, help="how many connects")
+    bench.add_argument("--timeout", type=float, metavar="S", help="each connect may take at most S seconds")
+    bench.add_argument(
+        "--gap", type=float, default=0.3, metavar="S", help="seconds between a forget and the next connect (0.3)"
+    )
     add("disconnect", cmd_disconnect, "forget the path to a peer locally", peer=True)
     add("peers", cmd_peers, "one line per peer: id, addr, path, reason", json=True)
     add("status", cmd_status, "the agent's status", json=True)

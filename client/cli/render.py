@@ -5,13 +5,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
+from client.engine.routes import Route
+
 
 def peer_line(peer: Mapping[str, Any]) -> str:
     """A peer's status as one human line: ``bob  198.18.0.12:40000  direct  23 ms``."""
     parts = [f"{peer['id']:<12}", f"{peer.get('addr') or '-':<22}", f"{peer['path']:<8}"]
-    if peer["path"] == "relay" and peer.get("relay"):
+    if peer["path"] == Route.RELAY and peer.get("relay"):
         parts.append(f"via {peer['relay']}")
-    if peer["path"] == "direct" and peer.get("time_to_direct_ms") is not None:
+    if peer["path"] == Route.DIRECT and peer.get("time_to_direct_ms") is not None:
         parts.append(f"{peer['time_to_direct_ms']:.0f} ms")
     if peer.get("reason"):
         parts.append(str(peer["reason"]))

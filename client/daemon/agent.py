@@ -19,8 +19,8 @@ from typing import Any
 from client.daemon.config import AgentConfig, AgentStartError
 from client.daemon.control import ControlServer, Subscription
 from client.daemon.eventlog import EventLog
-from client.engine.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError
-from client.engine.events import Event, describe
+from client.engine.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError, check_id
+from client.engine.events import Event, MessageDelivered, MessageUndelivered, Registered, Ticket, describe, ticket_of
 from protocol import Endpoint, encode
 
 logger = logging.getLogger("client")
@@ -35,7 +35,7 @@ class _Protocol(asyncio.DatagramProtocol):
 
     def error_received(self, exc: Exception) -> None:
         # An ICMP error about one peer must not stop the socket serving the others.
-        logger.debug("[client] socket error: %s", exc)
+        logger.debug("socket error: %s", exc)
 
 
 class Agent:
@@ -50,7 +50,7 @@ class Agent:
         self._transport: asyncio.DatagramTransport | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: set[asyncio.Future[None]] = set()
-        self._outcomes: dict[tuple[str, int, int], asyncio.Future[str | None]] = {}
+        self._outcomes: dict[Ticket, asyncio.Future[str | None]] = {}
         self.subscriptions: set[Subscription] = set()
 
     async def open(self) -> None:
@@ -99,6 +99,18 @@ class Agent:
             await self._changed()
         return self.core.peer_status(peer)
 
+    async def settle(self, peer: str) -> dict[str, Any] | None:
+        """Wait until the path to ``peer`` has settled (direct confirmed, or punching gave up with the relay
+        or nothing left); the peer's status. The caller bounds the wait."""
+        check_id(peer)
+        while not self.core.path_settled(peer):
+            await self._changed()
+        return self.core.peer_status(peer)
+
+    def peer(self, peer: str) -> dict[str, Any] | None:
+        """The peer's status now (``None`` if unknown)."""
+        return self.core.peer_status(peer)
+
     async def _changed(self) -> None:
         """Wait until the core has done something (a datagram, a tick, a request)."""
         waiter = self._loop.create_future()
@@ -119,28 +131,25 @@ class Agent:
         self._perform(self.core.disconnect(peer))
         return self.core.peer_status(peer)
 
-    def send(self, peer: str, text: str) -> dict[str, Any] | None:
-        self._perform(self.core.send(peer, text, self._loop.time()))
-        return self.core.peer_status(peer)
-
-    def submit(self, peer: str, text: str) -> asyncio.Future[str | None] | None:
-        """Send and return a future of the outcome (``None`` delivered, else why not); ``None`` for a
-        seed-era peer, whose messages are never acknowledged."""
-        outputs = self.core.send(peer, text, self._loop.time())
-        sent = next((o.event for o in outputs if isinstance(o, Emit) and o.event["event"] == "message_sent"), None)
-        outcome = None
-        if sent is not None and "seq" in sent:
-            outcome = self._outcomes[(peer, sent["epoch"], sent["seq"])] = self._loop.create_future()
-        self._perform(outputs)
-        return outcome
-
-    async def send_and_wait(self, peer: str, text: str) -> dict[str, Any] | None:
-        """Send and wait until acknowledged; :class:`RequestError` with the reason if given up on."""
-        outcome = self.submit(peer, text)
-        reason = None if outcome is None else await outcome
+    async def send(self, peer: str, text: str, wait: bool = False) -> dict[str, Any] | None:
+        """Send one message; the peer's status. With ``wait``, once the peer has acknowledged it
+        (:class:`RequestError` with the reason if given up on); a seed-era peer never acknowledges, so
+        there is nothing to wait for."""
+        outcome = self._submit(peer, text)
+        reason = None if outcome is None or not wait else await outcome
         if reason is not None:
             raise RequestError(f"not delivered to {peer}: {reason}")
         return self.core.peer_status(peer)
+
+    def _submit(self, peer: str, text: str) -> asyncio.Future[str | None] | None:
+        """Send and return a future of the outcome (``None`` delivered, else why not), by the message's
+        ticket; ``None`` for a seed-era peer."""
+        sent = self.core.send(peer, text, self._loop.time())
+        outcome = None
+        if sent.ticket is not None:
+            outcome = self._outcomes[sent.ticket] = self._loop.create_future()
+        self._perform(sent.outputs)
+        return outcome
 
     async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]:
         """Send ``count`` messages of ``size`` characters as fast as the window allows; wait until all are
@@ -151,7 +160,7 @@ class Agent:
             text = f"{i + 1:06d} ".ljust(size, "x")[: max(size, 7)]
             while True:
                 try:
-                    outcome = self.submit(peer, text)
+                    outcome = self._submit(peer, text)
                     break
                 except WindowFullError:
                     await self._changed()
@@ -176,7 +185,7 @@ class Agent:
             outputs = self.core.receive(data, Endpoint.of(addr), self._loop.time())
         except Exception:
             # Never let one datagram stop the agent; the core should not raise, so this is a bug report.
-            logger.exception("[client] error handling datagram from %s: %r", addr, data[:64])
+            logger.exception("error handling datagram from %s: %r", addr, data[:64])
             return
         self._perform(outputs)
 
@@ -186,7 +195,7 @@ class Agent:
             self._perform(self.core.tick(self._loop.time()))
         except Exception:
             # A bug, but keepalives must go on: try again in a second rather than spin or stop.
-            logger.exception("[client] error in timer tick")
+            logger.exception("error in timer tick")
             self._timer = self._loop.call_later(1.0, self._on_timer)
 
     def _perform(self, outputs: list[Output]) -> None:
@@ -204,16 +213,18 @@ class Agent:
         self._wake()
 
     def _emit(self, ev: Event) -> None:
-        if ev["event"] == "registered":
+        if isinstance(ev, Registered):
             # The container healthcheck is `test -f` on this file: a file test costs far less CPU than
             # starting Python to ask the agent, and healthchecks run several times a second.
             _touch(self.config.ready_file)
-        if ev["event"] in ("message_delivered", "message_undelivered"):
-            outcome = self._outcomes.pop((ev["peer"], ev["epoch"], ev["seq"]), None)
+        if isinstance(ev, MessageDelivered | MessageUndelivered):
+            outcome = self._outcomes.pop(ticket_of(ev), None)
             if outcome is not None and not outcome.done():
-                outcome.set_result(ev.get("reason"))
-        stamped = self.events.write(ev, time.time())
-        logger.info(describe(stamped))
+                outcome.set_result(ev.reason if isinstance(ev, MessageUndelivered) else None)
+        stamped = ev.to_json(time.time())
+        self.events.write(stamped)
+        line = describe(ev)
+        logger.info(line.text, extra={"speaker": line.speaker})
         for subscription in self.subscriptions:
             subscription.offer(stamped)
 
@@ -234,7 +245,7 @@ def _touch(path: str) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
         Path(path).touch()
     except OSError as exc:
-        logger.warning("[client] cannot write ready file %s: %s", path, exc.strerror)
+        logger.warning("cannot write ready file %s: %s", path, exc.strerror)
 
 
 def _route_ip(server: Endpoint, fallback: str) -> str:
@@ -262,9 +273,9 @@ async def run(config: AgentConfig) -> int:
         await agent.open()
         try:
             async with ControlServer(agent, config.socket):
-                logger.info("[client] listening on %s as %s (control %s)", agent.local, config.id, config.socket)
+                logger.info("listening on %s as %s (control %s)", agent.local, config.id, config.socket)
                 await stop.wait()
         finally:
             agent.close()
-    logger.info("[client] stopped")
+    logger.info("stopped")
     return 0

@@ -104,6 +104,16 @@ def events_path(env: Mapping[str, str]) -> str:
     return env.get("NATLAB_EVENTS") or DEFAULT_EVENTS
 
 
+def punch_timeout(env: Mapping[str, str]) -> float:
+    """NATLAB_PUNCH_TIMEOUT in seconds (the agent's, and how long the CLI waits for a connect)."""
+    return _positive(env, "NATLAB_PUNCH_TIMEOUT", 5.0, scale=1.0)
+
+
+def delivery_deadline(env: Mapping[str, str]) -> float:
+    """NATLAB_DELIVERY_DEADLINE in seconds (the agent's, and how long the CLI waits for an ack)."""
+    return _positive(env, "NATLAB_DELIVERY_DEADLINE", 30.0, scale=1.0)
+
+
 def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | None = None) -> AgentConfig:
     """The agent's configuration, or :class:`ConfigError`. ``resolve`` maps a host name to an IP."""
     peer_id = _required(env, "NATLAB_ID")
@@ -121,7 +131,7 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         socket=socket_path(env),
         events=events_path(env),
         ready_file=env.get("NATLAB_READY_FILE") or DEFAULT_READY_FILE,
-        punch_timeout=_positive(env, "NATLAB_PUNCH_TIMEOUT", 5.0, scale=1.0),
+        punch_timeout=punch_timeout(env),
         punch_interval=_positive(env, "NATLAB_PUNCH_INTERVAL", 20.0, scale=0.001),
         relay_head_start=_positive(env, "NATLAB_RELAY_HEAD_START", 10.0, scale=0.001, zero=True),
         keepalive=_positive(env, "NATLAB_KEEPALIVE", 10.0, scale=1.0),
@@ -131,7 +141,7 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         turn_user=env.get("NATLAB_TURN_USER") or DEFAULT_TURN_USER,
         turn_password_file=env.get("NATLAB_TURN_PASSWORD_FILE") or DEFAULT_TURN_PASSWORD_FILE,
         direct_retry=_positive(env, "NATLAB_DIRECT_RETRY", 1.0, scale=1.0),
-        delivery_deadline=_positive(env, "NATLAB_DELIVERY_DEADLINE", 30.0, scale=1.0),
+        delivery_deadline=delivery_deadline(env),
     )
 
 

@@ -11,6 +11,10 @@ request                                                    response
 ``{"op": "connect", "peer": "bob"}``                       ``{"ok": true, "peer": <peer>}`` once the path
                                                            is direct or failed, or the server refused
                                                            (returns at once if already direct)
+``{"op": "settle", "peer": "bob", "timeout": 7}``          ``{"ok": true, "peer": <peer>, "settled": true}``
+                                                           once the path has settled (direct confirmed,
+                                                           or punching gave up: relay or none is left),
+                                                           ``"settled": false`` after ``timeout`` seconds
 ``{"op": "disconnect", "peer": "bob"}``                    ``{"ok": true, "peer": <peer>}``
 ``{"op": "send", "peer": "bob", "text": "hi"}``            ``{"ok": true, "peer": <peer>}``; no path is
                                                            ``ok: false``, "no path to bob: ..."; with
@@ -43,7 +47,10 @@ from typing import Any, Protocol
 
 from client.daemon.config import AgentStartError
 from client.engine.core import RequestError
-from client.engine.events import Event
+from client.engine.events import JSON
+
+MAX_SETTLE = 3600.0
+"""The longest a ``settle`` request may wait (seconds)."""
 
 SUBSCRIBER_BACKLOG = 1000
 """Events a subscriber may fall behind by before it is cut off (a chat suspended with Ctrl-Z)."""
@@ -56,10 +63,11 @@ class Subscription:
 
     def __init__(self, peer: str | None) -> None:
         self.peer = peer
-        self.queue: asyncio.Queue[Event | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[JSON | None] = asyncio.Queue()
         self._cut = False
 
-    def offer(self, ev: Event) -> None:
+    def offer(self, ev: JSON) -> None:
+        """Queue one event's JSON (as the event log has it) for the stream, unless for another peer."""
         if self._cut or (self.peer is not None and ev.get("peer") != self.peer):
             return
         self._cut = self.queue.qsize() >= SUBSCRIBER_BACKLOG
@@ -71,9 +79,10 @@ class Agent(Protocol):
 
     def status(self) -> dict[str, Any]: ...
     async def connect(self, peer: str) -> dict[str, Any] | None: ...
+    async def settle(self, peer: str) -> dict[str, Any] | None: ...
+    def peer(self, peer: str) -> dict[str, Any] | None: ...
     def disconnect(self, peer: str) -> dict[str, Any] | None: ...
-    def send(self, peer: str, text: str) -> dict[str, Any] | None: ...
-    async def send_and_wait(self, peer: str, text: str) -> dict[str, Any] | None: ...
+    async def send(self, peer: str, text: str, wait: bool = False) -> dict[str, Any] | None: ...
     async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]: ...
     def subscribe(self, subscription: Subscription) -> None: ...
     def unsubscribe(self, subscription: Subscription) -> None: ...
@@ -101,6 +110,18 @@ async def _connect(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "peer": await agent.connect(_peer_field(request))}
 
 
+async def _settle(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
+    timeout = request.get("timeout")
+    if isinstance(timeout, bool) or not isinstance(timeout, int | float) or not 0 < timeout <= MAX_SETTLE:
+        raise BadRequest(f"settle: 'timeout' must be a number of seconds, 0-{MAX_SETTLE:g}")
+    peer = _peer_field(request)
+    try:
+        async with asyncio.timeout(timeout):
+            return {"ok": True, "peer": await agent.settle(peer), "settled": True}
+    except TimeoutError:
+        return {"ok": True, "peer": agent.peer(peer), "settled": False}
+
+
 async def _disconnect(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
     return {"ok": True, "peer": agent.disconnect(_peer_field(request))}
 
@@ -109,9 +130,7 @@ async def _send(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
     text = request.get("text")
     if not isinstance(text, str):
         raise BadRequest("send: 'text' must be a string")
-    if request.get("wait"):
-        return {"ok": True, "peer": await agent.send_and_wait(_peer_field(request), text)}
-    return {"ok": True, "peer": agent.send(_peer_field(request), text)}
+    return {"ok": True, "peer": await agent.send(_peer_field(request), text, wait=bool(request.get("wait")))}
 
 
 async def _flood(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
@@ -124,6 +143,7 @@ async def _flood(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
 HANDLERS: dict[str, Handler] = {
     "status": _status,
     "connect": _connect,
+    "settle": _settle,
     "disconnect": _disconnect,
     "send": _send,
     "flood": _flood,
@@ -232,7 +252,7 @@ async def _answer(agent: Agent, request: dict[str, Any] | None) -> dict[str, Any
     except RequestError as exc:
         return {"ok": False, "error": str(exc)}
     except Exception as exc:
-        logger.exception("[client] control request %r failed", request)
+        logger.exception("control request %r failed", request)
         return {"ok": False, "error": f"agent error: {exc}"}
 
 

@@ -13,7 +13,7 @@ import logging
 import pathlib
 from types import TracebackType
 
-from client.engine.events import Event
+from client.engine.events import JSON
 
 logger = logging.getLogger("client")
 
@@ -29,21 +29,19 @@ class EventLog:
         self._file = self.path.open("a", encoding="utf-8")
         self._flush_pending = False
 
-    def write(self, ev: Event, ts: float) -> Event:
-        """Stamp ``ev`` with ``ts`` (unix seconds) and append it; returns the stamped event."""
-        stamped = {"ts": round(ts, 6), **ev}
+    def write(self, stamped: JSON) -> None:
+        """Append one event's JSON (:meth:`client.engine.events.Event.to_json`, stamped)."""
         try:
             self._file.write(_encode(stamped) + "\n")
         except OSError as exc:
             self._failed(exc)
-            return stamped
+            return
         if not self._flush_pending:
             try:
                 asyncio.get_running_loop().call_soon(self.flush)
                 self._flush_pending = True
             except RuntimeError:  # no event loop: flush now
                 self.flush()
-        return stamped
 
     def flush(self) -> None:
         self._flush_pending = False
@@ -56,7 +54,7 @@ class EventLog:
 
     def _failed(self, exc: OSError) -> None:
         # A full disk must not take the agent (and the lab's paths) down with it.
-        logger.error("[client] cannot write event log %s: %s", self.path, exc)
+        logger.error("cannot write event log %s: %s", self.path, exc)
 
     def close(self) -> None:
         self._file.close()

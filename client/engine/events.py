@@ -1,50 +1,236 @@
-"""The agent's events: names, fields, and the one human line each is logged (and shown in chat) as.
+"""The agent's events: one small frozen class per kind, one JSON form, and the human line each is shown as.
 
-An event is a flat JSON object ``{"ts": <unix seconds>, "event": <name>, ...fields}``; the event log holds
-one per line. ``ts`` is added when the event is written, so the pure core never reads a wall clock.
+An event's JSON is a flat object ``{"ts": <unix seconds>, "event": <name>, ...fields}`` (:meth:`Event.to_json`),
+the same in the event log (one per line) and on the control socket's event streams. ``ts`` is added when the
+event is written, so the pure core never reads a wall clock. Fields appear in the order the class declares
+them; an *optional* field is left out while it holds its default (``epoch``/``seq`` of a message to a seed-era
+peer, ``relayed`` of a punch that failed unrelayed, ``peer`` of a server error that answered no connect).
 
-``path_changed`` reports a change of the path *in use* (old is direct or relay): an upgrade from relay to
+:class:`PathChanged` reports a change of the path *in use* (old is direct or relay): an upgrade from relay to
 direct, a fall back to the relay, or a path lost (new is none). How a path first came up is
-``direct_confirmed`` or ``relay_confirmed``. ``message_sent``, ``message_delivered`` and
-``message_undelivered`` to an extended peer carry the message's ``epoch`` and ``seq``.
+:class:`DirectConfirmed` or :class:`RelayConfirmed`.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import dataclasses
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any, ClassVar
 
-Event = dict[str, Any]
+from client.engine.routes import Route
 
-LINES: dict[str, str] = {
-    "registered": "[client] registered with server {server}",
-    "punch_started": "[client] punching peer {peer} ({addr})",
-    "direct_confirmed": "[client] direct path to {peer} ({addr}) in {time_to_direct_ms:.0f} ms",
-    "punch_failed": "[client] no path to {peer}: {reason}",
-    "message_sent": "[client] sent to {peer}: {text}",
-    "message_received": "[peer {peer}] {text}",
-    "server_error": "[client] server error: {reason}",
-    "disconnected": "[client] forgot peer {peer}",
-    "relay_confirmed": "[client] relayed path to {peer} via {relay} in {time_to_relay_ms:.0f} ms",
-    "path_changed": "[client] path to {peer}: {old} -> {new} ({reason})",
-    "message_delivered": "[client] delivered to {peer}: {text}",
-    "message_undelivered": "[client] NOT delivered to {peer}: {text} ({reason})",
-    "turn_allocated": "[client] relay allocated: {relay}",
-    "turn_failed": "[client] relay unavailable: {reason}",
+JSON = dict[str, Any]
+"""An event as JSON: what the event log holds and event streams carry."""
+
+
+@dataclass(frozen=True)
+class Ticket:
+    """One guaranteed message: its peer, our epoch and its seq (what its settling event names again)."""
+
+    peer: str
+    epoch: int
+    seq: int
+
+
+def _optional(default: Any = None) -> Any:
+    """A field left out of the JSON while it holds ``default``."""
+    return dataclasses.field(default=default, metadata={"optional": True})
+
+
+@dataclass(frozen=True)
+class Event:
+    """Base of every event; ``name`` is its ``event`` field in JSON, ``line`` its human line's template."""
+
+    name: ClassVar[str]
+    line: ClassVar[str]
+    speaker: ClassVar[str] = "client"
+    """Who the line speaks for, a template too; the log formatter shows it as the ``[client]`` prefix."""
+
+    def to_json(self, ts: float | None = None) -> JSON:
+        """The event's JSON object, stamped with ``ts`` (unix seconds, first key) when given."""
+        out: JSON = {} if ts is None else {"ts": round(ts, 6)}
+        out["event"] = self.name
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if f.metadata.get("optional") and value == f.default:
+                continue
+            out[f.name] = str(value) if isinstance(value, Route) else value
+        return out
+
+
+@dataclass(frozen=True)
+class Registered(Event):
+    name = "registered"
+    line = "registered with server {server}"
+    server: str
+
+
+@dataclass(frozen=True)
+class PunchStarted(Event):
+    name = "punch_started"
+    line = "punching peer {peer} ({addr})"
+    peer: str
+    addr: str
+
+
+@dataclass(frozen=True)
+class DirectConfirmed(Event):
+    name = "direct_confirmed"
+    line = "direct path to {peer} ({addr}) in {time_to_direct_ms:.0f} ms"
+    peer: str
+    addr: str
+    time_to_direct_ms: float | None
+
+
+@dataclass(frozen=True)
+class PunchFailed(Event):
+    name = "punch_failed"
+    line = "no path to {peer}: {reason}"
+    peer: str
+    addr: str
+    reason: str | None
+    relayed: bool = _optional(False)
+    """The relay carries the pair meanwhile (direct probing goes on in the background)."""
+
+
+@dataclass(frozen=True)
+class MessageSent(Event):
+    name = "message_sent"
+    line = "sent to {peer}: {text}"
+    peer: str
+    text: str
+    epoch: int | None = _optional()
+    seq: int | None = _optional()
+
+
+@dataclass(frozen=True)
+class MessageReceived(Event):
+    name = "message_received"
+    line = "{text}"
+    speaker = "peer {peer}"
+    peer: str
+    text: str
+    addr: str
+
+
+@dataclass(frozen=True)
+class ServerError(Event):
+    name = "server_error"
+    line = "server error: {reason}"
+    reason: str
+    peer: str | None = _optional()
+    """The peer whose connect the error answered (or that timed out), if any."""
+
+
+@dataclass(frozen=True)
+class Disconnected(Event):
+    name = "disconnected"
+    line = "forgot peer {peer}"
+    peer: str
+
+
+@dataclass(frozen=True)
+class RelayConfirmed(Event):
+    name = "relay_confirmed"
+    line = "relayed path to {peer} via {relay} in {time_to_relay_ms:.0f} ms"
+    peer: str
+    relay: str
+    time_to_relay_ms: float | None
+
+
+@dataclass(frozen=True)
+class PathChanged(Event):
+    name = "path_changed"
+    line = "path to {peer}: {old} -> {new} ({reason})"
+    peer: str
+    old: Route
+    new: Route
+    reason: str
+    addr: str | None
+
+
+@dataclass(frozen=True)
+class MessageDelivered(Event):
+    name = "message_delivered"
+    line = "delivered to {peer}: {text}"
+    peer: str
+    text: str
+    epoch: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class MessageUndelivered(Event):
+    name = "message_undelivered"
+    line = "NOT delivered to {peer}: {text} ({reason})"
+    peer: str
+    text: str
+    reason: str | None
+    epoch: int
+    seq: int
+
+
+@dataclass(frozen=True)
+class TurnAllocated(Event):
+    name = "turn_allocated"
+    line = "relay allocated: {relay}"
+    relay: str
+
+
+@dataclass(frozen=True)
+class TurnFailed(Event):
+    name = "turn_failed"
+    line = "relay unavailable: {reason}"
+    reason: str
+
+
+def ticket_of(settled: MessageDelivered | MessageUndelivered) -> Ticket:
+    """The ticket of the message a settling event is about (as :class:`MessageSent`'s send returned it)."""
+    return Ticket(settled.peer, settled.epoch, settled.seq)
+
+
+KINDS: dict[str, type[Event]] = {
+    kind.name: kind
+    for kind in (
+        Registered,
+        PunchStarted,
+        DirectConfirmed,
+        PunchFailed,
+        MessageSent,
+        MessageReceived,
+        ServerError,
+        Disconnected,
+        RelayConfirmed,
+        PathChanged,
+        MessageDelivered,
+        MessageUndelivered,
+        TurnAllocated,
+        TurnFailed,
+    )
 }
-"""Event name -> log line template (the seed's wording where it has one). Also the list of names."""
+"""Event name -> its class: every kind of event there is."""
 
-_CONNECT_REFUSED = "[client] no path to {peer}: server: {reason}"
-"""A ``server_error`` that answered (or timed out) a connect to ``peer``."""
+LINES: dict[str, str] = {name: kind.line for name, kind in KINDS.items()}
+"""Event name -> log line template (the seed's wording where it has one)."""
 
 _VARIANTS: dict[str, str] = {
-    "server_error": _CONNECT_REFUSED,
-    "punch_failed": "[client] direct punch to {peer} failed: {reason}",
-    "path_changed": "[client] direct path to {peer} ({addr}) (upgraded from relay)",
+    "server_error": "no path to {peer}: server: {reason}",
+    "punch_failed": "direct punch to {peer} failed: {reason}",
+    "path_changed": "direct path to {peer} ({addr}) (upgraded from relay)",
 }
 """The line for an event that has a variant (see :func:`_template`)."""
 
 
-def _template(ev: Event) -> str | None:
+def event(name: str, **fields: Any) -> Event:
+    """The event of kind ``name`` with ``fields``; ValueError for an unknown name."""
+    kind = KINDS.get(name)
+    if kind is None:
+        raise ValueError(f"unknown event {name!r}")
+    return kind(**fields)
+
+
+def _template(ev: Mapping[str, Any]) -> str | None:
     name = ev.get("event", "")
     variant = (
         (name == "server_error" and ev.get("peer"))
@@ -54,19 +240,24 @@ def _template(ev: Event) -> str | None:
     return _VARIANTS[name] if variant else LINES.get(name)
 
 
-def event(name: str, **fields: Any) -> Event:
-    """A new event (without ``ts``); ``name`` must be one of :data:`LINES`."""
-    if name not in LINES:
-        raise ValueError(f"unknown event {name!r}")
-    return {"event": name, **fields}
+@dataclass(frozen=True)
+class Line:
+    """An event as a human line: ``text`` and who it speaks for (``client``, or ``peer bob`` for a message
+    received), which the CLI's log formatter prints as ``[client] text``."""
+
+    speaker: str
+    text: str
 
 
-def describe(ev: Event) -> str:
-    """The human line for an event."""
-    name = ev.get("event", "")
-    template = _template(ev)
+def describe(ev: Event | Mapping[str, Any]) -> Line:
+    """The human line for an event, or for its JSON as read from a stream (maybe another agent version's)."""
+    data = ev.to_json() if isinstance(ev, Event) else ev
+    template = _template(data)
+    kind = KINDS.get(data.get("event", ""))
     try:
-        return template.format(**ev) if template else f"[client] {name}"
+        if template is None or kind is None:
+            return Line("client", str(data.get("event", "")))
+        return Line(kind.speaker.format(**data), template.format(**data))
     except (KeyError, ValueError, TypeError):
         # An event from another version of the agent, missing a field: show it raw, never crash a chat.
-        return f"[client] {ev}"
+        return Line("client", str(dict(data)))

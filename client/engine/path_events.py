@@ -4,25 +4,26 @@ from __future__ import annotations
 
 import logging
 
-from client.engine.events import event
+from client.engine.events import DirectConfirmed, PunchFailed, PunchStarted, RelayConfirmed
 from client.engine.outputs import Emit, Log, Output
 from client.engine.path import Path, PathState
-from client.engine.peer import DIRECT, RELAY, RELAYED_SUFFIX, Peer
+from client.engine.peer import RELAYED_SUFFIX, Peer
+from client.engine.routes import Route
 
 
 def direct_path_event(peer: Peer, new: PathState, relayed: bool) -> list[Output]:
     """The event for the direct path to ``peer`` entering ``new``; ``relayed``: the relay carries the pair."""
     path, addr = peer.path, str(peer.path.addr)
     if new is PathState.PUNCHING:
-        return [Emit(event("punch_started", peer=path.peer, addr=addr))]
+        return [Emit(PunchStarted(path.peer, addr))]
     if new is PathState.DIRECT:
         ms = path.time_to_direct_ms
-        return [Emit(event("direct_confirmed", peer=path.peer, addr=addr, time_to_direct_ms=ms))]
+        return [Emit(DirectConfirmed(path.peer, addr, ms))]
     if new is PathState.FAILED:
         if relayed:
             reason = f"{path.reason}{RELAYED_SUFFIX}"
-            return [Emit(event("punch_failed", peer=path.peer, addr=addr, reason=reason, relayed=True))]
-        return [Emit(event("punch_failed", peer=path.peer, addr=addr, reason=path.reason))]
+            return [Emit(PunchFailed(path.peer, addr, reason, relayed=True))]
+        return [Emit(PunchFailed(path.peer, addr, path.reason))]
     return []
 
 
@@ -31,17 +32,17 @@ def relay_path_event(path: Path, new: PathState) -> list[Output]:
     relay = str(path.addr)
     if new is PathState.DIRECT:
         ms = path.time_to_direct_ms
-        return [Emit(event("relay_confirmed", peer=path.peer, relay=relay, time_to_relay_ms=ms))]
+        return [Emit(RelayConfirmed(path.peer, relay, ms))]
     if new is PathState.FAILED:
-        return [Log(logging.INFO, f"[client] relay path to {path.peer} ({relay}): {path.reason}")]
+        return [Log(logging.INFO, f"relay path to {path.peer} ({relay}): {path.reason}")]
     return []
 
 
-def change_reason(old: str, new: str, reason: str | None) -> str:
+def change_reason(old: Route, new: Route, reason: str | None) -> str:
     """Why the route moved from ``old`` to ``new`` (a ``path_changed`` event's reason)."""
-    if new == DIRECT:
+    if new is Route.DIRECT:
         return f"direct path confirmed (upgraded from {old})"
-    if new == RELAY:
+    if new is Route.RELAY:
         return f"{reason or 'direct path lost'}; moved to relay"
     return reason or "no path"
 
@@ -53,6 +54,6 @@ def no_path_reason(peer: Peer | None, relay_up: bool) -> str:
     reason = peer.reason(relay_up)
     if reason:
         return reason
-    if peer.pending is not None or peer.path_name(relay_up) == "punching":
+    if peer.pending is not None or peer.path_name(relay_up) is Route.PUNCHING:
         return "still punching"
     return "not connected"

@@ -12,9 +12,9 @@ from typing import Any
 
 from client.engine.path import Path, PathState, PathTiming
 from client.engine.reliable import Conversation
+from client.engine.routes import Route
 from protocol import Endpoint
 
-DIRECT, RELAY, PUNCHING, NONE = "direct", "relay", "punching", "none"
 RELAYED_SUFFIX = "; relayed, still probing direct"
 
 
@@ -38,7 +38,7 @@ class Peer:
     sent: int = 0
     received: int = 0
     pending: PendingConnect | None = None
-    used: str = NONE
+    used: Route = Route.NONE
     """The route last reported (path_changed is emitted when it changes)."""
     first_message_ms: float | None = None
     reconnect_at: float | None = None
@@ -48,27 +48,27 @@ class Peer:
     def new(cls, peer_id: str, timing: PathTiming) -> Peer:
         return cls(peer_id, Path(peer_id, timing), Path(peer_id, timing))
 
-    def route(self, relay_up: bool) -> tuple[str, Endpoint] | None:
+    def route(self, relay_up: bool) -> tuple[Route, Endpoint] | None:
         """The path in use and where it sends, or ``None``."""
         if self.path.state is PathState.DIRECT and self.path.addr is not None:
-            return DIRECT, self.path.addr
+            return Route.DIRECT, self.path.addr
         if relay_up and self.relay.state is PathState.DIRECT and self.relay.addr is not None:
-            return RELAY, self.relay.addr
+            return Route.RELAY, self.relay.addr
         return None
 
-    def path_name(self, relay_up: bool) -> str:
+    def path_name(self, relay_up: bool) -> Route:
         route = self.route(relay_up)
         if route is not None:
             return route[0]
         if PathState.PUNCHING in (self.path.state, self.relay.state):
-            return PUNCHING
-        return NONE
+            return Route.PUNCHING
+        return Route.NONE
 
     def reason(self, relay_up: bool) -> str | None:
         name = self.path_name(relay_up)
-        if name == DIRECT:
+        if name is Route.DIRECT:
             return None
-        if name == RELAY:
+        if name is Route.RELAY:
             return None if self.path.reason is None else self.path.reason + RELAYED_SUFFIX
         if self.relay.reason is not None and self.relay.reason.startswith("relay lost"):
             return self.relay.reason
@@ -88,11 +88,11 @@ class Peer:
         return {
             "id": self.id,
             "addr": None if addr is None else str(addr),
-            "path": self.path_name(relay_up),
+            "path": str(self.path_name(relay_up)),
             "reason": self.reason(relay_up),
             "time_to_direct_ms": self.path.time_to_direct_ms,
             "time_to_first_message_ms": self.first_message_ms,
-            "relay": str(route[1]) if route is not None and route[0] == RELAY else None,
+            "relay": str(route[1]) if route is not None and route[0] is Route.RELAY else None,
             "sent": self.sent,
             **counters,
             "received": self.received,

@@ -15,7 +15,7 @@ from typing import Any
 
 from client.engine import delivery
 from client.engine.delivery import DeliveryConfig, Frame, Receiver, Sender, WindowFull
-from protocol import MAX_COUNTER, MAX_DATAGRAM, Ack, Data, encode
+from protocol import MAX_COUNTER, Ack, Data
 
 
 @dataclass(frozen=True)
@@ -26,11 +26,6 @@ class Settled:
     seq: int
     text: str
     reason: str | None = None
-
-
-def fits(me: str, text: str) -> bool:
-    """Whether ``text`` fits one ``data`` datagram whatever its epoch, seq and floor."""
-    return len(encode(Data(me, MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, text))) <= MAX_DATAGRAM
 
 
 class Conversation:
@@ -129,4 +124,4 @@ class Conversation:
         return Data(self.me, frame.epoch, frame.seq, frame.floor, frame.text)
 
 
-__all__ = ["Conversation", "DeliveryConfig", "Settled", "WindowFull", "fits"]
+__all__ = ["Conversation", "DeliveryConfig", "Settled", "WindowFull"]

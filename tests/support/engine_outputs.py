@@ -1,7 +1,8 @@
 """Reading an agent core's outputs in one place: the events it emitted (by kind) and what it put on the wire.
 
 The engine tests read events only through :func:`kind`, :func:`field` and :func:`events`, so a change in how
-an event is represented (a dict today) is adapted here once.
+an event is represented is adapted here once. They take the typed events a core emits and the JSON an
+in-memory lab records (``Event.to_json``) alike.
 """
 
 from __future__ import annotations
@@ -9,18 +10,22 @@ from __future__ import annotations
 from typing import Any
 
 from client.engine.core import Emit, Output, Send
-from client.engine.events import Event
+from client.engine.events import JSON, Event
 from protocol import Endpoint, Message, encode
 
 
-def kind(ev: Event) -> str:
+def _json(ev: Event | JSON) -> JSON:
+    return ev.to_json() if isinstance(ev, Event) else ev
+
+
+def kind(ev: Event | JSON) -> str:
     """The event's kind, as the event log names it (``punch_failed``, ``path_changed``, ...)."""
-    return str(ev["event"])
+    return str(_json(ev)["event"])
 
 
-def field(ev: Event, name: str) -> Any:
+def field(ev: Event | JSON, name: str) -> Any:
     """One field of an event, by its event-log name."""
-    return ev[name]
+    return _json(ev)[name]
 
 
 def events(outputs: list[Output], name: str | None = None) -> list[Event]:

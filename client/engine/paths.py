@@ -1,0 +1,162 @@
+"""Each peer's two paths over time: their actions performed (probes direct or through the relay, events),
+liveness, the route in use and its changes, and connecting again once a lost relay is back. Pure."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+from client.engine.carrier import Carrier
+from client.engine.events import PathChanged
+from client.engine.messaging import Messenger
+from client.engine.outputs import Emit, Log, Output, Send
+from client.engine.path import Action, Answer, Changed, Ignored, Moved, PathState, PathTiming, Probe
+from client.engine.path_events import change_reason, direct_path_event, relay_path_event
+from client.engine.peer import Peer
+from client.engine.routes import Route
+from client.engine.server_link import ServerLink
+from protocol import Hello, HelloAck, Keepalive
+
+LIVENESS_PERIODS = 3
+"""Keepalive periods of silence after which a path to an extended peer counts as lost."""
+
+
+class PathKeeper:
+    """Drives every peer's direct and relay :class:`~client.engine.path.Path` for one agent."""
+
+    def __init__(
+        self,
+        me: str,
+        *,
+        timing: PathTiming,
+        keepalive: float,
+        direct_retry: float,
+        carrier: Carrier,
+        server: ServerLink,
+        messenger: Messenger,
+    ) -> None:
+        self.me = me
+        self.timing = timing
+        self.liveness = LIVENESS_PERIODS * keepalive
+        self.direct_retry = direct_retry
+        self.carrier = carrier
+        self.server = server
+        self.messenger = messenger
+
+    def perform(self, peer: Peer, actions: list[Action], now: float, via_relay: bool) -> list[Output]:
+        """Turn a path's actions into datagrams (via the relay for the relay path), events and log lines."""
+        me, out = self.me, list[Output]()
+        path = peer.relay if via_relay else peer.path
+        for action in actions:
+            match action:
+                case Probe(to):
+                    out += self.carrier.via_relay(to, Hello(me), now) if via_relay else [Send(Hello(me), to)]
+                case Answer(to):
+                    out += self.carrier.via_relay(to, HelloAck(me), now) if via_relay else [Send(HelloAck(me), to)]
+                case Changed(_, new):
+                    if via_relay:
+                        out += relay_path_event(path, new)
+                    else:
+                        out += direct_path_event(peer, new, relayed=self.carrier.can_send(peer))
+                case Moved(old, new):
+                    out.append(Log(logging.INFO, f"peer {path.peer} moved from {old} to {new}"))
+                case Ignored(why):
+                    out.append(Log(logging.INFO, f"ignoring {why}"))
+        return out
+
+    def can_reconnect(self) -> bool:
+        """Whether the server knows our (new) relay, so that a connect can bring a relay path up."""
+        return self.carrier.relay_up and self.server.registered and not self.server.reannouncing
+
+    def tick(self, peer: Peer, now: float) -> list[Output]:
+        """Time passes for ``peer``: a reconnect due, probes, liveness."""
+        out = self._tick_reconnect(peer, now)
+        out += self.server.tick_pending(peer, now)
+        out += self.perform(peer, peer.path.tick(now), now, via_relay=False)
+        out += self.perform(peer, peer.relay.tick(now), now, via_relay=True)
+        if peer.extended:
+            relay_up = self.carrier.relay_up
+            had_a_path = peer.path_name(relay_up) is not Route.NONE
+            out += self.perform(peer, peer.path.check_alive(now, self.liveness, "direct"), now, via_relay=False)
+            out += self.perform(peer, peer.relay.check_alive(now, self.liveness, "relay"), now, via_relay=True)
+            if had_a_path and peer.path_name(relay_up) is Route.NONE:
+                # The peer went silent on every path (its relay or ours died, or a NAT dropped us): keep
+                # trying to connect again, as for a lost allocation, rather than leave the pair at none.
+                peer.reconnect_at = now
+        return out
+
+    def wakeups(self, peer: Peer) -> list[float]:
+        """When :meth:`tick` has something to do for ``peer`` (connect, reconnect, probes, liveness)."""
+        times: list[float] = []
+        if peer.pending is not None:
+            times += [peer.pending.deadline, peer.pending.next_send]
+        if peer.reconnect_at is not None and self.can_reconnect():
+            times.append(peer.reconnect_at)
+        times += [t or math.inf for t in (peer.path.wakeup(), peer.relay.wakeup())]
+        if peer.extended:
+            limit = self.liveness
+            times += [t or math.inf for t in (peer.path.silent_until(limit), peer.relay.silent_until(limit))]
+        return times
+
+    def _tick_reconnect(self, peer: Peer, now: float) -> list[Output]:
+        """A relay path lost with our allocation: connect again once the relay is back (and every two punch
+        time-outs after that, until a path is up: the peer may need to get its relay back too)."""
+        due = peer.reconnect_at is not None and now >= peer.reconnect_at and self.can_reconnect()
+        if not due or peer.pending is not None or peer.path_name(self.carrier.relay_up) is not Route.NONE:
+            return []
+        peer.reconnect_at = now + 2 * self.timing.timeout
+        return [
+            Log(logging.INFO, f"relay is back: connecting to {peer.id} again"),
+            *self.server.start_connect(peer, now),
+        ]
+
+    def routes(self, peers: list[Peer], now: float) -> list[Output]:
+        """Report route changes (path_changed), resend unacknowledged data on the new path, and keep
+        probing direct in the background while relayed."""
+        out: list[Output] = []
+        relay_up = self.carrier.relay_up
+        for peer in peers:
+            relayed = peer.route(relay_up) is not None and peer.path.state is not PathState.DIRECT
+            peer.path.keep_probing(self.direct_retry if relayed else None, now)
+            used = peer.path_name(relay_up)
+            used = used if used in (Route.DIRECT, Route.RELAY) else Route.NONE
+            if used is peer.used:
+                continue
+            old, peer.used = peer.used, used
+            if used is not Route.NONE:
+                peer.reconnect_at = None
+            if old is not Route.NONE:
+                reason = change_reason(old, used, peer.reason(relay_up))
+                route = peer.route(relay_up)
+                addr = None if route is None else str(route[1])
+                out.append(Emit(PathChanged(peer.id, old, used, reason, addr)))
+            if used is not Route.NONE:
+                out += self.messenger.on_path_change(peer, now)
+        return out
+
+    def retry_failed_connects(self, peers: list[Peer], now: float) -> None:
+        """A relay just came up: a peer that a connect left with no path at all (say, one made before the
+        first allocation, towards a symmetric NAT) may be reachable now; connect again once registered."""
+        for peer in peers:
+            if peer.path.state is PathState.FAILED and peer.path_name(self.carrier.relay_up) is Route.NONE:
+                peer.reconnect_at = now
+
+    def relay_lost(self, peers: list[Peer], reason: str, now: float) -> list[Output]:
+        """Our allocation is gone: so is every relay path (to be connected again when it is back)."""
+        out: list[Output] = []
+        for peer in peers:
+            if peer.relay.state in (PathState.DIRECT, PathState.PUNCHING):
+                if peer.used is Route.RELAY:
+                    peer.reconnect_at = now  # once the relay is back
+                out += self.perform(peer, peer.relay.lose(f"relay lost: {reason}", now), now, via_relay=True)
+        return out
+
+    def keepalives(self, peers: list[Peer], now: float) -> list[Output]:
+        """A keepalive on every live path."""
+        out: list[Output] = []
+        for peer in peers:
+            if peer.path.state is PathState.DIRECT and peer.path.addr is not None:
+                out.append(Send(Keepalive(), peer.path.addr))
+            if peer.relay.state is PathState.DIRECT and peer.relay.addr is not None:
+                out += self.carrier.via_relay(peer.relay.addr, Keepalive(), now)
+        return out

@@ -1,0 +1,66 @@
+"""The control socket's request handling against a stand-in agent (the Protocol it depends on): in-process."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+
+from client.daemon.control import Subscription, _answer
+
+
+class StandIn:
+    """An agent whose path to bob never settles, and that records the sends it is asked for."""
+
+    def __init__(self) -> None:
+        self.sends: list[tuple[str, str, bool]] = []
+        self.forever: asyncio.Event | None = None
+
+    def status(self) -> dict[str, Any]:
+        return {"id": "alice", "peers": []}
+
+    async def connect(self, peer: str) -> dict[str, Any] | None:
+        return self.peer(peer)
+
+    async def settle(self, peer: str) -> dict[str, Any] | None:
+        self.forever = asyncio.Event()
+        await self.forever.wait()  # never set: the request's timeout must end the wait
+        return None
+
+    def peer(self, peer: str) -> dict[str, Any] | None:
+        return {"id": peer, "path": "punching"}
+
+    def disconnect(self, peer: str) -> dict[str, Any] | None:
+        return None
+
+    async def send(self, peer: str, text: str, wait: bool = False) -> dict[str, Any] | None:
+        self.sends.append((peer, text, wait))
+        return self.peer(peer)
+
+    async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]:
+        return {}
+
+    def subscribe(self, subscription: Subscription) -> None:
+        pass
+
+    def unsubscribe(self, subscription: Subscription) -> None:
+        pass
+
+
+def test_settle_answers_unsettled_after_its_timeout() -> None:
+    answer = asyncio.run(_answer(StandIn(), {"op": "settle", "peer": "bob", "timeout": 0.05}))
+    assert answer == {"ok": True, "peer": {"id": "bob", "path": "punching"}, "settled": False}
+
+
+@pytest.mark.parametrize("timeout", [None, 0, -1, "5", True, 1e9])
+def test_settle_needs_a_sane_timeout(timeout: Any) -> None:
+    answer = asyncio.run(_answer(StandIn(), {"op": "settle", "peer": "bob", "timeout": timeout}))
+    assert answer == {"ok": False, "error": "settle: 'timeout' must be a number of seconds, 0-3600"}
+
+
+def test_one_send_op_with_an_optional_wait() -> None:
+    agent = StandIn()
+    asyncio.run(_answer(agent, {"op": "send", "peer": "bob", "text": "a"}))
+    asyncio.run(_answer(agent, {"op": "send", "peer": "bob", "text": "b", "wait": True}))
+    assert agent.sends == [("bob", "a", False), ("bob", "b", True)]
