@@ -410,7 +410,9 @@ class Lab:
         return sorted((Service.from_container(c) for c in containers), key=lambda s: s.name)
 
     def services(self) -> list[str]:
-        return [service.name for service in self.running()]
+        """The names of the lab's services that have a container (whatever their labels)."""
+        containers = self.docker.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"})
+        return sorted(c.labels[SERVICE_LABEL] for c in containers)
 
     def networks(self) -> dict[str, ipaddress.IPv4Network]:
         """The lab's networks as Docker holds them: compose name -> subnet."""
