@@ -17,7 +17,8 @@ GRID_ARGS ?=
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
-	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked), PYTEST_ARGS, GRID_ARGS"
+	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked),"
+	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS"
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -33,10 +34,14 @@ compose: $(STAMP) ## Install the Docker Compose v2 plugin if `docker compose` is
 images: compose ## Build the lab image (bootstraps the Debian base once; rebuilds only what changed)
 	@images/build.sh >/dev/null
 
-lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=)
-	@$(COMPOSE) up -d --wait --wait-timeout 60 --remove-orphans >/dev/null 2>&1 \
-	  || { $(COMPOSE) ps -a; $(COMPOSE) logs --tail 40; echo "lab-up: the lab did not become healthy" >&2; exit 1; }
-	@echo "natlab: lab up and healthy (router-a: $(NAT_A), router-b: $(NAT_B))."
+# `--progress quiet`: compose prints nothing but its errors, verbatim (e.g. "Pool overlaps with other one on
+# this address space" when another lab or network holds the lab's subnets: move it with NATLAB_WAN and friends).
+lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NATLAB_WAN=, ...)
+	@err=$$(mktemp); trap 'rm -f "$$err"' EXIT; \
+	$(COMPOSE) --progress quiet up -d --wait --wait-timeout 60 --remove-orphans 2>"$$err" || { \
+	  $(COMPOSE) ps -a; $(COMPOSE) logs --tail 40; \
+	  echo "lab-up: the lab did not come up; docker compose said:" >&2; cat "$$err" >&2; exit 1; }
+	@echo "natlab: lab up and healthy (router-a: $(NAT_A), router-b: $(NAT_B); wan $${NATLAB_WAN:-198.18.0}.0/24)."
 	@echo "  chat:    docker compose exec alice client bob"
 	@echo "  details: make lab-status"
 

@@ -88,7 +88,7 @@ def relayed_throughput() -> tuple[dict[str, Any], tuple[float, float]]:
     started = time.perf_counter()
     output = lab.exec_ok(
         "alice", "turnutils_uclient", "-y", "-c", "-z", "0", "-u", "natlab", "-w", password,
-        "-n", str(FLOOD), "-l", "1000", "-m", "1", lab.subnets.turn,
+        "-n", str(FLOOD), "-l", "1000", "-m", "1", lab.address("turn"),
     )  # fmt: skip
     seconds = time.perf_counter() - started
     received = int(re.findall(r"tot_recv_msgs=(\d+)", output)[-1])

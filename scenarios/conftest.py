@@ -93,7 +93,7 @@ def pair(request: pytest.FixtureRequest) -> Pair:
 def lab(pair: Pair, docker_ready: None) -> Iterator[Lab]:
     """An isolated lab for `pair` (own compose project and subnets), removed by label afterwards."""
     # Keepalives every 2 s, so a path that dies (TURN stopped) is noticed within seconds.
-    with start_lab(pair.a, pair.b, name=pair.id, keepalive_s=2) as running:
+    with start_lab(name=pair.id, env={"NAT_A": pair.a, "NAT_B": pair.b, "NATLAB_KEEPALIVE": "2"}) as running:
         yield running
 
 

@@ -62,16 +62,15 @@ def grid_lab(sites: Sequence[str]) -> Lab:
     hosts = [f"{site}-{side}" for site in sites for side in "ab"]
     routers = [f"nat-{host}" for host in hosts] + [f"cgn-{CGNAT}-{side}" for side in "ab" if CGNAT in sites]
     return Lab(
-        PROJECT,
-        Subnets(f"{DEFAULT_NET}.0", f"{DEFAULT_NET}.1", f"{DEFAULT_NET}.2", cgn=f"{DEFAULT_CGN}.0"),
-        "",
-        "",
-        topology=(GRID_FILE,),
-        hosts=hosts,
+        (GRID_FILE,),
+        project=PROJECT,
+        subnets=Subnets({"NATLAB_GRID_NET": DEFAULT_NET, "NATLAB_GRID_CGN": DEFAULT_CGN}),
         services=["server", "turn", *routers, *hosts],
-        punch_timeout_s=PUNCH_TIMEOUT_S,
-        keepalive_s=KEEPALIVE_S,
-        env={"NATLAB_GRID_UDP_TIMEOUT": str(UDP_TIMEOUT_S)},
+        env={
+            "NATLAB_PUNCH_TIMEOUT": str(PUNCH_TIMEOUT_S),
+            "NATLAB_KEEPALIVE": str(KEEPALIVE_S),
+            "NATLAB_GRID_UDP_TIMEOUT": str(UDP_TIMEOUT_S),
+        },
     )
 
 

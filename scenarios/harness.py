@@ -1,9 +1,11 @@
-"""Host-side lab harness: start a lab as a uniquely named compose project, wait for it, then use the docker SDK.
+"""Host-side lab harness: any natlab compose file, brought up as a uniquely named project, then the docker SDK.
 
-Compose files are the topology language; everything after `up` (exec, logs, inspect, teardown) goes through
-the docker SDK. Every object carries the `natlab` label and the compose project label, so teardown removes
-by label even after a crashed or interrupted run. Each lab gets its own /24s inside 198.18.0.0/15 (a "slot"),
-so labs can run side by side.
+Compose files are the topology language; the harness knows no topology. It reads the compose model
+(`docker compose config`) to learn each service's role (the ``natlab.role`` label), its addresses and its
+environment; everything after `up` (exec, logs, inspect, teardown) goes through the docker SDK. Every object
+carries the `natlab` label and the compose project label, so teardown removes by label even after a crashed
+or interrupted run. Each two-site lab gets its own /24s inside 198.18.0.0/15 (a "slot"), so labs can run side
+by side.
 """
 
 from __future__ import annotations
@@ -14,9 +16,10 @@ import os
 import secrets
 import subprocess
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from contextlib import contextmanager, suppress
-from dataclasses import dataclass
-from functools import partial
+from contextlib import closing, contextmanager, suppress
+from dataclasses import dataclass, field
+from enum import StrEnum
+from functools import cached_property, partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -28,11 +31,15 @@ from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wa
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "compose.yaml"
 LABEL = "natlab"
+ROLE_LABEL = "natlab.role"
 PROJECT_LABEL = "com.docker.compose.project"
+SERVICE_LABEL = "com.docker.compose.service"
+NETWORK_LABEL = "com.docker.compose.network"
 INTERACTIVE_PROJECT = "natlab"
 SLOTS = range(1, 128)  # slot 0 (198.18.0-2.x) is the interactive lab's
 UP_TIMEOUT_S = 90
-HOSTS = ("alice", "bob")
+POOL_OVERLAP = "pool overlaps"
+"""What Docker says (through compose) when a network's subnet overlaps one another network holds."""
 
 T = TypeVar("T")
 
@@ -45,47 +52,145 @@ class LabTimeout(LabError):
     """A condition in the lab did not come true in time; the message carries the logs."""
 
 
+class SubnetInUse(LabError):
+    """A network of the lab overlaps a subnet another Docker network holds; the message is compose's own."""
+
+
+class Role(StrEnum):
+    """What a service is, from its ``natlab.role`` compose label; the harness treats services by role."""
+
+    SERVER = "server"
+    """The signal server: its state is /run/natlab/server.json."""
+    TURN = "turn"
+    """The STUN/TURN server (coturn): no natlab state of its own."""
+    ROUTER = "router"
+    """A NAT router (`nat run`): its profile is /run/natlab/profile.json."""
+    HOST = "host"
+    """A client host running the agent: `client status --json`; healthy once registered."""
+
+
+STATE_COMMAND: dict[Role, tuple[str, ...] | None] = {
+    Role.SERVER: ("cat", "/run/natlab/server.json"),
+    Role.TURN: None,
+    Role.ROUTER: ("cat", "/run/natlab/profile.json"),
+    Role.HOST: ("client", "status", "--json"),
+}
+"""The command that prints a service's state as one JSON document, by role (None: it keeps none)."""
+
+ARTIFACTS: dict[Role, list[tuple[str, list[str]]]] = {
+    Role.ROUTER: [
+        ("ruleset.nft", ["nft", "list", "ruleset"]),
+        ("conntrack.txt", ["conntrack", "-L"]),
+        ("nat-show.txt", ["nat", "show"]),
+    ],
+    Role.HOST: [
+        ("events.jsonl", ["client", "events"]),
+        ("status.json", ["client", "status", "--json"]),
+        ("routes.txt", ["ip", "route"]),
+    ],
+    Role.SERVER: [("server.json", ["cat", "/run/natlab/server.json"])],
+    Role.TURN: [("addresses.txt", ["ip", "-4", "addr"])],
+}
+"""What a failed scenario saves from each service besides its log, by role."""
+
+
+@dataclass(frozen=True)
+class Service:
+    """One service as natlab sees it: role, IPv4 address on each network (by compose network name), environment."""
+
+    name: str
+    role: Role
+    addresses: Mapping[str, str] = field(default_factory=dict)
+    environment: Mapping[str, str] = field(default_factory=dict)
+
+    @staticmethod
+    def role_of(name: str, labels: Mapping[str, str]) -> Role:
+        try:
+            return Role(labels[ROLE_LABEL])
+        except (KeyError, ValueError):
+            known = ", ".join(Role)
+            raise LabError(f"service {name!r} needs the label {ROLE_LABEL}: one of {known}") from None
+
+    @classmethod
+    def from_compose(cls, name: str, spec: Mapping[str, Any]) -> Service:
+        """From a service of `docker compose config --format json`."""
+        networks = spec.get("networks") or {}
+        addresses = {
+            net: str(conf["ipv4_address"]) for net, conf in networks.items() if (conf or {}).get("ipv4_address")
+        }
+        environment = {k: "" if v is None else str(v) for k, v in (spec.get("environment") or {}).items()}
+        return cls(name, cls.role_of(name, spec.get("labels") or {}), addresses, environment)
+
+    @classmethod
+    def from_container(cls, container: Container) -> Service:
+        """From a running (or stopped) container of a lab: its labels, attached networks and environment."""
+        labels = container.labels
+        name = labels.get(SERVICE_LABEL, container.name or "?")
+        networks = container.attrs["NetworkSettings"]["Networks"] or {}
+        project = labels.get(PROJECT_LABEL, "")
+        addresses = {
+            net.removeprefix(f"{project}_"): n["IPAddress"] for net, n in networks.items() if n.get("IPAddress")
+        }
+        pairs = (entry.partition("=") for entry in container.attrs["Config"].get("Env") or [])
+        return cls(name, cls.role_of(name, labels), addresses, {k: v for k, _, v in pairs})
+
+    @property
+    def address(self) -> str:
+        """Its address when it has one network (hosts, the servers); routers: see :meth:`Lab.address`."""
+        if len(self.addresses) != 1:
+            raise LabError(f"{self.name} is on {sorted(self.addresses)}: name the network")
+        return next(iter(self.addresses.values()))
+
+
+@dataclass(frozen=True)
+class Topology:
+    """A compose model as natlab reads it: the services (by name, in file order) and each network's subnet."""
+
+    services: Mapping[str, Service]
+    networks: Mapping[str, ipaddress.IPv4Network]
+
+    @classmethod
+    def from_config(cls, config: Mapping[str, Any]) -> Topology:
+        """From the JSON `docker compose config --format json` prints (interpolated, overlays merged)."""
+        services = {name: Service.from_compose(name, spec) for name, spec in (config.get("services") or {}).items()}
+        networks = {}
+        for name, spec in (config.get("networks") or {}).items():
+            for pool in ((spec or {}).get("ipam") or {}).get("config") or []:
+                networks[name] = ipaddress.IPv4Network(pool["subnet"])
+        return cls(services, networks)
+
+    def with_role(self, role: Role) -> list[str]:
+        return [name for name, service in self.services.items() if service.role is role]
+
+    def router_of(self, host: str) -> str:
+        """The router on the host's network: the one whose LAN it is (its gateway)."""
+        networks = self.services[host].addresses.keys()
+        for router in self.with_role(Role.ROUTER):
+            if networks & self.services[router].addresses.keys():
+                return router
+        raise LabError(f"no router shares a network with {host}")
+
+
 @dataclass(frozen=True)
 class Subnets:
-    """The three /24s of one lab, each given as its first three octets (what compose.yaml expects)."""
+    """Where a lab sits in address space: the compose variables that place its networks, with their values.
 
-    wan: str
-    lan_a: str
-    lan_b: str
-    cgn: str = "100.64.0"
-    """A carrier-grade NAT's inside network (in 100.64.0.0/10), for the CGNAT topology."""
+    compose.yaml and its overlays read NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (first three octets of each
+    /24) and NATLAB_CGN (the carrier network of the CGNAT overlay); the grid reads NATLAB_GRID_NET and
+    NATLAB_GRID_CGN (first two octets). The networks themselves are read back from the compose model.
+    """
+
+    prefixes: Mapping[str, str]
 
     @classmethod
     def for_slot(cls, slot: int) -> Subnets:
-        """Slot n owns the /22 at 198.18.0.0 + n*1024: WAN, LAN A, LAN B and one spare /24."""
+        """Two-site slot n owns the /22 at 198.18.0.0 + n*1024 (WAN, LAN A, LAN B, one spare) and 100.64.n/24."""
         base = int(ipaddress.IPv4Address("198.18.0.0")) + slot * 1024
-        prefix = [".".join(str(ipaddress.IPv4Address(base + i * 256)).split(".")[:3]) for i in range(3)]
-        wan, lan_a, lan_b = prefix
-        return cls(wan, lan_a, lan_b, cgn=f"100.64.{slot}")
-
-    def networks(self) -> list[ipaddress.IPv4Network]:
-        return [ipaddress.IPv4Network(f"{p}.0/24") for p in (self.wan, self.lan_a, self.lan_b, self.cgn)]
+        wan, lan_a, lan_b = (str(ipaddress.IPv4Address(base + i * 256)).rsplit(".", 1)[0] for i in range(3))
+        return cls({"NATLAB_WAN": wan, "NATLAB_LAN_A": lan_a, "NATLAB_LAN_B": lan_b, "NATLAB_CGN": f"100.64.{slot}"})
 
     def env(self) -> dict[str, str]:
-        prefixes = {"WAN": self.wan, "LAN_A": self.lan_a, "LAN_B": self.lan_b, "CGN": self.cgn}
-        return {f"NATLAB_{name}": prefix for name, prefix in prefixes.items()}
-
-    # Static addresses, as compose.yaml assigns them.
-    @property
-    def server(self) -> str:
-        return f"{self.wan}.10"
-
-    @property
-    def turn(self) -> str:
-        return f"{self.wan}.20"
-
-    @property
-    def router_a_wan(self) -> str:
-        return f"{self.wan}.11"
-
-    @property
-    def router_b_wan(self) -> str:
-        return f"{self.wan}.12"
+        return dict(self.prefixes)
 
 
 def wait_for(
@@ -103,108 +208,151 @@ def wait_for(
     return result
 
 
-def docker_client() -> docker.DockerClient:
-    return docker.from_env()
+def docker_client() -> closing[docker.DockerClient]:
+    """A docker SDK client that is closed when the with block ends."""
+    return closing(docker.from_env())
 
 
 def remove_labelled(project: str | None = None) -> None:
-    """Remove natlab containers and networks (only `project`'s when given), whatever state they are in."""
-    client = docker_client()
+    """Remove natlab containers, networks and volumes (only `project`'s when given), whatever state they are in."""
     labels = [LABEL] + ([f"{PROJECT_LABEL}={project}"] if project else [])
-    for container in client.containers.list(all=True, filters={"label": labels}):
-        with suppress(docker.errors.NotFound):
-            container.remove(force=True)
-    for network in client.networks.list(filters={"label": labels}):
-        with suppress(docker.errors.NotFound, docker.errors.APIError):
-            network.remove()
-    for volume in client.volumes.list(filters={"label": labels}):
-        with suppress(docker.errors.NotFound, docker.errors.APIError):
-            volume.remove(force=True)
+    with docker_client() as client:
+        for container in client.containers.list(all=True, filters={"label": labels}):
+            with suppress(docker.errors.NotFound):
+                container.remove(force=True)
+        for network in client.networks.list(filters={"label": labels}):
+            with suppress(docker.errors.NotFound, docker.errors.APIError):
+                network.remove()
+        for volume in client.volumes.list(filters={"label": labels}):
+            with suppress(docker.errors.NotFound, docker.errors.APIError):
+                volume.remove(force=True)
 
 
 def used_subnets() -> list[ipaddress.IPv4Network]:
     """Every IPv4 subnet any Docker network on this engine holds (ours or not)."""
     subnets = []
-    for network in docker_client().networks.list():
-        for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
-            with suppress(ValueError, KeyError):
-                subnets.append(ipaddress.IPv4Network(config["Subnet"]))
+    with docker_client() as client:
+        for network in client.networks.list():
+            for config in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                with suppress(ValueError, KeyError):
+                    subnets.append(ipaddress.IPv4Network(config["Subnet"]))
     return subnets
 
 
 def free_slots() -> Iterator[int]:
-    """Slots whose subnets overlap nothing on this engine, starting at a random one so parallel runs spread."""
+    """Slots whose two-site subnets overlap nothing on this engine, from a random start so parallel runs spread."""
     taken = used_subnets()
     start = secrets.randbelow(len(SLOTS))
     for offset in range(len(SLOTS)):
         slot = SLOTS[(start + offset) % len(SLOTS)]
-        if not any(a.overlaps(b) for a in Subnets.for_slot(slot).networks() for b in taken):
+        prefixes = Subnets.for_slot(slot).prefixes.values()
+        nets = [ipaddress.IPv4Network(f"{p}.0/24") for p in prefixes]
+        if not any(a.overlaps(b) for a in nets for b in taken):
             yield slot
 
 
 class Lab:
-    """One running lab: a compose project of compose.yaml with its own name and subnets.
+    """One lab: a compose project of any natlab topology file(s), under its own name, torn down by label.
 
-    Use as a context manager (or `start_lab`): entering brings it up and waits until every service is
-    healthy; leaving removes every object of the project, also when the body failed.
+    Writing a topology (a compose file, or an overlay on compose.yaml):
+
+    * label every service ``natlab: lab`` and ``natlab.role: server | turn | router | host`` (see
+      :class:`Role`); overlays that ``extends`` a service inherit its labels. Label every network and
+      volume ``natlab: lab``. Give each service a static ``ipv4_address`` on each of its networks.
+    * a host's router is the router on the host's network (:meth:`Topology.router_of`); a router's NAT
+      profile and options are its environment (``NAT_PROFILE``, ``NAT_HAIRPIN``, ...), set through compose
+      variables (compose.yaml: ``NAT_A``, ``NAT_B``, ``NAT_A_HAIRPIN``, ``NATLAB_BLOCK_EACH_OTHER``, ...).
+    * place every network with compose variables (e.g. ``${NATLAB_WAN:-198.18.0}.0/24``) so that labs can
+      sit side by side: :class:`Subnets` sets them.
+
+    Writing a scenario: a fixture opens ``start_lab(files, name=..., env={...})`` (a free slot, retried on
+    :class:`SubnetInUse`) or ``with Lab(files, project=..., subnets=...)``. Entering runs `compose up
+    --wait` (every service healthy, every host's TURN allocation in place); leaving, also on failure or
+    Ctrl-C, removes every object of the project. Inside: :meth:`exec` / :meth:`exec_ok` / :meth:`json`
+    run commands in a service, :meth:`address` and :meth:`service` answer from the compose model
+    (addresses, environment), :meth:`wait_for` polls a condition with a deadline, :meth:`stop` /
+    :meth:`start` take a service away and back.
+
+    ``env`` are compose variables (NAT profiles, timers, options), applied over ``subnets``' placement
+    and the caller's environment; ``services`` starts only those (all by default).
     """
 
     def __init__(
         self,
-        project: str,
-        subnets: Subnets,
-        nat_a: str,
-        nat_b: str,
+        files: Sequence[Path] = (COMPOSE_FILE,),
         *,
-        punch_timeout_s: int = 5,
-        keepalive_s: int = 10,
-        routers_block_each_other: bool = False,
-        topology: Sequence[Path] = (COMPOSE_FILE,),
-        hosts: Sequence[str] = HOSTS,
-        services: Sequence[str] = (),
+        project: str,
+        subnets: Subnets | None = None,
         env: Mapping[str, str] | None = None,
+        services: Sequence[str] = (),
     ) -> None:
-        """``topology``: compose files, later ones overlaying earlier ones; ``hosts``: its client hosts;
-        ``services``: start only these (all by default); ``env``: more variables for compose (e.g.
-        ``NAT_A_HAIRPIN``), applied last."""
         self.project = project
-        self.topology = tuple(topology)
-        self.hosts = tuple(hosts)
+        self.files = tuple(files)
+        self.subnets = subnets or Subnets({})
+        self.env = self.subnets.env() | dict(env or {})
         self.only = tuple(services)
-        self.extra_env = dict(env or {})
-        self.keepalive_s = keepalive_s
-        self.routers_block_each_other = routers_block_each_other
-        self.subnets = subnets
-        self.nat_a = nat_a
-        self.nat_b = nat_b
-        self.punch_timeout_s = punch_timeout_s
-        self.docker = docker_client()
+        self._docker: docker.DockerClient | None = None
+
+    @classmethod
+    def interactive(cls) -> Lab:
+        """The lab `make lab-up` runs (compose.yaml under COMPOSE_PROJECT_NAME, `natlab` by default)."""
+        return cls(project=os.environ.get("COMPOSE_PROJECT_NAME") or INTERACTIVE_PROJECT)
+
+    # -- the compose model -----------------------------------------------------------------------------
+    @cached_property
+    def topology(self) -> Topology:
+        """The compose model with this lab's variables, limited to the services it starts."""
+        done = self.compose("config", "--format", "json")
+        topology = Topology.from_config(json.loads(done.stdout))
+        unknown = set(self.only) - topology.services.keys()
+        if unknown:
+            raise LabError(f"{', '.join(sorted(unknown))}: no such service in {', '.join(map(str, self.files))}")
+        kept = {name: svc for name, svc in topology.services.items() if not self.only or name in self.only}
+        return Topology(kept, topology.networks)
+
+    @property
+    def hosts(self) -> list[str]:
+        return self.topology.with_role(Role.HOST)
+
+    def service(self, name: str) -> Service:
+        try:
+            return self.topology.services[name]
+        except KeyError:
+            raise LabError(f"lab {self.project} has no service {name!r}") from None
+
+    def address(self, service: str, network: str | None = None) -> str:
+        """A service's static IPv4 address (on `network` when it has several, e.g. a router's "wan")."""
+        svc = self.service(service)
+        if network is None:
+            return svc.address
+        if network not in svc.addresses:
+            raise LabError(f"{service} is not on {network} (it is on {sorted(svc.addresses)})")
+        return svc.addresses[network]
 
     # -- lifecycle -------------------------------------------------------------------------------------
     def compose_env(self) -> dict[str, str]:
-        """The environment compose.yaml is interpolated with for this lab."""
-        env = os.environ | self.subnets.env()
-        env |= {
-            "NAT_A": self.nat_a,
-            "NAT_B": self.nat_b,
-            "NATLAB_PUNCH_TIMEOUT": str(self.punch_timeout_s),
-            "NATLAB_KEEPALIVE": str(self.keepalive_s),
-        }
-        if self.routers_block_each_other:  # each router drops inbound UDP from the other's WAN address
-            env |= {"NAT_A_BLOCK": self.subnets.router_b_wan, "NAT_B_BLOCK": self.subnets.router_a_wan}
-        return env | self.extra_env
+        """The environment the compose files are interpolated with for this lab."""
+        return os.environ | self.env
+
+    def compose_argv(self, *args: str) -> list[str]:
+        files = [arg for path in self.files for arg in ("-f", str(path))]
+        return ["docker", "compose", "-p", self.project, *files, *args]
 
     def compose(self, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-        files = [arg for path in self.topology for arg in ("-f", str(path))]
-        command = ["docker", "compose", "-p", self.project, *files, *args]
+        """Run `docker compose` on this lab; a failure raises LabError (SubnetInUse for a pool overlap)."""
+        command = self.compose_argv(*args)
         result = subprocess.run(command, env=self.compose_env(), capture_output=True, text=True, check=False)
         if check and result.returncode != 0:
-            raise LabError(f"{' '.join(command)} failed ({result.returncode}):\n{result.stderr}{result.stdout}")
+            said = f"{result.stderr}{result.stdout}".strip()
+            error = SubnetInUse if POOL_OVERLAP in said.lower() else LabError
+            raise error(f"{' '.join(command)} failed ({result.returncode}):\n{said}")
         return result
 
     def up(self) -> None:
         try:
             self.compose("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT_S), *self.only)
+        except SubnetInUse:
+            raise
         except LabError as exc:
             raise LabError(f"lab {self.project} did not become healthy: {exc}\n{self.logs()}") from None
         # Healthy hosts are registered; their TURN allocations may still be on the way (the TURN server
@@ -220,30 +368,60 @@ class Lab:
         self.compose("down", "--volumes", "--remove-orphans", "--timeout", "1", check=False)
         remove_labelled(self.project)
 
+    def close(self) -> None:
+        """Close the docker SDK client (the lab keeps running)."""
+        if self._docker is not None:
+            self._docker.close()
+            self._docker = None
+
     def __enter__(self) -> Lab:
         try:
             self.up()
         except BaseException:
             self.down()
+            self.close()
             raise
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        self.down()
+        try:
+            self.down()
+        finally:
+            self.close()
 
     # -- access ----------------------------------------------------------------------------------------
+    @property
+    def docker(self) -> docker.DockerClient:
+        if self._docker is None:
+            self._docker = docker.from_env()
+        return self._docker
+
     def container(self, service: str) -> Container:
         found = self.docker.containers.list(
-            all=True,
-            filters={"label": [f"{PROJECT_LABEL}={self.project}", f"com.docker.compose.service={service}"]},
+            all=True, filters={"label": [f"{PROJECT_LABEL}={self.project}", f"{SERVICE_LABEL}={service}"]}
         )
         if not found:
             raise LabError(f"lab {self.project} has no container for service {service!r}")
         return found[0]
 
-    def services(self) -> list[str]:
+    def running(self) -> list[Service]:
+        """The lab's services as its containers say (labels, attached addresses, environment), by name."""
         containers = self.docker.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"})
-        return sorted(c.labels["com.docker.compose.service"] for c in containers)
+        return sorted((Service.from_container(c) for c in containers), key=lambda s: s.name)
+
+    def services(self) -> list[str]:
+        """The names of the lab's services that have a container (whatever their labels)."""
+        containers = self.docker.containers.list(all=True, filters={"label": f"{PROJECT_LABEL}={self.project}"})
+        return sorted(c.labels[SERVICE_LABEL] for c in containers)
+
+    def networks(self) -> dict[str, ipaddress.IPv4Network]:
+        """The lab's networks as Docker holds them: compose name -> subnet."""
+        found = {}
+        for network in self.docker.networks.list(filters={"label": f"{PROJECT_LABEL}={self.project}"}):
+            name = network.attrs.get("Labels", {}).get(NETWORK_LABEL, network.name)
+            for pool in (network.attrs.get("IPAM") or {}).get("Config") or []:
+                found[name] = ipaddress.IPv4Network(pool["Subnet"])
+        return dict(sorted(found.items()))
 
     def exec(self, service: str, *command: str) -> tuple[int, str]:
         """Run a command in a service's container; returns (exit code, combined output)."""
@@ -271,7 +449,9 @@ class Lab:
     def logs(self, *services: str, tail: int = 60) -> str:
         """Recent logs of the given services (all of the lab's by default), for error messages."""
         parts = []
-        for service in services or self.services():
+        with suppress(docker.errors.APIError):
+            services = services or tuple(self.services())
+        for service in services:
             with suppress(LabError, docker.errors.APIError):
                 text = self.container(service).logs(tail=tail, timestamps=True).decode("utf-8", "replace")
                 parts.append(f"--- {service} (last {tail} lines) ---\n{text}")
@@ -289,57 +469,53 @@ class Lab:
             self.wait_for(partial(self.relay_allocated, service), timeout, f"{service}'s TURN allocation")
 
     def health(self, service: str) -> str:
-        state = self.container(service).attrs["State"]
-        return str(state.get("Health", {}).get("Status", state["Status"]))
+        return health_of(self.container(service))
 
     def wait_for(self, probe: Callable[[], T | None], timeout: float, what: str) -> T:
         return wait_for(probe, timeout, f"{what} in lab {self.project}", self.logs)
 
     # -- artifacts -------------------------------------------------------------------------------------
     def collect_artifacts(self, folder: Path) -> Path:
-        """Write logs, client event logs, conntrack tables and rulesets of every service into `folder`."""
+        """Write logs and, by role (:data:`ARTIFACTS`), event logs, conntrack tables and rulesets into `folder`."""
         folder.mkdir(parents=True, exist_ok=True)
-        per_service: dict[str, list[tuple[str, list[str]]]] = {
-            "router": [
-                ("ruleset.nft", ["nft", "list", "ruleset"]),
-                ("conntrack.txt", ["conntrack", "-L"]),
-                ("nat-show.txt", ["nat", "show"]),
-            ],
-            "host": [
-                ("events.jsonl", ["client", "events"]),
-                ("status.json", ["client", "status", "--json"]),
-                ("routes.txt", ["ip", "route"]),
-            ],
-            "server": [("server.json", ["cat", "/run/natlab/server.json"])],
-        }
-        for service in self.services():
+        for service in self.running():
             with suppress(docker.errors.APIError, LabError):
-                logs = self.container(service).logs(timestamps=True)
-                (folder / f"{service}.log").write_bytes(logs)
-            kind = "router" if service.startswith("router") else "server" if service == "server" else "host"
-            for name, command in per_service[kind]:
+                logs = self.container(service.name).logs(timestamps=True)
+                (folder / f"{service.name}.log").write_bytes(logs)
+            for name, command in ARTIFACTS[service.role]:
                 with suppress(docker.errors.APIError, LabError):
-                    code, output = self.exec(service, *command)
-                    (folder / f"{service}.{name}").write_text(output if code == 0 else f"exit {code}\n{output}")
+                    code, output = self.exec(service.name, *command)
+                    text = output if code == 0 else f"exit {code}\n{output}"
+                    (folder / f"{service.name}.{name}").write_text(text)
         return folder
 
 
-@contextmanager
-def start_lab(nat_a: str, nat_b: str, name: str = "lab", **options: Any) -> Iterator[Lab]:
-    """Bring up an isolated lab for one NAT pair in a free slot; always torn down by label afterwards.
+def health_of(container: Container) -> str:
+    """The healthcheck's verdict (healthy, starting, unhealthy), or the container's state when it has none."""
+    state = container.attrs["State"]
+    return str(state.get("Health", {}).get("Status", state["Status"]))
 
-    ``options`` are :class:`Lab`'s keyword arguments (punch_timeout_s, keepalive_s, topology, env, ...).
+
+@contextmanager
+def start_lab(
+    files: Sequence[Path] = (COMPOSE_FILE,),
+    *,
+    name: str = "lab",
+    env: Mapping[str, str] | None = None,
+    services: Sequence[str] = (),
+) -> Iterator[Lab]:
+    """Bring up an isolated lab of `files` in a free slot; always torn down by label afterwards.
+
+    ``env``: compose variables, e.g. ``{"NAT_A": "cone", "NAT_B": "symmetric"}``; see :class:`Lab`.
     """
-    last_error: LabError | None = None
+    last_error: SubnetInUse | None = None
     for slot in free_slots():
         project = f"natlab-{name}-{secrets.token_hex(3)}"
-        lab = Lab(project, Subnets.for_slot(slot), nat_a, nat_b, **options)
+        lab = Lab(files, project=project, subnets=Subnets.for_slot(slot), env=env, services=services)
         try:
             lab.__enter__()
-        except LabError as exc:
-            # Another run may have taken the same subnets between our look and our `up`: try the next slot.
-            if "overlap" not in str(exc).lower():
-                raise
+        except SubnetInUse as exc:
+            # Another run took the same subnets between our look and our `up`: try the next slot.
             last_error = exc
             continue
         try:

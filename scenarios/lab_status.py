@@ -1,54 +1,73 @@
-"""`make lab-status`: the interactive lab at a glance: profiles, addresses, who is registered, each pair's path."""
+"""`make lab-status`: the interactive lab at a glance: profiles, addresses, who is registered, each pair's path.
+
+Everything shown comes from the running lab: its containers' ``natlab.role`` labels, addresses and
+environment, its networks, and each service's state document (:data:`scenarios.harness.STATE_COMMAND`), so
+it is true wherever the lab was placed (``make lab-up NATLAB_WAN=...``) and whatever topology it runs.
+"""
 
 from __future__ import annotations
 
+import ipaddress
 import json
-import os
 import sys
+from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
 from typing import Any
 
-from scenarios.harness import INTERACTIVE_PROJECT, Lab, LabError, Subnets
+import docker.errors
 
-HOSTS = ("alice", "bob")
+from scenarios.harness import STATE_COMMAND, Lab, LabError, Role, Service, health_of
+
+
+@dataclass(frozen=True)
+class ServiceView:
+    """What the status shows of one service: the service, its health, and its state document (or None)."""
+
+    service: Service
+    health: str
+    state: Any
 
 
 def interactive_lab() -> Lab:
-    default = Subnets.for_slot(0)
-    subnets = Subnets(
-        os.environ.get("NATLAB_WAN", default.wan),
-        os.environ.get("NATLAB_LAN_A", default.lan_a),
-        os.environ.get("NATLAB_LAN_B", default.lan_b),
-    )
-    return Lab(INTERACTIVE_PROJECT, subnets, os.environ.get("NAT_A", "cone"), os.environ.get("NAT_B", "cone"))
+    """The lab `make lab-up` started (COMPOSE_PROJECT_NAME, `natlab` by default)."""
+    return Lab.interactive()
 
 
-def read_json(lab: Lab, service: str, *command: str) -> Any:
+def query(lab: Lab, service: Service) -> Any:
+    """The one JSON document that describes a service (see STATE_COMMAND), or None."""
+    command = STATE_COMMAND[service.role]
+    if command is None:
+        return None
     try:
-        return lab.json(service, *command)
-    except (LabError, json.JSONDecodeError):
+        return lab.json(service.name, *command)
+    except (LabError, json.JSONDecodeError, docker.errors.APIError):
         return None
 
 
-def query(lab: Lab, service: str) -> Any:
-    """The one JSON document that describes a service: profile, peer table or client status."""
-    if service.startswith("router"):
-        return read_json(lab, service, "cat", "/run/natlab/profile.json")
-    if service == "server":
-        return read_json(lab, service, "cat", "/run/natlab/server.json")
-    return read_json(lab, service, "client", "status", "--json")
-
-
-def describe(service: str, state: Any) -> str:
-    state = state or {}
-    if service.startswith("router"):
-        fields = ", ".join(f"{k} {state[k]}" for k in ("mapping", "filtering") if k in state)
-        return f"profile {state.get('name', '?')} ({fields})"
-    if service == "server":
-        peers = [f"{p['id']}@{p['addr']}" for p in state.get("peers", [])]
-        return f"{len(peers)} registered: {', '.join(peers) or '-'}"
-    registered = "registered" if state.get("registered") else "NOT registered"
-    return f"{registered} as {state.get('id', '?')} with {state.get('server', '?')}"
+def describe(view: ServiceView) -> str:
+    """One line on what a service is doing, by its role."""
+    service, state = view.service, view.state or {}
+    match service.role:
+        case Role.ROUTER:
+            fields = ", ".join(f"{k} {state[k]}" for k in ("mapping", "filtering") if k in state)
+            return f"profile {state.get('name', service.environment.get('NAT_PROFILE', '?'))} ({fields or '?'})"
+        case Role.SERVER:
+            peers = [f"{p['id']}@{p['addr']}" for p in state.get("peers", [])]
+            return f"{len(peers)} registered: {', '.join(peers) or '-'}"
+        case Role.TURN:
+            addresses = [service.environment.get(k) for k in ("NATLAB_TURN_IP", "NATLAB_TURN_ALT_IP")]
+            listening = " and ".join(f"{a}:3478" for a in addresses if a) or "?"
+            ready = "answering STUN" if view.health == "healthy" else "not answering STUN yet"
+            return f"STUN/TURN relay on {listening}, {ready}"
+        case Role.HOST:
+            if not state:
+                return "agent not answering"
+            registered = "registered" if state.get("registered") else "NOT registered"
+            relay = state.get("turn") or {}
+            allocation = f", relay {relay.get('state')}" if relay else ", no relay"
+            return f"{registered} as {state.get('id', '?')} with {state.get('server', '?')}{allocation}"
 
 
 def paths(host: str, status: Any) -> list[str]:
@@ -60,25 +79,32 @@ def paths(host: str, status: Any) -> list[str]:
     return lines
 
 
+def render(project: str, networks: Mapping[str, ipaddress.IPv4Network], views: Sequence[ServiceView]) -> str:
+    """The whole status text."""
+    placed = ", ".join(f"{name} {subnet}" for name, subnet in networks.items()) or "-"
+    lines = [f"natlab lab '{project}': {placed}", f"  {'SERVICE':<9} {'STATE':<10} {'ADDRESSES':<27} DETAIL"]
+    for view in views:
+        addresses = " ".join(view.service.addresses.values())
+        lines.append(f"  {view.service.name:<9} {view.health:<10} {addresses:<27} {describe(view)}")
+    lines.append("paths:")
+    pairs = [line for v in views if v.service.role is Role.HOST for line in paths(v.service.name, v.state)]
+    lines.append("\n".join(pairs) if pairs else "  none yet (try: docker compose exec alice client bob)")
+    return "\n".join(lines)
+
+
 def main() -> int:
-    lab = interactive_lab()
-    services = lab.services()
-    if not services:
-        print("natlab: the lab is not running (start it with `make lab-up`)")
-        return 1
-    print(f"natlab lab '{lab.project}': wan {lab.subnets.wan}.0/24")
-    with ThreadPoolExecutor(len(services)) as pool:  # one `docker exec` each, side by side
-        states = dict(zip(services, pool.map(lambda service: query(lab, service), services), strict=True))
-    print(f"  {'SERVICE':<9} {'STATE':<10} {'ADDRESSES':<27} DETAIL")
-    for service in services:
-        container = lab.container(service)
-        health = container.attrs["State"].get("Health", {}).get("Status", container.status)
-        networks = container.attrs["NetworkSettings"]["Networks"].values()
-        addresses = " ".join(n["IPAddress"] for n in networks if n.get("IPAddress"))
-        print(f"  {service:<9} {health:<10} {addresses:<27} {describe(service, states[service])}")
-    print("paths:")
-    lines = [line for host in HOSTS if host in services for line in paths(host, states[host])]
-    print("\n".join(lines) if lines else "  none yet (try: docker compose exec alice client bob)")
+    with closing(interactive_lab()) as lab:
+        services = lab.running()
+        if not services:
+            print(f"natlab: the lab '{lab.project}' is not running (start it with `make lab-up`)")
+            return 1
+        with ThreadPoolExecutor(len(services)) as pool:  # one `docker exec` each, side by side
+            states = list(pool.map(lambda service: query(lab, service), services))
+        views = [
+            ServiceView(service, health_of(lab.container(service.name)), state)
+            for service, state in zip(services, states, strict=True)
+        ]
+        print(render(lab.project, lab.networks(), views))
     return 0
 
 

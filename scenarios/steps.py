@@ -36,6 +36,16 @@ def connect_expecting(lab: Lab, host: str, path: str, timeout: float = 15) -> di
     return lab.wait_for(on_path, timeout, f"{host} to use the {path} path")
 
 
+def punch_timeout_s(lab: Lab, host: str) -> float:
+    """The punch timeout `host`'s agent runs with (its NATLAB_PUNCH_TIMEOUT in the compose model)."""
+    return float(lab.service(host).environment["NATLAB_PUNCH_TIMEOUT"])
+
+
+def keepalive_s(lab: Lab, host: str) -> float:
+    """The keepalive period `host`'s agent runs with (its NATLAB_KEEPALIVE in the compose model)."""
+    return float(lab.service(host).environment["NATLAB_KEEPALIVE"])
+
+
 def peer_status(lab: Lab, host: str) -> dict[str, Any] | None:
     """`host`'s view of its peer from `client status --json`, or None if it has none."""
     status = lab.json(host, "client", "status", "--json")

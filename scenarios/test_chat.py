@@ -4,15 +4,16 @@ from __future__ import annotations
 
 import pexpect
 
-from scenarios.harness import COMPOSE_FILE, Lab
+from scenarios.harness import Lab
 from scenarios.pairs import Pair
-from scenarios.steps import events, reset_paths
+from scenarios.steps import events, punch_timeout_s, reset_paths
 
 
 def open_chat(lab: Lab) -> pexpect.spawn:
     env = lab.compose_env()
-    command = f"docker compose -p {lab.project} -f {COMPOSE_FILE} exec -e PROMPT_TOOLKIT_NO_CPR=1 alice client bob"
-    return pexpect.spawn(command, env=env, encoding="utf-8", timeout=lab.punch_timeout_s + 10, dimensions=(24, 100))
+    command, *args = lab.compose_argv("exec", "-e", "PROMPT_TOOLKIT_NO_CPR=1", "alice", "client", "bob")
+    timeout = punch_timeout_s(lab, "alice") + 10
+    return pexpect.spawn(command, args, env=env, encoding="utf-8", timeout=timeout, dimensions=(24, 100))
 
 
 def test_chat_line_typed_at_alice_arrives_at_bob(lab: Lab, pair: Pair) -> None:

@@ -33,18 +33,18 @@ LABS = [
     ("symmetric-pp", "symmetric-seq"),
     ("udp-blocked", "cone"),
 ]
-LAN_HOST = ".10"
 
 
 @pytest.fixture(scope="module", params=LABS, ids=[f"{a}+{b}" for a, b in LABS])
 def classified_lab(request: pytest.FixtureRequest, docker_ready: None) -> Iterator[Lab]:
     a, b = request.param
-    with start_lab(a, b, name="classify") as lab:
+    with start_lab(name="classify", env={"NAT_A": a, "NAT_B": b}) as lab:
         yield lab
 
 
 def profile_of(lab: Lab, host: str) -> str:
-    return lab.nat_a if host == "alice" else lab.nat_b
+    """The NAT profile of the host's router, as the lab's compose model sets it."""
+    return lab.service(lab.topology.router_of(host)).environment["NAT_PROFILE"]
 
 
 def verdict_or_output(parse: Callable[[], Verdict], output: str) -> Verdict:
@@ -58,7 +58,7 @@ def verdict_or_output(parse: Callable[[], Verdict], output: str) -> Verdict:
 @pytest.mark.parametrize("host", ["alice", "bob"])
 def test_client_nat_type_reports_the_profile(classified_lab: Lab, host: str) -> None:
     lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
-    report = lab.json(host, "client", "nat-type", "--server", f"{lab.subnets.turn}:3478", "--json")
+    report = lab.json(host, "client", "nat-type", "--server", f"{lab.address('turn')}:3478", "--json")
     assert report["nat"] is True, report
     assert (report["mapping"], report["filtering"]) == (str(profile.mapping), str(profile.filtering)), report
 
@@ -66,8 +66,8 @@ def test_client_nat_type_reports_the_profile(classified_lab: Lab, host: str) -> 
 @pytest.mark.parametrize("host", ["alice", "bob"])
 def test_turnutils_natdiscovery_agrees(classified_lab: Lab, host: str) -> None:
     lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
-    local_ip = (lab.subnets.lan_a if host == "alice" else lab.subnets.lan_b) + LAN_HOST
-    argv = natdiscovery_argv(Endpoint(lab.subnets.turn, 3478), local_ip=local_ip)
+    local_ip = lab.address(host)
+    argv = natdiscovery_argv(Endpoint(lab.address("turn"), 3478), local_ip=local_ip)
     _, output = lab.exec(host, *argv)  # exits 0 whatever happened: the parser judges the output
     verdict = verdict_or_output(lambda: parse_natdiscovery(output), output)
     assert verdict.nat is True, output
@@ -77,7 +77,7 @@ def test_turnutils_natdiscovery_agrees(classified_lab: Lab, host: str) -> None:
 @pytest.mark.parametrize("host", ["alice", "bob"])
 def test_classic_stun_client_agrees(classified_lab: Lab, host: str) -> None:
     lab, profile = classified_lab, get_profile(profile_of(classified_lab, host))
-    code, out, err = lab.exec_split(host, *stun_client_argv(Endpoint(lab.subnets.turn, 3478)))
+    code, out, err = lab.exec_split(host, *stun_client_argv(Endpoint(lab.address("turn"), 3478)))
     output = f"{out}\n{err}"  # its verdict on stdout, the -v trace the parser checks it against on stderr
     verdict = verdict_or_output(lambda: parse_stun_client(output, code), f"exit {code}\n{output}")
     assert verdict.nat is True, output

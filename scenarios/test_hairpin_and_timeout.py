@@ -17,21 +17,21 @@ from collections.abc import Iterator
 import pytest
 
 from scenarios.harness import COMPOSE_FILE, Lab, start_lab
+from scenarios.steps import punch_timeout_s
 from scenarios.topologies.generate import HERE
 
 HAIRPIN_TOPOLOGY = (COMPOSE_FILE, HERE / "hairpin.yaml")
-HOSTS = ("alice", "bob", "carol")
 
 
 @pytest.fixture(scope="module", params=["on", "off"], ids=["hairpin-on", "hairpin-off"])
 def hairpin_lab(request: pytest.FixtureRequest, docker_ready: None) -> Iterator[Lab]:
-    options = {"topology": HAIRPIN_TOPOLOGY, "hosts": HOSTS, "env": {"NAT_A_HAIRPIN": request.param}}
-    with start_lab("cone", "cone", name=f"hairpin-{request.param}", **options) as lab:
+    env = {"NAT_A": "cone", "NAT_B": "cone", "NAT_A_HAIRPIN": request.param}
+    with start_lab(HAIRPIN_TOPOLOGY, name=f"hairpin-{request.param}", env=env) as lab:
         yield lab
 
 
 def hairpinning(lab: Lab) -> bool:
-    return lab.extra_env["NAT_A_HAIRPIN"] == "on"
+    return lab.service("router-a").environment["NAT_HAIRPIN"] == "on"
 
 
 def test_hosts_behind_one_nat_go_direct_only_with_hairpinning(hairpin_lab: Lab) -> None:
@@ -40,12 +40,14 @@ def test_hosts_behind_one_nat_go_direct_only_with_hairpinning(hairpin_lab: Lab) 
         lab.exec_ok(host, "client", "disconnect", peer)
     view = lab.exec_ok("alice", "client", "connect", "carol", "--json")
     expected = "direct" if hairpinning(lab) else "relay"
-    settled = lab.wait_for(lambda: settled_path(lab, "alice", "carol"), lab.punch_timeout_s + 5, "a settled path")
+    timeout = punch_timeout_s(lab, "alice") + 5
+    settled = lab.wait_for(lambda: settled_path(lab, "alice", "carol"), timeout, "a settled path")
     assert settled == expected, view
 
 
 def test_nat_type_sees_hairpinning_as_configured(hairpin_lab: Lab) -> None:
-    report = hairpin_lab.json("alice", "client", "nat-type", "--server", f"{hairpin_lab.subnets.turn}:3478", "--json")
+    turn = hairpin_lab.address("turn")
+    report = hairpin_lab.json("alice", "client", "nat-type", "--server", f"{turn}:3478", "--json")
     assert report["hairpinning"] is hairpinning(hairpin_lab), report
 
 
@@ -77,14 +79,14 @@ print(idle.getsockname()[1], kept.getsockname()[1])
 
 @pytest.fixture(scope="module")
 def short_timeout_lab(docker_ready: None) -> Iterator[Lab]:
-    with start_lab("cone", "cone", name="timeout", env={"NAT_A_UDP_TIMEOUT": "3"}) as lab:
+    with start_lab(name="timeout", env={"NAT_A": "cone", "NAT_B": "cone", "NAT_A_UDP_TIMEOUT": "3"}) as lab:
         yield lab
 
 
 def test_idle_mapping_expires_and_kept_alive_one_survives(short_timeout_lab: Lab) -> None:
     lab = short_timeout_lab
-    idle, kept = lab.exec_ok("alice", "python3", "-c", IDLE_AND_KEPT, lab.subnets.turn, "6").split()
+    idle, kept = lab.exec_ok("alice", "python3", "-c", IDLE_AND_KEPT, lab.address("turn"), "6").split()
     flows = json.loads(lab.exec_ok("router-a", "nat", "conntrack", "--json"))
-    ports = {str(f["orig"]["sport"]) for f in flows if f["orig"]["dst"] == lab.subnets.turn}
+    ports = {str(f["orig"]["sport"]) for f in flows if f["orig"]["dst"] == lab.address("turn")}
     assert kept in ports, flows
     assert idle not in ports, flows

@@ -15,7 +15,8 @@ from scenarios.steps import connect, events, peer_status
 @pytest.fixture(scope="module", params=["cone-cone"])
 def blocked_lab(request: pytest.FixtureRequest, docker_ready: None) -> Iterator[Lab]:
     """A cone-cone lab whose routers start with inbound UDP from each other blocked."""
-    with start_lab("cone", "cone", name="upgrade", keepalive_s=2, routers_block_each_other=True) as lab:
+    env = {"NAT_A": "cone", "NAT_B": "cone", "NATLAB_KEEPALIVE": "2", "NATLAB_BLOCK_EACH_OTHER": "1"}
+    with start_lab(name="upgrade", env=env) as lab:
         yield lab
 
 

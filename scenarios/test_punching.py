@@ -3,6 +3,7 @@ fails, both peers say why, and the pair is relayed."""
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import time
 from functools import partial
@@ -10,7 +11,7 @@ from functools import partial
 from protocol import Endpoint
 from scenarios.harness import Lab
 from scenarios.pairs import Pair
-from scenarios.steps import connect, connect_expecting, peer_status, reset_paths
+from scenarios.steps import connect, connect_expecting, peer_status, punch_timeout_s, reset_paths
 
 FAILED_REASON = re.compile(r"punch failed: no response from (\S+) within (\d+) s")
 
@@ -35,24 +36,25 @@ def test_punch_outcome_matches_the_nat_pair(lab: Lab, pair: Pair) -> None:
     if pair.expected_path == "direct":
         alice_view = connect_expecting(lab, "alice", "direct")  # a relay may have confirmed first
         assert alice_view["relay"] is None
-        assert Endpoint.parse(alice_view["addr"]).host == lab.subnets.router_b_wan
+        assert Endpoint.parse(alice_view["addr"]).host == lab.address("router-b", "wan")
         assert alice_view["time_to_direct_ms"] > 0
         bob_view = lab.wait_for(
             lambda: v if (v := peer_status(lab, "bob")) and v["path"] == "direct" else None, 5, "bob direct"
         )
-        assert Endpoint.parse(bob_view["addr"]).host == lab.subnets.router_a_wan
+        assert Endpoint.parse(bob_view["addr"]).host == lab.address("router-a", "wan")
         assert_conntrack_shows_flow(lab, alice_view["addr"], bob_view["addr"])
         return
 
     # Punching cannot work here: both sides say so, with the reason, within the punch timeout; meanwhile
     # the pair already talks through the lab's TURN server.
     assert alice_view["path"] == "relay", alice_view
-    assert Endpoint.parse(alice_view["relay"]).host == lab.subnets.turn
+    assert Endpoint.parse(alice_view["relay"]).host == lab.address("turn")
     for host in ("alice", "bob"):
-        view = lab.wait_for(partial(punch_failure, lab, host), lab.punch_timeout_s + 5, f"{host}'s punch failure")
+        timeout = punch_timeout_s(lab, host) + 5
+        view = lab.wait_for(partial(punch_failure, lab, host), timeout, f"{host}'s punch failure")
         assert view["path"] == "relay", view
         assert view["time_to_direct_ms"] is None
-    assert time.monotonic() - started < lab.punch_timeout_s + 5
+    assert time.monotonic() - started < punch_timeout_s(lab, "alice") + 5
 
 
 def assert_conntrack_shows_flow(lab: Lab, bob_addr: str, alice_addr: str) -> None:
@@ -64,7 +66,7 @@ def assert_conntrack_shows_flow(lab: Lab, bob_addr: str, alice_addr: str) -> Non
         for f in flows
         if f["orig"]["dst"] == bob_public.host
         and int(f["orig"]["dport"]) == bob_public.port
-        and f["orig"]["src"].startswith(lab.subnets.lan_a + ".")
+        and ipaddress.ip_address(f["orig"]["src"]) in lab.topology.networks["lan-a"]
         and f["reply"]["dst"] == alice_public.host
         and int(f["reply"]["dport"]) == alice_public.port
     ]

@@ -19,15 +19,15 @@ def both_registered(lab: Lab) -> dict[str, dict[str, Any]] | None:
 
 def test_server_sees_clients_at_their_routers_wan_address(lab: Lab, pair: Pair) -> None:
     peers = lab.wait_for(lambda: both_registered(lab), 10, "both clients registered with the server")
-    for host, router_wan, profile in (
-        ("alice", lab.subnets.router_a_wan, pair.a),
-        ("bob", lab.subnets.router_b_wan, pair.b),
-    ):
+    for host, profile in (("alice", pair.a), ("bob", pair.b)):
+        router = lab.topology.router_of(host)
+        assert lab.service(router).environment["NAT_PROFILE"] == profile
+        router_wan = lab.address(router, "wan")
         seen = Endpoint.parse(peers[host]["addr"])
         status = lab.json(host, "client", "status", "--json")
         local = Endpoint.parse(status["local"])
         assert status["registered"] is True
-        assert status["server"] == f"{lab.subnets.server}:9000"
+        assert status["server"] == f"{lab.address('server')}:9000"
         assert seen.host == router_wan, f"server saw {host} at {seen}, not behind its router {router_wan}"
         if profile in PORT_PRESERVING:
             assert seen.port == local.port, f"{profile} should preserve {host}'s port {local.port}, saw {seen.port}"

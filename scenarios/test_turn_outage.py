@@ -7,7 +7,7 @@ import time
 
 from scenarios.harness import Lab
 from scenarios.pairs import Pair
-from scenarios.steps import connect_expecting, events, peer_status
+from scenarios.steps import connect_expecting, events, keepalive_s, peer_status
 
 
 def path_is(lab: Lab, path: str) -> dict | None:
@@ -28,14 +28,15 @@ def test_turn_outage(lab: Lab, pair: Pair) -> None:
     try:
         if pair.expected_path == "direct":
             # Long enough for a relay path to be declared dead (three keepalive periods), then check.
-            quiet_until = time.monotonic() + 3 * lab.keepalive_s + 2
+            quiet_until = time.monotonic() + 3 * keepalive_s(lab, "alice") + 2
             lab.wait_for(lambda: True if time.monotonic() > quiet_until else None, 30, "three keepalive periods")
             assert path_is(lab, "direct"), peer_status(lab, "alice")
             lab.exec_ok("alice", "client", "send", "bob", "the relay is down and nobody cares")
             return
         # The path drops to none with the reason (as a path_changed event: the status's reason moves on to
         # whatever the next reconnect attempt says, e.g. the punch that still fails).
-        lost = lab.wait_for(lambda: relay_lost(lab, seen), 3 * lab.keepalive_s + 20, "the relayed path to drop")
+        timeout = 3 * keepalive_s(lab, "alice") + 20
+        lost = lab.wait_for(lambda: relay_lost(lab, seen), timeout, "the relayed path to drop")
         assert lost["reason"].startswith("relay lost: "), lost
     finally:
         lab.start("turn")

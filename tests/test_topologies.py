@@ -1,10 +1,12 @@
 """The topology compose files: the generated grid is up to date, and every file is one compose accepts."""
 
+import ipaddress
 import subprocess
+from pathlib import Path
 
 import pytest
 
-from scenarios.harness import COMPOSE_FILE
+from scenarios.harness import COMPOSE_FILE, Lab, Role, Subnets
 from scenarios.topologies import generate
 from scenarios.topologies.generate import GRID_FILE, HERE, render, sites
 from tests.support.host import require
@@ -30,3 +32,32 @@ def test_compose_accepts_the_topology(files: list[object]) -> None:
     if "is not a docker command" in done.stderr:
         require(["the Docker Compose plugin (make compose)"])
     assert done.returncode == 0, done.stderr
+
+
+@pytest.mark.needs("docker")
+@pytest.mark.parametrize(
+    "files", [(GRID_FILE,), (COMPOSE_FILE,), (COMPOSE_FILE, HERE / "hairpin.yaml"), (COMPOSE_FILE, HERE / "cgnat.yaml")]
+)
+def test_every_service_has_a_role_and_every_host_a_router_inside_the_lab_ranges(files: tuple[Path, ...]) -> None:
+    """What the harness reads from a topology (scenarios/harness.py, class Lab) is there in each file."""
+    lab = Lab(files, project="natlab-model-check", subnets=Subnets.for_slot(5))
+    topology = lab.topology  # raises LabError for a service without a natlab.role label
+    assert topology.with_role(Role.SERVER) == ["server"]
+    assert topology.with_role(Role.TURN) == ["turn"]
+    for host in lab.hosts:
+        router = topology.services[topology.router_of(host)]
+        assert router.environment["NAT_PROFILE"], router
+    allowed = [ipaddress.IPv4Network("198.18.0.0/15"), ipaddress.IPv4Network("100.64.0.0/10")]
+    assert topology.networks, files
+    for name, subnet in topology.networks.items():
+        assert any(subnet.subnet_of(net) for net in allowed), (name, subnet)
+
+
+@pytest.mark.needs("docker")
+def test_routers_block_each_other_by_name() -> None:
+    """NATLAB_BLOCK_EACH_OTHER=1 makes each router of compose.yaml drop the other's WAN address from the start."""
+    lab = Lab(project="natlab-model-check", subnets=Subnets.for_slot(5), env={"NATLAB_BLOCK_EACH_OTHER": "1"})
+    assert lab.service("router-a").environment["NAT_BLOCK"] == lab.address("router-b", "wan")
+    assert lab.service("router-b").environment["NAT_BLOCK"] == lab.address("router-a", "wan")
+    unblocked = Lab(project="natlab-model-check", subnets=Subnets.for_slot(5))
+    assert unblocked.service("router-a").environment["NAT_BLOCK"] == ""

@@ -59,8 +59,9 @@ def sites() -> list[Site]:
     return [Site(profile, side, i) for i, (profile, side) in enumerate(((p, s) for p in SITES for s in SIDES), 1)]
 
 
-def _lab(**fields: Any) -> dict[str, Any]:
-    return {"<<": "*lab", **fields}
+def _lab(role: str, **fields: Any) -> dict[str, Any]:
+    """A service on the lab image, labelled with its role (what scenarios/harness.py knows it by)."""
+    return {"<<": "*lab", "labels": {"natlab": "lab", "natlab.role": role}, **fields}
 
 
 Networks = dict[str, dict[str, str]]
@@ -69,6 +70,7 @@ Networks = dict[str, dict[str, str]]
 
 def _router(profile: str, wan_subnet: str, lan_subnet: str, wan: Networks, lan: Networks) -> dict[str, Any]:
     return {
+        "role": "router",
         "command": ["python3", "-m", "nat", "run"],
         "environment": {
             "NAT_PROFILE": profile,
@@ -87,12 +89,14 @@ def services() -> tuple[dict[str, Any], dict[str, Any]]:
     """The grid's services and networks, with ``*anchor`` strings where compose anchors go."""
     svc: dict[str, Any] = {
         "server": {
+            "role": "server",
             "command": ["lab-entrypoint", "--no-default-route", "--", "python3", "-m", "server",
                         "--listen", "0.0.0.0:9000", "--state-file", "/run/natlab/server.json"],
             "networks": {"wan": {"ipv4_address": f"{WAN}.10"}},
             "healthcheck": {"<<": "*health", "test": ["CMD", "test", "-s", "/run/natlab/server.json"]},
         },
         "turn": {
+            "role": "turn",
             "command": ["lab-entrypoint", "--no-default-route", "--", "turn-entrypoint"],
             "environment": {
                 "NATLAB_WAN": WAN,
@@ -132,6 +136,7 @@ def services() -> tuple[dict[str, Any], dict[str, Any]]:
         else:
             svc[f"nat-{site.name}"] = _router(site.profile, f"{WAN}.0/24", lan_subnet, wan_ip, lan_ip)
         svc[site.name] = {
+            "role": "host",
             "command": ["lab-entrypoint", "--gateway", f"{NET}.{site.index}.2", "--",
                         "python3", "-m", "client", "agent"],
             "environment": {"<<": "*host-env", "NATLAB_ID": site.name},

@@ -1,0 +1,101 @@
+"""`make lab-status` rendering, one service role at a time (no Docker: the views are built by hand)."""
+
+from __future__ import annotations
+
+import ipaddress
+
+import pytest
+
+from scenarios.harness import LabError, Role, Service, Topology
+from scenarios.lab_status import ServiceView, describe, render
+
+WAN = {"wan": "198.19.0.20"}
+TURN = Service("turn", Role.TURN, WAN, {"NATLAB_TURN_IP": "198.19.0.20", "NATLAB_TURN_ALT_IP": "198.19.0.21"})
+ROUTER = Service("router-a", Role.ROUTER, {"wan": "198.19.0.11", "lan-a": "198.19.1.2"}, {"NAT_PROFILE": "cone"})
+SERVER = Service("server", Role.SERVER, {"wan": "198.19.0.10"})
+ALICE = Service("alice", Role.HOST, {"lan-a": "198.19.1.10"})
+ALICE_STATUS = {
+    "id": "alice",
+    "registered": True,
+    "server": "198.19.0.10:9000",
+    "turn": {"state": "allocated"},
+    "peers": [{"id": "bob", "path": "direct", "addr": "198.19.0.12:4000", "time_to_direct_ms": 3.25, "reason": None}],
+}
+
+
+def test_turn_says_where_it_listens_and_never_speaks_of_registration() -> None:
+    line = describe(ServiceView(TURN, "healthy", None))
+    assert line == "STUN/TURN relay on 198.19.0.20:3478 and 198.19.0.21:3478, answering STUN"
+    assert "registered" not in line
+    assert "?" not in line
+    assert describe(ServiceView(TURN, "starting", None)).endswith("not answering STUN yet")
+
+
+def test_router_shows_its_profile() -> None:
+    state = {"name": "cone", "mapping": "endpoint-independent", "filtering": "address-and-port-dependent"}
+    line = describe(ServiceView(ROUTER, "healthy", state))
+    assert line == "profile cone (mapping endpoint-independent, filtering address-and-port-dependent)"
+    assert describe(ServiceView(ROUTER, "starting", None)) == "profile cone (?)"  # from its environment
+
+
+def test_server_lists_who_is_registered() -> None:
+    state = {"peers": [{"id": "alice", "addr": "198.19.0.11:4000"}, {"id": "bob", "addr": "198.19.0.12:4000"}]}
+    assert (
+        describe(ServiceView(SERVER, "healthy", state)) == "2 registered: alice@198.19.0.11:4000, bob@198.19.0.12:4000"
+    )
+    assert describe(ServiceView(SERVER, "starting", None)) == "0 registered: -"
+
+
+def test_host_shows_registration_and_relay() -> None:
+    assert describe(ServiceView(ALICE, "healthy", ALICE_STATUS)) == (
+        "registered as alice with 198.19.0.10:9000, relay allocated"
+    )
+    unregistered = ALICE_STATUS | {"registered": False, "turn": None}
+    assert describe(ServiceView(ALICE, "starting", unregistered)) == (
+        "NOT registered as alice with 198.19.0.10:9000, no relay"
+    )
+    assert describe(ServiceView(ALICE, "exited", None)) == "agent not answering"
+
+
+def test_render_shows_networks_addresses_and_paths() -> None:
+    networks = {"lan-a": ipaddress.IPv4Network("198.19.1.0/24"), "wan": ipaddress.IPv4Network("198.19.0.0/24")}
+    views = [ServiceView(ALICE, "healthy", ALICE_STATUS), ServiceView(TURN, "healthy", None)]
+    text = render("natlab-x", networks, views).splitlines()
+    assert text[0] == "natlab lab 'natlab-x': lan-a 198.19.1.0/24, wan 198.19.0.0/24"
+    assert text[2].split()[:3] == ["alice", "healthy", "198.19.1.10"]
+    assert text[3].split()[:3] == ["turn", "healthy", "198.19.0.20"]
+    assert text[-1] == "  alice -> bob: direct via 198.19.0.12:4000, direct in 3.2 ms"
+
+
+def test_render_without_paths_says_how_to_make_one() -> None:
+    text = render("natlab", {}, [ServiceView(SERVER, "healthy", {"peers": []})])
+    assert text.splitlines()[-1].startswith("  none yet")
+
+
+def test_compose_model_gives_roles_addresses_and_each_hosts_router() -> None:
+    config = {
+        "services": {
+            "carrier": {"labels": {"natlab.role": "router"}, "networks": {"wan": {"ipv4_address": "198.19.0.13"}}},
+            "router-a": {
+                "labels": {"natlab.role": "router"},
+                "environment": {"NAT_PROFILE": "cone", "NAT_HAIRPIN": None},
+                "networks": {"cgn": {"ipv4_address": "100.64.0.3"}, "lan-a": {"ipv4_address": "198.19.1.2"}},
+            },
+            "alice": {"labels": {"natlab.role": "host"}, "networks": {"lan-a": {"ipv4_address": "198.19.1.10"}}},
+        },
+        "networks": {"lan-a": {"ipam": {"config": [{"subnet": "198.19.1.0/24"}]}}, "wan": {}},
+    }
+    topology = Topology.from_config(config)
+    assert topology.with_role(Role.ROUTER) == ["carrier", "router-a"]
+    assert topology.router_of("alice") == "router-a"
+    assert topology.services["router-a"].environment == {"NAT_PROFILE": "cone", "NAT_HAIRPIN": ""}
+    assert topology.services["alice"].address == "198.19.1.10"
+    assert topology.networks == {"lan-a": ipaddress.IPv4Network("198.19.1.0/24")}
+    with pytest.raises(LabError, match="name the network"):
+        _ = topology.services["router-a"].address
+
+
+@pytest.mark.parametrize("labels", [{}, {"natlab.role": "printer"}])
+def test_a_service_without_a_known_role_is_a_clear_error(labels: dict[str, str]) -> None:
+    with pytest.raises(LabError, match=r"needs the label natlab.role: one of server, turn, router, host"):
+        Topology.from_config({"services": {"x": {"labels": labels}}})
