@@ -5,8 +5,9 @@ router-a. The signal server sees both at router-a's WAN address, so their direct
 reflect traffic sent to its own WAN address back into the LAN; without hairpinning the pair takes the relay.
 ``client nat-type`` (RFC 5780 section 4.5) measures the same from one host.
 
-Timeout: with NAT_A_UDP_TIMEOUT=3, a mapping alice leaves idle is gone from router-a's conntrack table after
-the timeout, while one she keeps sending on stays.
+Timeout: with NAT_A_UDP_TIMEOUT=3, a mapping alice leaves idle (one ``client stun-ping``) is gone from
+router-a's conntrack table after the timeout, while one she keeps sending on (``client stun-ping --count 13
+--interval 0.5``, one socket for 6 s) stays.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from collections.abc import Iterator
 
 import pytest
 
+from protocol import Endpoint
 from scenarios.harness import COMPOSE_FILE, Lab, start_lab
 from scenarios.topologies.generate import HERE
 
@@ -58,23 +60,6 @@ def settled_path(lab: Lab, host: str, peer: str) -> str | None:
     return str(view["path"])
 
 
-# Inside alice: one socket sends once and then stays idle, the other sends every half second; both to the
-# TURN server (any WAN address would do: the router's conntrack entry is the mapping). Prints both ports.
-IDLE_AND_KEPT = """
-import socket, sys, time
-server, seconds = (sys.argv[1], 3478), float(sys.argv[2])
-idle, kept = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
-for s in (idle, kept):
-    s.bind(("0.0.0.0", 0))
-idle.sendto(b"natlab timeout probe", server)
-end = time.monotonic() + seconds
-while time.monotonic() < end:
-    kept.sendto(b"natlab timeout probe", server)
-    time.sleep(0.5)
-print(idle.getsockname()[1], kept.getsockname()[1])
-"""
-
-
 @pytest.fixture(scope="module")
 def short_timeout_lab(docker_ready: None) -> Iterator[Lab]:
     with start_lab("cone", "cone", name="timeout", env={"NAT_A_UDP_TIMEOUT": "3"}) as lab:
@@ -83,8 +68,16 @@ def short_timeout_lab(docker_ready: None) -> Iterator[Lab]:
 
 def test_idle_mapping_expires_and_kept_alive_one_survives(short_timeout_lab: Lab) -> None:
     lab = short_timeout_lab
-    idle, kept = lab.exec_ok("alice", "python3", "-c", IDLE_AND_KEPT, lab.subnets.turn, "6").split()
+    # Both to the TURN server (any WAN address would do: router-a's conntrack entry is the mapping). The
+    # idle one is one exchange, then silence; the kept one is 13 from one socket 0.5 s apart (6 s, twice
+    # the timeout), so the idle mapping has been quiet for more than 3 s when the table is read.
+    turn = f"{lab.subnets.turn}:3478"
+    idle = lab.json("alice", "client", "stun-ping", turn, "--json")
+    kept = lab.json("alice", "client", "stun-ping", turn, "--count", "13", "--interval", "0.5", "--json")
+    assert len(kept["replies"]) == 13, kept
+    idle_port, kept_port = (Endpoint.parse(run["local"]).port for run in (idle, kept))
+    assert idle_port != kept_port, "the kernel gave both sockets one port: the runs cannot be told apart"
     flows = json.loads(lab.exec_ok("router-a", "nat", "conntrack", "--json"))
-    ports = {str(f["orig"]["sport"]) for f in flows if f["orig"]["dst"] == lab.subnets.turn}
-    assert kept in ports, flows
-    assert idle not in ports, flows
+    ports = {f["orig"]["sport"] for f in flows if f["orig"]["dst"] == lab.subnets.turn}
+    assert kept_port in ports, flows
+    assert idle_port not in ports, flows
