@@ -49,7 +49,10 @@ class LateStunServer:
             reply = encode(stun.Method.BINDING, CLASS_RESPONSE, {"XOR-MAPPED-ADDRESS": source}, request.tid)
             self.sock.sendto(reply, source)
 
-    def close(self) -> None:
+    def __enter__(self) -> LateStunServer:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
         self._stop.set()
         self._thread.join()
         self.sock.close()
@@ -57,9 +60,8 @@ class LateStunServer:
 
 @pytest.fixture
 def late_server() -> Iterator[LateStunServer]:
-    server = LateStunServer(silent=3)
-    yield server
-    server.close()
+    with LateStunServer(silent=3) as server:
+        yield server
 
 
 def test_repeats_the_request_until_the_server_answers(late_server: LateStunServer) -> None:
@@ -89,9 +91,8 @@ def test_cli_rejects_a_bad_address(capsys: pytest.CaptureFixture[str]) -> None:
 
 @pytest.fixture
 def prompt_server() -> Iterator[LateStunServer]:
-    server = LateStunServer(silent=0)
-    yield server
-    server.close()
+    with LateStunServer(silent=0) as server:
+        yield server
 
 
 def test_count_exchanges_from_one_socket_after_retransmissions(late_server: LateStunServer) -> None:
