@@ -5,17 +5,21 @@ router-a. The signal server sees both at router-a's WAN address, so their direct
 reflect traffic sent to its own WAN address back into the LAN; without hairpinning the pair takes the relay.
 ``client nat-type`` (RFC 5780 section 4.5) measures the same from one host.
 
-Timeout: with NAT_A_UDP_TIMEOUT=3, a mapping alice leaves idle is gone from router-a's conntrack table after
-the timeout, while one she keeps sending on stays.
+Timeout: with NAT_A_UDP_TIMEOUT=3, a mapping alice leaves idle (one ``client stun-ping``) is gone from
+router-a's conntrack table after the timeout, while one she keeps sending on (``client stun-ping --count 30
+--interval 0.5``, one socket for 15 s, the table read while it still sends) stays.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any
 
 import pytest
 
+from protocol import Endpoint
 from scenarios.harness import COMPOSE_FILE, Lab, start_lab
 from scenarios.steps import punch_timeout_s
 from scenarios.topologies.generate import HERE
@@ -60,23 +64,6 @@ def settled_path(lab: Lab, host: str, peer: str) -> str | None:
     return str(view["path"])
 
 
-# Inside alice: one socket sends once and then stays idle, the other sends every half second; both to the
-# TURN server (any WAN address would do: the router's conntrack entry is the mapping). Prints both ports.
-IDLE_AND_KEPT = """
-import socket, sys, time
-server, seconds = (sys.argv[1], 3478), float(sys.argv[2])
-idle, kept = (socket.socket(socket.AF_INET, socket.SOCK_DGRAM) for _ in range(2))
-for s in (idle, kept):
-    s.bind(("0.0.0.0", 0))
-idle.sendto(b"natlab timeout probe", server)
-end = time.monotonic() + seconds
-while time.monotonic() < end:
-    kept.sendto(b"natlab timeout probe", server)
-    time.sleep(0.5)
-print(idle.getsockname()[1], kept.getsockname()[1])
-"""
-
-
 @pytest.fixture(scope="module")
 def short_timeout_lab(docker_ready: None) -> Iterator[Lab]:
     with start_lab(name="timeout", env={"NAT_A": "cone", "NAT_B": "cone", "NAT_A_UDP_TIMEOUT": "3"}) as lab:
@@ -85,8 +72,26 @@ def short_timeout_lab(docker_ready: None) -> Iterator[Lab]:
 
 def test_idle_mapping_expires_and_kept_alive_one_survives(short_timeout_lab: Lab) -> None:
     lab = short_timeout_lab
-    idle, kept = lab.exec_ok("alice", "python3", "-c", IDLE_AND_KEPT, lab.address("turn"), "6").split()
-    flows = json.loads(lab.exec_ok("router-a", "nat", "conntrack", "--json"))
-    ports = {str(f["orig"]["sport"]) for f in flows if f["orig"]["dst"] == lab.address("turn")}
-    assert kept in ports, flows
-    assert idle not in ports, flows
+    # Both to the TURN server (any WAN address would do: router-a's conntrack entry is the mapping). The kept
+    # one runs in the background, 30 exchanges from one socket 0.5 s apart (15 s); the idle one is a single
+    # exchange, then silence. The table is read while the kept one is still sending, as soon as the idle
+    # mapping is gone, so no docker exec latency can make the kept one look idle too.
+    turn = lab.address("turn")
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        kept_run = pool.submit(
+            lab.json, "alice", "client", "stun-ping", f"{turn}:3478", "--count", "30", "--interval", "0.5", "--json"
+        )
+        idle = lab.json("alice", "client", "stun-ping", f"{turn}:3478", "--json")
+        idle_port = Endpoint.parse(idle["local"]).port
+
+        def idle_gone() -> list[dict[str, Any]] | None:
+            flows: list[dict[str, Any]] = json.loads(lab.exec_ok("router-a", "nat", "conntrack", "--json"))
+            return None if idle_port in {f["orig"]["sport"] for f in flows if f["orig"]["dst"] == turn} else flows
+
+        flows = lab.wait_for(idle_gone, 12, f"the idle mapping (alice port {idle_port}) to expire")
+        assert not kept_run.done(), "the kept-alive run ended before the idle mapping expired: nothing to compare"
+        kept = kept_run.result()
+    assert len(kept["replies"]) == 30, kept
+    kept_port = Endpoint.parse(kept["local"]).port
+    assert idle_port != kept_port, "the kernel gave both sockets one port: the runs cannot be told apart"
+    assert kept_port in {f["orig"]["sport"] for f in flows if f["orig"]["dst"] == turn}, flows

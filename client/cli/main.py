@@ -17,7 +17,9 @@
     client status [--json]            the agent's status
     client events [--follow]          print the event log (JSON lines); --follow streams new events from the agent
     client health                     exit 0 iff the agent answers and is registered (fast)
-    client stun-ping <ip:port> [--wait S]  STUN Binding: print our address as that server sees it
+    client stun-ping <ip:port> [--wait S] [--count N] [--interval S] [--json]
+                                      STUN Binding: print our address as that server sees it; N exchanges
+                                      from one socket, S seconds apart (JSON {server, local, replies})
     client nat-type [--server IP:PORT] [--json] [--lifetime-max S]
                                       RFC 5780 NAT behaviour discovery: mapping, filtering, hairpinning,
                                       port preservation (and binding lifetime, probed up to S seconds)
@@ -281,16 +283,23 @@ def _print_log(path: str) -> list[str]:
 
 
 def cmd_stun_ping(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from client.diagnostics.stun_ping import StunTimeout, stun_ping
+    from client.diagnostics.stun_ping import StunTimeout, check_schedule, stun_pings, summary
 
     try:
         server = Endpoint.parse(args.server)
+        check_schedule(args.count, args.interval)
     except ValueError as exc:
         raise ConfigError(str(exc)) from None
+    replies = []
     try:
-        print(stun_ping(server, args.wait))
+        for reply in stun_pings(server, args.count, args.interval, args.wait):
+            replies.append(reply)
+            if not args.json:
+                print(reply.mapped, flush=True)  # as each answer arrives, like ping
     except StunTimeout as exc:
         raise AgentRefused(str(exc)) from None
+    if args.json:
+        _print_json(summary(server, replies))
     return 0
 
 
@@ -376,9 +385,11 @@ def _parser() -> argparse.ArgumentParser:
         "--follow", "-f", action="store_true", help="keep printing new events"
     )
     add("health", cmd_health, "exit 0 iff the agent answers and is registered")
-    ping = add("stun-ping", cmd_stun_ping, "STUN Binding: print our address as the server sees it")
+    ping = add("stun-ping", cmd_stun_ping, "STUN Binding: print our address as the server sees it", json=True)
     ping.add_argument("server", help="the STUN server, ip:port")
-    ping.add_argument("--wait", type=float, default=3.0, help="seconds to keep asking (default 3)")
+    ping.add_argument("--wait", type=float, default=3.0, help="seconds to keep asking, per exchange (default 3)")
+    ping.add_argument("--count", type=int, default=1, metavar="N", help="N exchanges from one socket (default 1)")
+    ping.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between exchanges (1)")
     nat_type = add("nat-type", cmd_nat_type, "RFC 5780 NAT behaviour discovery against a STUN server", json=True)
     nat_type.add_argument(
         "--server", metavar="IP:PORT", help="the STUN server's primary address (default: NATLAB_STUN, else NATLAB_TURN)"
