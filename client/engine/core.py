@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.engine.carrier import Carrier
+from client.engine.clock import PeerClock
 from client.engine.delivery import DeliveryConfig
 from client.engine.errors import NoPathError, RequestError, WindowFullError, check_id
 from client.engine.events import Disconnected, TurnAllocated, TurnFailed
@@ -107,6 +108,12 @@ class AgentCore:
             messenger=self.messenger,
         )
         self._next_keepalive = 0.0
+        # Per-peer work is for the peers an entry point touched (a datagram: its sender), not every peer:
+        # the clock knows when each is due; a change every peer depends on (our relay, registration) walks all.
+        self.clock = PeerClock()
+        self._touched: dict[str, Peer] = {}
+        self._everyone = False
+        self._shared = self._shared_state()
 
     @property
     def relay_up(self) -> bool:
@@ -139,33 +146,54 @@ class AgentCore:
             out = self._turn(self.relay.receive(data, source, now), now)
         else:
             out = self._datagram(data, source, now, via_relay=False)
-        return out + self.paths.routes(list(self.peers.values()), now)
+        return self._finish(out, now)
 
     def tick(self, now: float) -> list[Output]:
         """Time passes: registration, keepalives, the relay, connect retries, probes, liveness, delivery."""
         out = self.server.tick(now)
+        due = self.clock.due(now)
         if now >= self._next_keepalive:
             self._next_keepalive = now + self.config.keepalive
             out += [Send(Keepalive(), self.config.server), *self.paths.keepalives(list(self.peers.values()), now)]
             if self.relay is not None:
                 out += self._turn(self.relay.check(now), now)
+            due = list(self.peers)  # every keepalive period, every peer, whatever the clock says
         if self.relay is not None:
             out += self._turn(self.relay.tick(now), now)
-        for peer in list(self.peers.values()):
+        for peer_id in due:
+            peer = self._touched[peer_id] = self.peers[peer_id]
             out += self.paths.tick(peer, now)
             out += self.messenger.tick(peer, now)
-        return out + self.paths.routes(list(self.peers.values()), now)
+        return self._finish(out, now)
 
     def wakeup(self) -> float:
         """The earliest time :meth:`tick` has something to do."""
-        times = [self._next_keepalive, self.server.wakeup() or math.inf]
+        times = [self._next_keepalive, self.server.wakeup() or math.inf, self.clock.next()]
         if self.relay is not None:
             times.append(self.relay.wakeup() or math.inf)
-        for peer in self.peers.values():
-            times += self.paths.wakeups(peer)
-            if peer.conversation is not None:
-                times.append(peer.conversation.wakeup() or math.inf)
         return min(times)
+
+    def _finish(self, out: list[Output], now: float) -> list[Output]:
+        """After an entry point: route changes and wakeups of the peers it touched (all of them after a change
+        they all depend on)."""
+        shared = self._shared_state()
+        everyone, self._everyone, self._shared = self._everyone or shared != self._shared, False, shared
+        peers = list(self.peers.values()) if everyone else list(self._touched.values())
+        self._touched.clear()
+        out += self.paths.routes(peers, now)
+        for peer in peers:
+            self._schedule(peer)
+        return out
+
+    def _schedule(self, peer: Peer) -> None:
+        times = self.paths.wakeups(peer)
+        if peer.conversation is not None:
+            times.append(peer.conversation.wakeup() or math.inf)
+        self.clock.schedule(peer.id, min(times, default=math.inf))
+
+    def _shared_state(self) -> tuple[bool, bool, bool]:
+        """What every peer's wakeup may depend on (see :meth:`PathKeeper.can_reconnect`)."""
+        return self.relay_up, self.server.registered, self.server.reannouncing
 
     def connect(self, peer_id: str, now: float) -> list[Output]:
         """A local request for a path: ask the server to introduce us, unless one is up or under way."""
@@ -176,8 +204,8 @@ class AgentCore:
             raise RequestError(f"not registered with server {self.config.server} yet")
         peer = self._peer(peer_id)
         if peer.pending is not None or not self._wants_connect(peer):
-            return []
-        return self.server.start_connect(peer, now)
+            return self._finish([], now)
+        return self._finish(self.server.start_connect(peer, now), now)
 
     def _wants_connect(self, peer: Peer) -> bool:
         """Whether a local connect has anything to do: no path yet, or only a relay while direct was never
@@ -229,7 +257,11 @@ class AgentCore:
         (fire and forget, no ticket).
         """
         check_id(peer_id)
-        return self.messenger.send(peer_id, self.peers.get(peer_id), text, now, self.relay_up)
+        peer = self.peers.get(peer_id)
+        sent = self.messenger.send(peer_id, peer, text, now, self.relay_up)
+        if peer is not None and peer.conversation is not None:
+            self._schedule(peer)  # its retransmission (or give-up) is due at some point
+        return sent
 
     def peer_status(self, peer_id: str) -> dict[str, Any] | None:
         """One peer as status JSON shows it, or ``None`` if unknown."""
@@ -279,10 +311,12 @@ class AgentCore:
                 case turn.Relayed(peer, payload):
                     out += self._datagram(payload, peer, now, via_relay=True)
                 case turn.Allocated(relayed):
+                    self._everyone = True
                     out.append(Emit(TurnAllocated(str(relayed))))
                     self.server.reannounce(now)
                     self.paths.retry_failed_connects(list(self.peers.values()), now)
                 case turn.Failed(reason):
+                    self._everyone = True
                     out.append(Emit(TurnFailed(reason)))
                     self.server.reannounce(now)
                     out += self.paths.relay_lost(list(self.peers.values()), reason, now)
@@ -316,6 +350,7 @@ class AgentCore:
         return self.server.on_ok()
 
     def _on_err(self, err: Err, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
+        self._everyone = True  # it answers some peer's connect
         return self.server.on_err(err, self.peers)
 
     def _on_probe(self, message: Hello | HelloAck, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
@@ -361,9 +396,11 @@ class AgentCore:
             path.hear(now)
 
     def _peer(self, peer_id: str) -> Peer:
+        """The peer (new if unknown), touched: its routes and wakeup are looked at when the entry point ends."""
         peer = self.peers.get(peer_id)
         if peer is None:
             peer = self.peers[peer_id] = Peer.new(peer_id, self.config.timing)
+        self._touched[peer_id] = peer
         return peer
 
 
