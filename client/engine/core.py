@@ -167,7 +167,8 @@ class AgentCore:
         return self._finish(out, now)
 
     def wakeup(self) -> float:
-        """The earliest time :meth:`tick` has something to do."""
+        """When :meth:`tick` may next have something to do: never later than the earliest thing due, maybe
+        earlier (a peer whose wakeup moved later is looked at the old time, see :class:`PeerClock`)."""
         times = [self._next_keepalive, self.server.wakeup() or math.inf, self.clock.next()]
         if self.relay is not None:
             times.append(self.relay.wakeup() or math.inf)
@@ -186,10 +187,10 @@ class AgentCore:
         return out
 
     def _schedule(self, peer: Peer) -> None:
-        times = self.paths.wakeups(peer)
+        at = self.paths.wakeup(peer)
         if peer.conversation is not None:
-            times.append(peer.conversation.wakeup() or math.inf)
-        self.clock.schedule(peer.id, min(times, default=math.inf))
+            at = min(at, peer.conversation.wakeup() or math.inf)
+        self.clock.schedule(peer.id, at)
 
     def _shared_state(self) -> tuple[bool, bool, bool]:
         """What every peer's wakeup may depend on (see :meth:`PathKeeper.can_reconnect`)."""
@@ -259,8 +260,9 @@ class AgentCore:
         check_id(peer_id)
         peer = self.peers.get(peer_id)
         sent = self.messenger.send(peer_id, peer, text, now, self.relay_up)
-        if peer is not None and peer.conversation is not None:
-            self._schedule(peer)  # its retransmission (or give-up) is due at some point
+        if sent.ticket is not None:
+            # Due no later than the new message's first retransmission (what else was due is scheduled).
+            self.clock.schedule(peer_id, now + self.config.delivery.rto_initial)
         return sent
 
     def peer_status(self, peer_id: str) -> dict[str, Any] | None:

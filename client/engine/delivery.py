@@ -255,10 +255,11 @@ class Sender:
         """When :meth:`tick` next has something to do, or ``None`` when nothing is unsettled."""
         if not self._unsettled:
             return None
-        times = [self._expiry(self._unsettled[0])]
-        top, front = self._next_timer(), self._floor_carrier()
-        times += [m.next_at for m in (top, front) if m is not None]
-        return min(times)
+        at = self._expiry(self._unsettled[0])
+        for message in (self._next_timer(), self._floor_carrier()):
+            if message is not None and message.next_at < at:
+                at = message.next_at
+        return at
 
     def on_path_change(self, now: float) -> list[Frame]:
         """The path to the peer changed: retransmit everything the receiver lacks now, backoff restarted."""
