@@ -69,6 +69,32 @@ class MessageLines:
         return logging.DEBUG
 
 
+class Tally:
+    """A flood's outcomes, counted (a future per message cost a callback per message)."""
+
+    def __init__(self) -> None:
+        self.unsettled = 0
+        self.delivered = 0
+        self.tracked = False
+        """Whether any message had a ticket (a seed-era peer's are never acknowledged)."""
+        self._done = asyncio.Event()
+
+    def add(self) -> None:
+        self.tracked = True
+        self.unsettled += 1
+
+    def settle(self, reason: str | None) -> None:
+        self.unsettled -= 1
+        self.delivered += reason is None
+        if not self.unsettled:
+            self._done.set()
+
+    async def settled(self) -> None:
+        while self.unsettled:
+            self._done.clear()
+            await self._done.wait()
+
+
 class Agent:
     """The running agent: socket, timer, event log and subscribers around one :class:`AgentCore`."""
 
@@ -81,7 +107,7 @@ class Agent:
         self._socket: DatagramSocket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: set[asyncio.Future[None]] = set()
-        self._outcomes: dict[Ticket, asyncio.Future[str | None]] = {}
+        self._outcomes: dict[Ticket, asyncio.Future[str | None] | Tally] = {}
         self._settled = asyncio.Event()  # a message was settled: a full window has room again
         self._lines = MessageLines()
         self.subscriptions: set[Subscription] = set()
@@ -174,32 +200,43 @@ class Agent:
     def _submit(self, peer: str, text: str) -> asyncio.Future[str | None] | None:
         """Send and return a future of the outcome (``None`` delivered, else why not), by the message's
         ticket; ``None`` for a seed-era peer."""
-        sent = self.core.send(peer, text, self._loop.time())
+        ticket = self._post(peer, text)
         outcome = None
-        if sent.ticket is not None:
-            outcome = self._outcomes[sent.ticket] = self._loop.create_future()
-        self._request(sent.outputs)
+        if ticket is not None:
+            outcome = self._outcomes[ticket] = self._loop.create_future()
+        self._after()
         return outcome
+
+    def _post(self, peer: str, text: str) -> Ticket | None:
+        """Send one message, its outputs performed (the caller calls :meth:`_after` before it yields)."""
+        sent = self.core.send(peer, text, self._loop.time())
+        self._perform(sent.outputs)
+        return sent.ticket
 
     async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]:
         """Send ``count`` messages of ``size`` characters as fast as the window allows; wait until all are
         settled. Each text starts with its number (``000001 ``), so a receiver can check order."""
         started = self._loop.time()
-        outcomes: list[asyncio.Future[str | None]] = []
-        for i in range(count):
-            text = f"{i + 1:06d} ".ljust(size, "x")[: max(size, 7)]
-            while True:
-                try:
-                    outcome = self._submit(peer, text)
-                    break
-                except WindowFullError:
-                    self._settled.clear()
-                    await self._settled.wait()  # not before a message is settled: the window is full till then
-            if outcome is not None:
-                outcomes.append(outcome)
-        reasons = await asyncio.gather(*outcomes)
+        tally = Tally()
+        try:
+            for i in range(count):
+                text = f"{i + 1:06d} ".ljust(size, "x")[: max(size, 7)]
+                while True:
+                    try:
+                        ticket = self._post(peer, text)
+                        break
+                    except WindowFullError:
+                        self._after()
+                        self._settled.clear()
+                        await self._settled.wait()  # not before a message is settled: the window is full till then
+                if ticket is not None:
+                    self._outcomes[ticket] = tally
+                    tally.add()
+        finally:
+            self._after()  # the timer, for what was sent since the window last filled
+        await tally.settled()
         seconds = max(self._loop.time() - started, 1e-9)
-        delivered = sum(1 for r in reasons if r is None) if outcomes else count
+        delivered = tally.delivered if tally.tracked else count
         return {
             "sent": count,
             "delivered": delivered,
@@ -261,8 +298,11 @@ class Agent:
         if isinstance(ev, MessageDelivered | MessageUndelivered):
             self._settled.set()
             outcome = self._outcomes.pop(ticket_of(ev), None)
-            if outcome is not None and not outcome.done():
-                outcome.set_result(ev.reason if isinstance(ev, MessageUndelivered) else None)
+            reason = ev.reason if isinstance(ev, MessageUndelivered) else None
+            if isinstance(outcome, Tally):
+                outcome.settle(reason)
+            elif outcome is not None and not outcome.done():
+                outcome.set_result(reason)
         stamped = ev.to_json(time.time())
         self.events.write(stamped)
         level = self._lines.level(self._loop.time()) if isinstance(ev, _MESSAGE_LINES) else logging.INFO

@@ -378,6 +378,8 @@ class Receiver:
 
     def _ack(self, epoch: int) -> Ack:
         held = self._held
+        if not held:
+            return Ack(epoch, self._expected)  # the usual case, once per frame: nothing to sort
         # The n-th run of consecutive held seqs starts at the n-th start and ends at the n-th end.
         starts = sorted(seq for seq in held if seq - 1 not in held)
         ends = sorted(seq for seq in held if seq + 1 not in held)
