@@ -303,14 +303,16 @@ class Agent:
                 outcome.settle(reason)
             elif outcome is not None and not outcome.done():
                 outcome.set_result(reason)
-        stamped = ev.to_json(time.time())
-        self.events.write(stamped)
+        ts = time.time()
+        self.events.write(ev.json_line(ts))
         level = self._lines.level(self._loop.time()) if isinstance(ev, _MESSAGE_LINES) else logging.INFO
         if logger.isEnabledFor(level):
             line = describe(ev)
             logger.log(level, line.text, extra={"speaker": line.speaker})
-        for subscription in self.subscriptions:
-            subscription.offer(stamped)
+        if self.subscriptions:
+            stamped = ev.to_json(ts)
+            for subscription in self.subscriptions:
+                subscription.offer(stamped)
 
     def _reschedule(self) -> None:
         """Arm the timer for the core's wakeup, unless it is armed for that time or earlier already: it then

@@ -14,8 +14,10 @@ direct, a fall back to the relay, or a path lost (new is none). How a path first
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Mapping
 from dataclasses import dataclass
+from json.encoder import encode_basestring
 from typing import Any, ClassVar
 
 from client.engine.routes import Route
@@ -58,6 +60,32 @@ class Event:
                 continue
             out[name] = str(value) if isinstance(value, Route) else value
         return out
+
+    def json_line(self, ts: float) -> str:
+        """``json.dumps(self.to_json(ts), ensure_ascii=False)``, the event log's line, written straight from
+        the fields: every message is two or three lines, and the dict and the general encoder were a fifth
+        of a flood's CPU."""
+        parts = [f'{{"ts": {_json(round(ts, 6))}, "event": {_json(self.name)}']
+        values = self.__dict__
+        for name, optional, default in _spec(type(self)):
+            value = values[name]
+            if not (optional and value == default):
+                parts.append(f'"{name}": {_json(value)}')
+        return ", ".join(parts) + "}"
+
+
+_encode = json.JSONEncoder(ensure_ascii=False).encode
+
+
+def _json(value: Any) -> str:
+    """One value as ``json.dumps(..., ensure_ascii=False)`` writes it (names are identifiers: no escaping)."""
+    if type(value) is str:
+        return str(encode_basestring(value))
+    if type(value) is int:
+        return int.__repr__(value)
+    if isinstance(value, Route):
+        return str(encode_basestring(str(value)))
+    return str(_encode(value))  # None, bool, float: rare enough for the general encoder
 
 
 _Spec = tuple[tuple[str, bool, Any], ...]
