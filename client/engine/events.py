@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring
@@ -65,7 +66,7 @@ class Event:
         """``json.dumps(self.to_json(ts), ensure_ascii=False)``, the event log's line, written straight from
         the fields: every message is two or three lines, and the dict and the general encoder were a fifth
         of a flood's CPU."""
-        parts = [f'{{"ts": {_json(round(ts, 6))}, "event": {_json(self.name)}']
+        parts = [f'{{"ts": {_json(round(ts, 6))}, "event": "{self.name}"']
         values = self.__dict__
         for name, optional, default in _spec(type(self)):
             value = values[name]
@@ -78,14 +79,17 @@ _encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 def _json(value: Any) -> str:
-    """One value as ``json.dumps(..., ensure_ascii=False)`` writes it (names are identifiers: no escaping)."""
+    """One value as ``json.dumps(..., ensure_ascii=False)`` writes it (field and event names are identifiers,
+    written without escaping)."""
     if type(value) is str:
         return str(encode_basestring(value))
     if type(value) is int:
         return int.__repr__(value)
+    if type(value) is float and math.isfinite(value):
+        return float.__repr__(value)  # what json writes for a finite float (every ts)
     if isinstance(value, Route):
         return str(encode_basestring(str(value)))
-    return str(_encode(value))  # None, bool, float: rare enough for the general encoder
+    return str(_encode(value))  # None, bool, NaN: rare enough for the general encoder
 
 
 _Spec = tuple[tuple[str, bool, Any], ...]
