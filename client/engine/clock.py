@@ -1,4 +1,5 @@
-"""When each peer next needs a tick: a heap, so that a datagram or a tick touches only the peers it concerns.
+"""When each peer next needs a tick (:class:`PeerClock`, a heap) and which peers an entry point touched
+(:class:`Touched`), so that a datagram, a send or a tick works on the peers it concerns and no others.
 
 Pure. Lazy, as :class:`client.engine.delivery.Sender`'s timers: a peer is rescheduled only when its wakeup
 moves *earlier*; a later one leaves the earlier entry, which fires early (the peer's tick then finds nothing
@@ -10,6 +11,8 @@ from __future__ import annotations
 
 import heapq
 import math
+
+from client.engine.peer import Peer
 
 
 class PeerClock:
@@ -40,3 +43,25 @@ class PeerClock:
             del self._at[peer]
             peers.append(peer)
         return peers
+
+
+class Touched:
+    """The peers an entry point touched, to be looked at when it ends; every peer after a change of what
+    they all depend on (``shared``: our relay, our registration), or when told (``everyone``)."""
+
+    def __init__(self, shared: object) -> None:
+        self._peers: dict[str, Peer] = {}
+        self._shared = shared
+        self.everyone = False
+
+    def add(self, peer: Peer) -> Peer:
+        self._peers[peer.id] = peer
+        return peer
+
+    def take(self, peers: dict[str, Peer], shared: object) -> list[Peer]:
+        """The peers to look at now (``peers`` is every peer), and start over."""
+        everyone = self.everyone or shared != self._shared
+        self.everyone, self._shared = False, shared
+        taken = list(peers.values()) if everyone else list(self._peers.values())
+        self._peers.clear()
+        return taken

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.engine.carrier import Carrier
-from client.engine.clock import PeerClock
+from client.engine.clock import PeerClock, Touched
 from client.engine.delivery import DeliveryConfig
 from client.engine.errors import NoPathError, RequestError, WindowFullError, check_id
 from client.engine.events import Disconnected, TurnAllocated, TurnFailed
@@ -111,9 +111,7 @@ class AgentCore:
         # Per-peer work is for the peers an entry point touched (a datagram: its sender), not every peer:
         # the clock knows when each is due; a change every peer depends on (our relay, registration) walks all.
         self.clock = PeerClock()
-        self._touched: dict[str, Peer] = {}
-        self._everyone = False
-        self._shared = self._shared_state()
+        self._touched = Touched(self.paths.shared_state())
 
     @property
     def relay_up(self) -> bool:
@@ -161,7 +159,7 @@ class AgentCore:
         if self.relay is not None:
             out += self._turn(self.relay.tick(now), now)
         for peer_id in due:
-            peer = self._touched[peer_id] = self.peers[peer_id]
+            peer = self._touched.add(self.peers[peer_id])
             out += self.paths.tick(peer, now)
             out += self.messenger.tick(peer, now)
         return self._finish(out, now)
@@ -175,26 +173,9 @@ class AgentCore:
         return min(times)
 
     def _finish(self, out: list[Output], now: float) -> list[Output]:
-        """After an entry point: route changes and wakeups of the peers it touched (all of them after a change
+        """After an entry point: route changes and wakeups of the peers it touched (all after a change of what
         they all depend on)."""
-        shared = self._shared_state()
-        everyone, self._everyone, self._shared = self._everyone or shared != self._shared, False, shared
-        peers = list(self.peers.values()) if everyone else list(self._touched.values())
-        self._touched.clear()
-        out += self.paths.routes(peers, now)
-        for peer in peers:
-            self._schedule(peer)
-        return out
-
-    def _schedule(self, peer: Peer) -> None:
-        at = self.paths.wakeup(peer)
-        if peer.conversation is not None:
-            at = min(at, peer.conversation.wakeup() or math.inf)
-        self.clock.schedule(peer.id, at)
-
-    def _shared_state(self) -> tuple[bool, bool, bool]:
-        """What every peer's wakeup may depend on (see :meth:`PathKeeper.can_reconnect`)."""
-        return self.relay_up, self.server.registered, self.server.reannouncing
+        return out + self.paths.settle(self._touched.take(self.peers, self.paths.shared_state()), now, self.clock)
 
     def connect(self, peer_id: str, now: float) -> list[Output]:
         """A local request for a path: ask the server to introduce us, unless one is up or under way."""
@@ -313,12 +294,12 @@ class AgentCore:
                 case turn.Relayed(peer, payload):
                     out += self._datagram(payload, peer, now, via_relay=True)
                 case turn.Allocated(relayed):
-                    self._everyone = True
+                    self._touched.everyone = True
                     out.append(Emit(TurnAllocated(str(relayed))))
                     self.server.reannounce(now)
                     self.paths.retry_failed_connects(list(self.peers.values()), now)
                 case turn.Failed(reason):
-                    self._everyone = True
+                    self._touched.everyone = True
                     out.append(Emit(TurnFailed(reason)))
                     self.server.reannounce(now)
                     out += self.paths.relay_lost(list(self.peers.values()), reason, now)
@@ -352,7 +333,7 @@ class AgentCore:
         return self.server.on_ok()
 
     def _on_err(self, err: Err, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        self._everyone = True  # it answers some peer's connect
+        self._touched.everyone = True  # it answers some peer's connect
         return self.server.on_err(err, self.peers)
 
     def _on_probe(self, message: Hello | HelloAck, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
@@ -402,8 +383,7 @@ class AgentCore:
         peer = self.peers.get(peer_id)
         if peer is None:
             peer = self.peers[peer_id] = Peer.new(peer_id, self.config.timing)
-        self._touched[peer_id] = peer
-        return peer
+        return self._touched.add(peer)
 
 
 _HANDLERS: dict[type, Handler] = {

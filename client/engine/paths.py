@@ -7,6 +7,7 @@ import logging
 import math
 
 from client.engine.carrier import Carrier
+from client.engine.clock import PeerClock
 from client.engine.events import PathChanged
 from client.engine.messaging import Messenger
 from client.engine.outputs import Emit, Log, Output, Send
@@ -62,6 +63,20 @@ class PathKeeper:
                     out.append(Log(logging.INFO, f"peer {path.peer} moved from {old} to {new}"))
                 case Ignored(why):
                     out.append(Log(logging.INFO, f"ignoring {why}"))
+        return out
+
+    def shared_state(self) -> tuple[bool, bool, bool]:
+        """What every peer's wakeup may depend on besides the peer (see :meth:`can_reconnect`)."""
+        return self.carrier.relay_up, self.server.registered, self.server.reannouncing
+
+    def settle(self, peers: list[Peer], now: float, clock: PeerClock) -> list[Output]:
+        """After an entry point: the route changes of ``peers`` (those it touched), and when each is due."""
+        out = self.routes(peers, now)
+        for peer in peers:
+            at = self.wakeup(peer)
+            if peer.conversation is not None:
+                at = min(at, peer.conversation.wakeup() or math.inf)
+            clock.schedule(peer.id, at)
         return out
 
     def can_reconnect(self) -> bool:
