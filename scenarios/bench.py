@@ -5,7 +5,8 @@ built, lab down), `make lab-down`; the time from `connect` to a confirmed direct
 relays enabled and without (median and p95 of ATTEMPTS, as the agent measures it: `time_to_direct_ms`);
 connect to the first delivered (acknowledged) message for cone-symmetric (`time_to_first_message_ms`); and
 relayed throughput for one cone-symmetric pair with 1,000-byte messages (`client flood`), next to coturn's
-own `turnutils_uclient` in the same lab.
+own `turnutils_uclient` in the same lab; direct throughput for the cone-cone pair, next to raw UDP between the
+same two containers through the same routers (`client udp-rate`).
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 from scenarios.harness import REPO, Lab, LabError
@@ -25,6 +27,8 @@ from scenarios.lab_status import interactive_lab
 
 ATTEMPTS = int(os.environ.get("BENCH_ATTEMPTS", "20"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "2000"))
+DIRECT_FLOOD = int(os.environ.get("BENCH_DIRECT_FLOOD", "20000"))
+RAW_PORT = "40400"
 ENV = os.environ | {"NAT_A": "cone", "NAT_B": "cone"}
 
 
@@ -95,6 +99,25 @@ def relayed_throughput() -> tuple[dict[str, Any], tuple[float, float]]:
     return flood, (received / seconds, received * 1000 / seconds / 1e6)
 
 
+def direct_throughput() -> tuple[dict[str, Any], dict[str, Any]]:
+    """`client flood` alice -> bob on the direct path, then raw UDP between the same two containers through the
+    same routers: `client udp-rate` at both ends, each punching its own router towards the other's WAN address
+    (the cone routers keep the port), the rate bob receives at."""
+    lab = interactive_lab()
+    lab.exec_ok("alice", "client", "connect", "bob")
+    flood = lab.json("alice", "client", "flood", "bob", str(DIRECT_FLOOD), "--size", "1000")
+    count, router_a, router_b = str(DIRECT_FLOOD), lab.subnets.router_a_wan, lab.subnets.router_b_wan
+    with ThreadPoolExecutor(1) as pool:  # both ends at once, each with its own Docker client
+        receiving = pool.submit(
+            lambda: interactive_lab().json(
+                "bob", "client", "udp-rate", "recv", f"{router_a}:{RAW_PORT}", count, "--port", RAW_PORT
+            )
+        )
+        sent = lab.json("alice", "client", "udp-rate", "send", f"{router_b}:{RAW_PORT}", count, "--port", RAW_PORT)
+        raw: dict[str, Any] = {**receiving.result(), "sent": sent["sent"]}
+    return flood, raw
+
+
 def p95(samples: list[float]) -> float:
     """Nearest-rank 95th percentile."""
     ordered = sorted(samples)
@@ -112,6 +135,7 @@ def main() -> int:
     down = make("lab-down")
     warm = make("lab-up")
     direct = connect_to_direct_samples()
+    direct_flood, raw = direct_throughput()
     noop = make("lab-up")
     make("lab-up", NATLAB_TURN_ADDR="")
     direct_without_relay = connect_to_direct_samples()
@@ -130,6 +154,12 @@ def main() -> int:
         f"  relayed throughput, 1000-byte messages      client flood: {flood['msgs_per_s']:.0f} msg/s, "
         f"{flood['mb_per_s']:.2f} MB/s ({flood['delivered']}/{flood['sent']} delivered); "
         f"turnutils_uclient: {uclient_msgs:.0f} msg/s, {uclient_mb:.2f} MB/s"
+    )
+    print(
+        f"  direct throughput, cone-cone, 1000 bytes   client flood: {direct_flood['msgs_per_s']:.0f} msg/s, "
+        f"{direct_flood['mb_per_s']:.2f} MB/s ({direct_flood['delivered']}/{direct_flood['sent']} delivered); "
+        f"raw UDP (client udp-rate): {raw['per_s']:.0f} msg/s, {raw['mb_per_s']:.2f} MB/s "
+        f"({raw['received']}/{raw['sent']} received)"
     )
     print("The lab is left up; `make lab-down` stops it.")
     return 0

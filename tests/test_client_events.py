@@ -120,6 +120,7 @@ GOLDEN: list[tuple[Event, str]] = [
 def test_event_json_is_the_documented_log_line(ev: Event, line: str) -> None:
     # The event log and the control socket both write json.dumps(..., ensure_ascii=False) of to_json.
     assert json.dumps(ev.to_json(TS), ensure_ascii=False) == line
+    assert ev.json_line(TS) == line  # the event log's shortcut writes the same line
     unstamped = json.loads(line)
     del unstamped["ts"]
     assert ev.to_json() == unstamped

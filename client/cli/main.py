@@ -23,6 +23,8 @@
     client nat-type [--server IP:PORT] [--json] [--lifetime-max S]
                                       RFC 5780 NAT behaviour discovery: mapping, filtering, hairpinning,
                                       port preservation (and binding lifetime, probed up to S seconds)
+    client udp-rate send|recv <ip:port> N [--port P] [--size B]
+                                      raw UDP through punched NATs, the data path's ceiling; print JSON
 
 Exit status: 0 success, 1 failure (no agent, no path, refused), 2 usage or configuration error.
 """
@@ -72,6 +74,7 @@ RESERVED = frozenset(
         "health",
         "stun-ping",
         "nat-type",
+        "udp-rate",
         "help",
     }
 )
@@ -141,6 +144,23 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with AgentClient(socket_path(env), timeout=_delivery_timeout(env)) as agent:
         _ensure_path(agent, args.peer)
         agent.request("send", peer=args.peer, text=text, wait=True)
+    return 0
+
+
+def cmd_udp_rate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from client.diagnostics import udp_rate
+
+    if args.count < 1 or not 1 <= args.size <= 65507 or not 0 < args.port < 65536:
+        raise ConfigError("udp-rate: N, --size (1..65507) and --port must be positive")
+    try:
+        peer = Endpoint.parse(args.peer)
+    except ValueError as exc:
+        raise ConfigError(f"udp-rate: {exc}") from None
+    run = udp_rate.send if args.role == "send" else udp_rate.receive
+    try:
+        _print_json(run(peer, args.port, args.count, args.size, args.timeout))
+    except (udp_rate.PunchTimeout, OSError) as exc:
+        raise AgentRefused(f"udp-rate: {exc}") from None
     return 0
 
 
@@ -401,6 +421,13 @@ def _parser() -> argparse.ArgumentParser:
         metavar="S",
         help="also probe the binding lifetime, up to S seconds idle (default 0: skip)",
     )
+    rate = add("udp-rate", cmd_udp_rate, "raw UDP between two hosts (both run it): print JSON rates")
+    rate.add_argument("role", choices=("send", "recv"), help="which end this is")
+    rate.add_argument("peer", help="the other end as the WAN sees it, ip:port (its router's address)")
+    rate.add_argument("count", type=int, help="how many datagrams")
+    rate.add_argument("--port", type=int, default=40400, help="our UDP port, the same at both ends (40400)")
+    rate.add_argument("--size", type=int, default=1000, help="bytes per datagram (default 1000)")
+    rate.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the other end (10)")
     add("help", cmd_help, "this help")
     return parser
 

@@ -3,6 +3,10 @@
 Datagrams and timer ticks go into the core with ``loop.time()`` as ``now``; the outputs that come back are
 performed here (sendto, event log, log line, subscribers). Local requests from the control socket
 (:mod:`client.daemon.control`) call the request methods below. :func:`run` is ``client agent``.
+
+Every event goes to the event log and to the subscribers, messages included; their log lines are another
+matter: a flood would spend more on them than on the messages, so a message's line (sent, received,
+delivered) is logged at INFO only while they come at a human rate (:class:`MessageLines`).
 """
 
 from __future__ import annotations
@@ -12,30 +16,83 @@ import logging
 import signal
 import socket
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 from client.daemon.config import AgentConfig, AgentStartError
 from client.daemon.control import ControlServer, Subscription
 from client.daemon.eventlog import EventLog
+from client.daemon.udp import DatagramSocket
 from client.engine.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError, check_id
-from client.engine.events import Event, MessageDelivered, MessageUndelivered, Registered, Ticket, describe, ticket_of
+from client.engine.events import (
+    Event,
+    MessageDelivered,
+    MessageReceived,
+    MessageSent,
+    MessageUndelivered,
+    Registered,
+    Ticket,
+    describe,
+    ticket_of,
+)
 from protocol import Endpoint, encode
 
 logger = logging.getLogger("client")
 
+MESSAGE_LINES_PER_S = 20
+"""Message lines a second logged at INFO; beyond, DEBUG (and a count of those not shown)."""
 
-class _Protocol(asyncio.DatagramProtocol):
-    def __init__(self, on_datagram: Callable[[bytes, Any], None]) -> None:
-        self.on_datagram = on_datagram
 
-    def datagram_received(self, data: bytes, addr: Any) -> None:
-        self.on_datagram(data, addr)
+class MessageLines:
+    """The level of each message's log line: INFO for the first :data:`MESSAGE_LINES_PER_S` in a second,
+    then DEBUG, with one INFO line at the next second saying how many were not shown. A chat's lines all
+    show; a flood's cost no more than a few lines a second (a log line costs more than the message)."""
 
-    def error_received(self, exc: Exception) -> None:
-        # An ICMP error about one peer must not stop the socket serving the others.
-        logger.debug("socket error: %s", exc)
+    def __init__(self, per_second: int = MESSAGE_LINES_PER_S) -> None:
+        self.per_second = per_second
+        self._second = 0
+        self._shown = 0
+        self._hidden = 0
+
+    def level(self, now: float) -> int:
+        second = int(now)
+        if second != self._second:
+            if self._hidden:
+                logger.info(
+                    "(%d more message lines not shown at this log level; NATLAB_LOG=debug shows them)", self._hidden
+                )
+            self._second, self._shown, self._hidden = second, 0, 0
+        if self._shown < self.per_second:
+            self._shown += 1
+            return logging.INFO
+        self._hidden += 1
+        return logging.DEBUG
+
+
+class Tally:
+    """A flood's outcomes, counted (a future per message cost a callback per message)."""
+
+    def __init__(self) -> None:
+        self.unsettled = 0
+        self.delivered = 0
+        self.tracked = False
+        """Whether any message had a ticket (a seed-era peer's are never acknowledged)."""
+        self._done = asyncio.Event()
+
+    def add(self) -> None:
+        self.tracked = True
+        self.unsettled += 1
+
+    def settle(self, reason: str | None) -> None:
+        self.unsettled -= 1
+        self.delivered += reason is None
+        if not self.unsettled:
+            self._done.set()
+
+    async def settled(self) -> None:
+        while self.unsettled:
+            self._done.clear()
+            await self._done.wait()
 
 
 class Agent:
@@ -47,37 +104,36 @@ class Agent:
         self.events = events
         self.local: Endpoint | None = None
         self._loop = asyncio.get_running_loop()
-        self._transport: asyncio.DatagramTransport | None = None
+        self._socket: DatagramSocket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: set[asyncio.Future[None]] = set()
-        self._outcomes: dict[Ticket, asyncio.Future[str | None]] = {}
+        self._outcomes: dict[Ticket, asyncio.Future[str | None] | Tally] = {}
+        self._settled = asyncio.Event()  # a message was settled: a full window has room again
+        self._lines = MessageLines()
         self.subscriptions: set[Subscription] = set()
 
     async def open(self) -> None:
         """Bind the UDP socket and start registering."""
         bind = ("::" if self.config.server.is_ipv6 else "0.0.0.0", self.config.port)
         try:
-            transport, _ = await self._loop.create_datagram_endpoint(
-                lambda: _Protocol(self.on_datagram), local_addr=bind
-            )
+            self._socket = DatagramSocket(self._loop, bind, self.on_datagram, self._after)
         except OSError as exc:
             raise AgentStartError(f"cannot bind UDP port {self.config.port}: {exc.strerror}") from None
-        self._transport = transport
-        port = transport.get_extra_info("sockname")[1]
-        self.local = Endpoint(_route_ip(self.config.server, bind[0]), port)
+        self.local = Endpoint(_route_ip(self.config.server, bind[0]), self._socket.port)
         self._perform(self.core.start(self._loop.time()))
+        self._after()
 
     def close(self) -> None:
         Path(self.config.ready_file).unlink(missing_ok=True)
         if self._timer is not None:
             self._timer.cancel()
-        if self._transport is not None:
+        if self._socket is not None:
             # Best effort, one datagram: a lost release only means coturn keeps the allocation until its
             # lifetime ends.
             for output in self.core.stop(self._loop.time()):
                 if isinstance(output, SendRaw):
-                    self._transport.sendto(output.data, output.to.sockaddr())
-            self._transport.close()
+                    self._socket.sendto(output.data, output.to.sockaddr())
+            self._socket.close()
         self._wake()
 
     # -- requests from the control socket ------------------------------------------------------------
@@ -94,7 +150,7 @@ class Agent:
 
     async def connect(self, peer: str) -> dict[str, Any] | None:
         """Connect (unless direct or punching already) and wait for the outcome; the peer's status."""
-        self._perform(self.core.connect(peer, self._loop.time()))
+        self._request(self.core.connect(peer, self._loop.time()))
         while not self.core.connect_settled(peer):
             await self._changed()
         return self.core.peer_status(peer)
@@ -128,7 +184,7 @@ class Agent:
         self.subscriptions.discard(subscription)
 
     def disconnect(self, peer: str) -> dict[str, Any] | None:
-        self._perform(self.core.disconnect(peer))
+        self._request(self.core.disconnect(peer))
         return self.core.peer_status(peer)
 
     async def send(self, peer: str, text: str, wait: bool = False) -> dict[str, Any] | None:
@@ -144,31 +200,43 @@ class Agent:
     def _submit(self, peer: str, text: str) -> asyncio.Future[str | None] | None:
         """Send and return a future of the outcome (``None`` delivered, else why not), by the message's
         ticket; ``None`` for a seed-era peer."""
-        sent = self.core.send(peer, text, self._loop.time())
+        ticket = self._post(peer, text)
         outcome = None
-        if sent.ticket is not None:
-            outcome = self._outcomes[sent.ticket] = self._loop.create_future()
-        self._perform(sent.outputs)
+        if ticket is not None:
+            outcome = self._outcomes[ticket] = self._loop.create_future()
+        self._after()
         return outcome
+
+    def _post(self, peer: str, text: str) -> Ticket | None:
+        """Send one message, its outputs performed (the caller calls :meth:`_after` before it yields)."""
+        sent = self.core.send(peer, text, self._loop.time())
+        self._perform(sent.outputs)
+        return sent.ticket
 
     async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]:
         """Send ``count`` messages of ``size`` characters as fast as the window allows; wait until all are
         settled. Each text starts with its number (``000001 ``), so a receiver can check order."""
         started = self._loop.time()
-        outcomes: list[asyncio.Future[str | None]] = []
-        for i in range(count):
-            text = f"{i + 1:06d} ".ljust(size, "x")[: max(size, 7)]
-            while True:
-                try:
-                    outcome = self._submit(peer, text)
-                    break
-                except WindowFullError:
-                    await self._changed()
-            if outcome is not None:
-                outcomes.append(outcome)
-        reasons = await asyncio.gather(*outcomes)
+        tally = Tally()
+        try:
+            for i in range(count):
+                text = f"{i + 1:06d} ".ljust(size, "x")[: max(size, 7)]
+                while True:
+                    try:
+                        ticket = self._post(peer, text)
+                        break
+                    except WindowFullError:
+                        self._after()
+                        self._settled.clear()
+                        await self._settled.wait()  # not before a message is settled: the window is full till then
+                if ticket is not None:
+                    self._outcomes[ticket] = tally
+                    tally.add()
+        finally:
+            self._after()  # the timer, for what was sent since the window last filled
+        await tally.settled()
         seconds = max(self._loop.time() - started, 1e-9)
-        delivered = sum(1 for r in reasons if r is None) if outcomes else count
+        delivered = tally.delivered if tally.tracked else count
         return {
             "sent": count,
             "delivered": delivered,
@@ -187,7 +255,7 @@ class Agent:
             # Never let one datagram stop the agent; the core should not raise, so this is a bug report.
             logger.exception("error handling datagram from %s: %r", addr, data[:64])
             return
-        self._perform(outputs)
+        self._perform(outputs)  # the socket calls _after once its batch is read
 
     def _on_timer(self) -> None:
         self._timer = None
@@ -197,18 +265,28 @@ class Agent:
             # A bug, but keepalives must go on: try again in a second rather than spin or stop.
             logger.exception("error in timer tick")
             self._timer = self._loop.call_later(1.0, self._on_timer)
+            return
+        self._after()
+
+    def _request(self, outputs: list[Output]) -> None:
+        self._perform(outputs)
+        self._after()
 
     def _perform(self, outputs: list[Output]) -> None:
+        sock = self._socket
         for output in outputs:
             match output:
-                case Send(message, to) if self._transport is not None:
-                    self._transport.sendto(encode(message), to.sockaddr())
-                case SendRaw(data, to) if self._transport is not None:
-                    self._transport.sendto(data, to.sockaddr())
+                case Send(message, to) if sock is not None:
+                    sock.sendto(encode(message), to.sockaddr())
+                case SendRaw(data, to) if sock is not None:
+                    sock.sendto(data, to.sockaddr())
                 case Emit(ev):
                     self._emit(ev)
                 case Log(level, text):
                     logger.log(level, text)
+
+    def _after(self) -> None:
+        """After a batch of datagrams, a tick or a request: the timer and whoever waits for a change."""
         self._reschedule()
         self._wake()
 
@@ -218,26 +296,45 @@ class Agent:
             # starting Python to ask the agent, and healthchecks run several times a second.
             _touch(self.config.ready_file)
         if isinstance(ev, MessageDelivered | MessageUndelivered):
+            self._settled.set()
             outcome = self._outcomes.pop(ticket_of(ev), None)
-            if outcome is not None and not outcome.done():
-                outcome.set_result(ev.reason if isinstance(ev, MessageUndelivered) else None)
-        stamped = ev.to_json(time.time())
-        self.events.write(stamped)
-        line = describe(ev)
-        logger.info(line.text, extra={"speaker": line.speaker})
-        for subscription in self.subscriptions:
-            subscription.offer(stamped)
+            reason = ev.reason if isinstance(ev, MessageUndelivered) else None
+            if isinstance(outcome, Tally):
+                outcome.settle(reason)
+            elif outcome is not None and not outcome.done():
+                outcome.set_result(reason)
+        ts = time.time()
+        self.events.write(ev.json_line(ts))
+        level = self._lines.level(self._loop.time()) if isinstance(ev, _MESSAGE_LINES) else logging.INFO
+        if logger.isEnabledFor(level):
+            line = describe(ev)
+            logger.log(level, line.text, extra={"speaker": line.speaker})
+        if self.subscriptions:
+            stamped = ev.to_json(ts)
+            for subscription in self.subscriptions:
+                subscription.offer(stamped)
 
     def _reschedule(self) -> None:
+        """Arm the timer for the core's wakeup, unless it is armed for that time or earlier already: it then
+        fires early, the tick finds nothing to do, and this arms it again (cheaper than re-arming per datagram
+        as a flood's acks keep moving the wakeup later)."""
+        if self._socket is None or self._socket.closed:
+            return
+        at = self.core.wakeup()
         if self._timer is not None:
+            if self._timer.when() <= at:
+                return
             self._timer.cancel()
-        if self._transport is not None and not self._transport.is_closing():
-            self._timer = self._loop.call_at(self.core.wakeup(), self._on_timer)
+        self._timer = self._loop.call_at(at, self._on_timer)
 
     def _wake(self) -> None:
         for waiter in self._waiters:
             if not waiter.done():
                 waiter.set_result(None)
+
+
+_MESSAGE_LINES = (MessageSent, MessageReceived, MessageDelivered)
+"""Events whose log line is rate-limited (:class:`MessageLines`); an undelivered message is always shown."""
 
 
 def _touch(path: str) -> None:

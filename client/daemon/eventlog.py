@@ -29,10 +29,11 @@ class EventLog:
         self._file = self.path.open("a", encoding="utf-8")
         self._flush_pending = False
 
-    def write(self, stamped: JSON) -> None:
-        """Append one event's JSON (:meth:`client.engine.events.Event.to_json`, stamped)."""
+    def write(self, stamped: JSON | str) -> None:
+        """Append one event's JSON (:meth:`client.engine.events.Event.to_json`, stamped), or its line as
+        :meth:`client.engine.events.Event.json_line` writes it."""
         try:
-            self._file.write(_encode(stamped) + "\n")
+            self._file.write((stamped if isinstance(stamped, str) else _encode(stamped)) + "\n")
         except OSError as exc:
             self._failed(exc)
             return

@@ -19,6 +19,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from client.engine.carrier import Carrier
+from client.engine.clock import PeerClock, Touched
 from client.engine.delivery import DeliveryConfig
 from client.engine.errors import NoPathError, RequestError, WindowFullError, check_id
 from client.engine.events import Disconnected, TurnAllocated, TurnFailed
@@ -107,6 +108,10 @@ class AgentCore:
             messenger=self.messenger,
         )
         self._next_keepalive = 0.0
+        # Per-peer work is for the peers an entry point touched (a datagram: its sender), not every peer:
+        # the clock knows when each is due; a change every peer depends on (our relay, registration) walks all.
+        self.clock = PeerClock()
+        self._touched = Touched(self.paths.shared_state())
 
     @property
     def relay_up(self) -> bool:
@@ -139,33 +144,38 @@ class AgentCore:
             out = self._turn(self.relay.receive(data, source, now), now)
         else:
             out = self._datagram(data, source, now, via_relay=False)
-        return out + self.paths.routes(list(self.peers.values()), now)
+        return self._finish(out, now)
 
     def tick(self, now: float) -> list[Output]:
         """Time passes: registration, keepalives, the relay, connect retries, probes, liveness, delivery."""
         out = self.server.tick(now)
+        due = self.clock.due(now)
         if now >= self._next_keepalive:
             self._next_keepalive = now + self.config.keepalive
             out += [Send(Keepalive(), self.config.server), *self.paths.keepalives(list(self.peers.values()), now)]
             if self.relay is not None:
                 out += self._turn(self.relay.check(now), now)
+            due = list(self.peers)  # every keepalive period, every peer, whatever the clock says
         if self.relay is not None:
             out += self._turn(self.relay.tick(now), now)
-        for peer in list(self.peers.values()):
+        for peer_id in due:
+            peer = self._touched.add(self.peers[peer_id])
             out += self.paths.tick(peer, now)
             out += self.messenger.tick(peer, now)
-        return out + self.paths.routes(list(self.peers.values()), now)
+        return self._finish(out, now)
 
     def wakeup(self) -> float:
-        """The earliest time :meth:`tick` has something to do."""
-        times = [self._next_keepalive, self.server.wakeup() or math.inf]
+        """When :meth:`tick` may next have something to do: never later than the earliest thing due, maybe
+        earlier (a peer whose wakeup moved later is looked at the old time, see :class:`PeerClock`)."""
+        times = [self._next_keepalive, self.server.wakeup() or math.inf, self.clock.next()]
         if self.relay is not None:
             times.append(self.relay.wakeup() or math.inf)
-        for peer in self.peers.values():
-            times += self.paths.wakeups(peer)
-            if peer.conversation is not None:
-                times.append(peer.conversation.wakeup() or math.inf)
         return min(times)
+
+    def _finish(self, out: list[Output], now: float) -> list[Output]:
+        """After an entry point: route changes and wakeups of the peers it touched (all after a change of what
+        they all depend on)."""
+        return out + self.paths.settle(self._touched.take(self.peers, self.paths.shared_state()), now, self.clock)
 
     def connect(self, peer_id: str, now: float) -> list[Output]:
         """A local request for a path: ask the server to introduce us, unless one is up or under way."""
@@ -176,8 +186,8 @@ class AgentCore:
             raise RequestError(f"not registered with server {self.config.server} yet")
         peer = self._peer(peer_id)
         if peer.pending is not None or not self._wants_connect(peer):
-            return []
-        return self.server.start_connect(peer, now)
+            return self._finish([], now)
+        return self._finish(self.server.start_connect(peer, now), now)
 
     def _wants_connect(self, peer: Peer) -> bool:
         """Whether a local connect has anything to do: no path yet, or only a relay while direct was never
@@ -229,7 +239,12 @@ class AgentCore:
         (fire and forget, no ticket).
         """
         check_id(peer_id)
-        return self.messenger.send(peer_id, self.peers.get(peer_id), text, now, self.relay_up)
+        peer = self.peers.get(peer_id)
+        sent = self.messenger.send(peer_id, peer, text, now, self.relay_up)
+        if sent.ticket is not None:
+            # Due no later than the new message's first retransmission (what else was due is scheduled).
+            self.clock.schedule(peer_id, now + self.config.delivery.rto_initial)
+        return sent
 
     def peer_status(self, peer_id: str) -> dict[str, Any] | None:
         """One peer as status JSON shows it, or ``None`` if unknown."""
@@ -279,10 +294,12 @@ class AgentCore:
                 case turn.Relayed(peer, payload):
                     out += self._datagram(payload, peer, now, via_relay=True)
                 case turn.Allocated(relayed):
+                    self._touched.everyone = True
                     out.append(Emit(TurnAllocated(str(relayed))))
                     self.server.reannounce(now)
                     self.paths.retry_failed_connects(list(self.peers.values()), now)
                 case turn.Failed(reason):
+                    self._touched.everyone = True
                     out.append(Emit(TurnFailed(reason)))
                     self.server.reannounce(now)
                     out += self.paths.relay_lost(list(self.peers.values()), reason, now)
@@ -316,6 +333,7 @@ class AgentCore:
         return self.server.on_ok()
 
     def _on_err(self, err: Err, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
+        self._touched.everyone = True  # it answers some peer's connect
         return self.server.on_err(err, self.peers)
 
     def _on_probe(self, message: Hello | HelloAck, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
@@ -361,10 +379,11 @@ class AgentCore:
             path.hear(now)
 
     def _peer(self, peer_id: str) -> Peer:
+        """The peer (new if unknown), touched: its routes and wakeup are looked at when the entry point ends."""
         peer = self.peers.get(peer_id)
         if peer is None:
             peer = self.peers[peer_id] = Peer.new(peer_id, self.config.timing)
-        return peer
+        return self._touched.add(peer)
 
 
 _HANDLERS: dict[type, Handler] = {

@@ -255,10 +255,11 @@ class Sender:
         """When :meth:`tick` next has something to do, or ``None`` when nothing is unsettled."""
         if not self._unsettled:
             return None
-        times = [self._expiry(self._unsettled[0])]
-        top, front = self._next_timer(), self._floor_carrier()
-        times += [m.next_at for m in (top, front) if m is not None]
-        return min(times)
+        at = self._expiry(self._unsettled[0])
+        for message in (self._next_timer(), self._floor_carrier()):
+            if message is not None and message.next_at < at:
+                at = message.next_at
+        return at
 
     def on_path_change(self, now: float) -> list[Frame]:
         """The path to the peer changed: retransmit everything the receiver lacks now, backoff restarted."""
@@ -377,6 +378,8 @@ class Receiver:
 
     def _ack(self, epoch: int) -> Ack:
         held = self._held
+        if not held:
+            return Ack(epoch, self._expected)  # the usual case, once per frame: nothing to sort
         # The n-th run of consecutive held seqs starts at the n-th start and ends at the n-th end.
         starts = sorted(seq for seq in held if seq - 1 not in held)
         ends = sorted(seq for seq in held if seq + 1 not in held)

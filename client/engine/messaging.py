@@ -7,6 +7,7 @@ Pure, time passed in. Where a datagram goes (the path in use, or back the way on
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -51,11 +52,17 @@ def check_text(me: str, text: str, extended: bool) -> None:
         raise RequestError("empty message")
     if "\n" in text or "\r" in text:
         raise RequestError("a message is one line (no line breaks)")
-    # The largest datagram the text can ride in: a data frame's counters may grow to their maximum.
-    frame = Data(me, MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, text) if extended else Msg(me, text)
-    size = len(encode(frame))
+    size = _head(me, extended) + (len(text) if text.isascii() else len(text.encode("utf-8")))
     if size > MAX_DATAGRAM:
         raise RequestError(f"message too long: {size} bytes on the wire, at most {MAX_DATAGRAM}")
+
+
+@functools.lru_cache(maxsize=64)
+def _head(me: str, extended: bool) -> int:
+    """Bytes a message's datagram has besides its text: the largest, as a data frame's counters may grow to
+    their maximum. Worked out once from a real frame (not re-encoded per message)."""
+    frame = Data(me, MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, "x") if extended else Msg(me, "x")
+    return len(encode(frame)) - 1
 
 
 class Messenger:
@@ -68,9 +75,14 @@ class Messenger:
 
     def send(self, peer_id: str, peer: Peer | None, text: str, now: float, relay_up: bool) -> Sent:
         """One chat message on the path in use; :class:`NoPathError` if there is none."""
-        check_text(self.me, text, peer is not None and peer.extended)
         if peer is None or not self.carrier.can_send(peer):
+            check_text(self.me, text, peer is not None and peer.extended)  # a bad text is the first error
             raise NoPathError(peer_id, no_path_reason(peer, relay_up))
+        conversation = peer.conversation
+        if conversation is not None and conversation.sender.outstanding >= self.delivery.window:
+            # Before the text is looked at: a flood retries a full window often, and the check is cheap.
+            raise WindowFullError(f"cannot send to {peer_id}: {WindowFull(self.delivery.window)}")
+        check_text(self.me, text, peer.extended)
         if not peer.extended:
             peer.sent += 1
             message = Msg(self.me, text)

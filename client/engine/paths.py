@@ -7,6 +7,7 @@ import logging
 import math
 
 from client.engine.carrier import Carrier
+from client.engine.clock import PeerClock
 from client.engine.events import PathChanged
 from client.engine.messaging import Messenger
 from client.engine.outputs import Emit, Log, Output, Send
@@ -64,6 +65,20 @@ class PathKeeper:
                     out.append(Log(logging.INFO, f"ignoring {why}"))
         return out
 
+    def shared_state(self) -> tuple[bool, bool, bool]:
+        """What every peer's wakeup may depend on besides the peer (see :meth:`can_reconnect`)."""
+        return self.carrier.relay_up, self.server.registered, self.server.reannouncing
+
+    def settle(self, peers: list[Peer], now: float, clock: PeerClock) -> list[Output]:
+        """After an entry point: the route changes of ``peers`` (those it touched), and when each is due."""
+        out = self.routes(peers, now)
+        for peer in peers:
+            at = self.wakeup(peer)
+            if peer.conversation is not None:
+                at = min(at, peer.conversation.wakeup() or math.inf)
+            clock.schedule(peer.id, at)
+        return out
+
     def can_reconnect(self) -> bool:
         """Whether the server knows our (new) relay, so that a connect can bring a relay path up."""
         return self.carrier.relay_up and self.server.registered and not self.server.reannouncing
@@ -85,18 +100,19 @@ class PathKeeper:
                 peer.reconnect_at = now
         return out
 
-    def wakeups(self, peer: Peer) -> list[float]:
-        """When :meth:`tick` has something to do for ``peer`` (connect, reconnect, probes, liveness)."""
-        times: list[float] = []
+    def wakeup(self, peer: Peer) -> float:
+        """When :meth:`tick` has something to do for ``peer`` (connect, reconnect, probes, liveness), or
+        ``math.inf``. Worked out after every datagram from the peer: no lists, no calls it can spare."""
+        at = math.inf
         if peer.pending is not None:
-            times += [peer.pending.deadline, peer.pending.next_send]
-        if peer.reconnect_at is not None and self.can_reconnect():
-            times.append(peer.reconnect_at)
-        times += [t or math.inf for t in (peer.path.wakeup(), peer.relay.wakeup())]
-        if peer.extended:
-            limit = self.liveness
-            times += [t or math.inf for t in (peer.path.silent_until(limit), peer.relay.silent_until(limit))]
-        return times
+            at = min(peer.pending.deadline, peer.pending.next_send)
+        if peer.reconnect_at is not None and peer.reconnect_at < at and self.can_reconnect():
+            at = peer.reconnect_at
+        for path in (peer.path, peer.relay):
+            for t in (path.wakeup(), path.silent_until(self.liveness) if peer.extended else None):
+                if t is not None and t < at:
+                    at = t
+        return at
 
     def _tick_reconnect(self, peer: Peer, now: float) -> list[Output]:
         """A relay path lost with our allocation: connect again once the relay is back (and every two punch
@@ -116,6 +132,10 @@ class PathKeeper:
         out: list[Output] = []
         relay_up = self.carrier.relay_up
         for peer in peers:
+            routing = peer.routing(relay_up)
+            if routing == peer.routed:
+                continue  # nothing it depends on changed (most datagrams): neither did the route
+            peer.routed = routing
             relayed = peer.route(relay_up) is not None and peer.path.state is not PathState.DIRECT
             peer.path.keep_probing(self.direct_retry if relayed else None, now)
             used = peer.path_name(relay_up)

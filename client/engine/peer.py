@@ -43,6 +43,13 @@ class Peer:
     first_message_ms: float | None = None
     reconnect_at: float | None = None
     """When to connect again once our relay is back (the relay path in use died with our allocation)."""
+    routed: tuple[object, ...] | None = None
+    """What the route in use was last worked out from (:meth:`routing`): unchanged, so is the route."""
+
+    def routing(self, relay_up: bool) -> tuple[object, ...]:
+        """Everything :meth:`route` and :meth:`path_name` depend on."""
+        path, relay = self.path, self.relay
+        return path.state, path.addr, relay.state, relay.addr, relay_up
 
     @classmethod
     def new(cls, peer_id: str, timing: PathTiming) -> Peer:

@@ -104,8 +104,8 @@ class Conversation:
         return [self._data(f) for f in self.sender.on_path_change(now)]
 
     def wakeup(self) -> float | None:
-        times = [t for t in (self.sender.wakeup(), self._ack_due) if t is not None]
-        return min(times, default=None)
+        at, due = self.sender.wakeup(), self._ack_due
+        return due if due is not None and (at is None or due < at) else at
 
     def counters(self) -> dict[str, Any]:
         sent, received = self.sender.counters, self.receiver.counters
