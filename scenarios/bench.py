@@ -20,6 +20,7 @@ import sys
 import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from typing import Any
 
 from scenarios.harness import REPO, Lab, LabError
@@ -52,13 +53,13 @@ def remove_images() -> None:
 
 def sample(action: Callable[[], float]) -> list[float]:
     """ATTEMPTS measurements, each after both hosts forgot each other."""
-    lab = interactive_lab()
-    samples = []
-    for _ in range(ATTEMPTS):
-        lab.exec_ok("alice", "client", "disconnect", "bob")
-        lab.exec_ok("bob", "client", "disconnect", "alice")
-        samples.append(action())
-    return samples
+    with closing(interactive_lab()) as lab:  # its Docker client closed when done
+        samples = []
+        for _ in range(ATTEMPTS):
+            lab.exec_ok("alice", "client", "disconnect", "bob")
+            lab.exec_ok("bob", "client", "disconnect", "alice")
+            samples.append(action())
+        return samples
 
 
 # `client bench-connect` runs inside alice, so that no `docker exec` (dockerd is busy on 2 cores) overlaps a
@@ -66,16 +67,16 @@ def sample(action: Callable[[], float]) -> list[float]:
 # the relay standby settle.
 def connect_to_direct_samples() -> list[float]:
     """ATTEMPTS connects from alice to bob, each from scratch on alice's side, in milliseconds to direct."""
-    lab = interactive_lab()
-    lab.exec_ok("alice", "client", "connect", "bob")  # bob learns alice once; later rounds re-punch alice only
-    bench = lab.json("alice", "client", "bench-connect", "bob", str(ATTEMPTS), "--timeout", "10")
-    return [float(ms) for ms in bench["time_to_direct_ms"]]
+    with closing(interactive_lab()) as lab:  # its Docker client closed when done
+        lab.exec_ok("alice", "client", "connect", "bob")  # bob learns alice once; later rounds re-punch alice only
+        bench = lab.json("alice", "client", "bench-connect", "bob", str(ATTEMPTS), "--timeout", "10")
+        return [float(ms) for ms in bench["time_to_direct_ms"]]
 
 
 def connect_to_first_message_ms() -> float:
-    lab = interactive_lab()
-    lab.exec_ok("alice", "client", "send", "bob", "first")  # connects, sends, waits for the ack
-    return float(alice_peer(lab)["time_to_first_message_ms"])
+    with closing(interactive_lab()) as lab:  # its Docker client closed when done
+        lab.exec_ok("alice", "client", "send", "bob", "first")  # connects, sends, waits for the ack
+        return float(alice_peer(lab)["time_to_first_message_ms"])
 
 
 def alice_peer(lab: Lab) -> dict[str, Any]:
@@ -85,37 +86,40 @@ def alice_peer(lab: Lab) -> dict[str, Any]:
 
 def relayed_throughput() -> tuple[dict[str, Any], tuple[float, float]]:
     """`client flood` through the relay, and turnutils_uclient's figure (messages/s, MB/s) in the same lab."""
-    lab = interactive_lab()
-    lab.exec_ok("alice", "client", "connect", "bob")
-    flood = lab.json("alice", "client", "flood", "bob", str(FLOOD), "--size", "1000")
-    password = lab.exec_ok("alice", "cat", "/run/natlab-secrets/turn-password").strip()
-    started = time.perf_counter()
-    output = lab.exec_ok(
-        "alice", "turnutils_uclient", "-y", "-c", "-z", "0", "-u", "natlab", "-w", password,
-        "-n", str(FLOOD), "-l", "1000", "-m", "1", lab.address("turn"),
-    )  # fmt: skip
-    seconds = time.perf_counter() - started
-    received = int(re.findall(r"tot_recv_msgs=(\d+)", output)[-1])
-    return flood, (received / seconds, received * 1000 / seconds / 1e6)
+    with closing(interactive_lab()) as lab:  # its Docker client closed when done
+        lab.exec_ok("alice", "client", "connect", "bob")
+        flood = lab.json("alice", "client", "flood", "bob", str(FLOOD), "--size", "1000")
+        password = lab.exec_ok("alice", "cat", "/run/natlab-secrets/turn-password").strip()
+        started = time.perf_counter()
+        output = lab.exec_ok(
+            "alice", "turnutils_uclient", "-y", "-c", "-z", "0", "-u", "natlab", "-w", password,
+            "-n", str(FLOOD), "-l", "1000", "-m", "1", lab.address("turn"),
+        )  # fmt: skip
+        seconds = time.perf_counter() - started
+        received = int(re.findall(r"tot_recv_msgs=(\d+)", output)[-1])
+        return flood, (received / seconds, received * 1000 / seconds / 1e6)
 
 
 def direct_throughput() -> tuple[dict[str, Any], dict[str, Any]]:
     """`client flood` alice -> bob on the direct path, then raw UDP between the same two containers through the
     same routers: `client udp-rate` at both ends, each punching its own router towards the other's WAN address
     (the cone routers keep the port), the rate bob receives at."""
-    lab = interactive_lab()
-    lab.exec_ok("alice", "client", "connect", "bob")
-    flood = lab.json("alice", "client", "flood", "bob", str(DIRECT_FLOOD), "--size", "1000")
-    count, router_a, router_b = str(DIRECT_FLOOD), lab.subnets.router_a_wan, lab.subnets.router_b_wan
-    with ThreadPoolExecutor(1) as pool:  # both ends at once, each with its own Docker client
-        receiving = pool.submit(
-            lambda: interactive_lab().json(
-                "bob", "client", "udp-rate", "recv", f"{router_a}:{RAW_PORT}", count, "--port", RAW_PORT
-            )
-        )
-        sent = lab.json("alice", "client", "udp-rate", "send", f"{router_b}:{RAW_PORT}", count, "--port", RAW_PORT)
-        raw: dict[str, Any] = {**receiving.result(), "sent": sent["sent"]}
-    return flood, raw
+    with closing(interactive_lab()) as lab:  # its Docker client closed when done
+        lab.exec_ok("alice", "client", "connect", "bob")
+        flood = lab.json("alice", "client", "flood", "bob", str(DIRECT_FLOOD), "--size", "1000")
+        count, router_a, router_b = str(DIRECT_FLOOD), lab.address("router-a", "wan"), lab.address("router-b", "wan")
+        with ThreadPoolExecutor(1) as pool:  # both ends at once, each with its own Docker client
+            receiving = pool.submit(receive_raw, f"{router_a}:{RAW_PORT}", count)
+            sent = lab.json("alice", "client", "udp-rate", "send", f"{router_b}:{RAW_PORT}", count, "--port", RAW_PORT)
+            raw: dict[str, Any] = {**receiving.result(), "sent": sent["sent"]}
+        return flood, raw
+
+
+def receive_raw(sender: str, count: str) -> dict[str, Any]:
+    """bob's end of `client udp-rate`, on a Docker client of its own (it runs in a thread beside alice's)."""
+    with closing(interactive_lab()) as lab:
+        received: dict[str, Any] = lab.json("bob", "client", "udp-rate", "recv", sender, count, "--port", RAW_PORT)
+        return received
 
 
 def p95(samples: list[float]) -> float:

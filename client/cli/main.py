@@ -43,8 +43,9 @@ from typing import Any
 
 from client.cli.connecting import MAX_TIMEOUT, bench_connect, check_timeout, connect_and_settle, request_timeout
 from client.cli.control_client import AgentClient, AgentRefused, AgentUnavailable
+from client.cli.diagnose import add_diagnostics
 from client.cli.logs import log_to_stderr
-from client.cli.render import peer_line
+from client.cli.render import peer_line, print_json
 from client.daemon.config import (
     AgentStartError,
     ConfigError,
@@ -53,11 +54,9 @@ from client.daemon.config import (
     events_path,
     punch_timeout,
     socket_path,
-    stun_server,
 )
 from client.engine.core import RequestError, check_id
 from client.engine.routes import USABLE, Route
-from protocol import Endpoint
 
 RESERVED = frozenset(
     {
@@ -80,9 +79,6 @@ RESERVED = frozenset(
 )
 """Subcommand names; a peer called one of these is reached with ``client chat <name>``."""
 
-MAX_LIFETIME_PROBE = 3600.0
-"""The longest binding-lifetime bound `client nat-type --lifetime-max` accepts (seconds)."""
-
 HEALTH_TIMEOUT = 0.4
 """Seconds the healthcheck waits for the agent (the whole check must stay under half a second)."""
 
@@ -95,10 +91,6 @@ def _connect_timeout(env: Mapping[str, str]) -> float:
 def _delivery_timeout(env: Mapping[str, str]) -> float:
     """How long a send may wait for its acknowledgement: the agent's delivery deadline, with margin."""
     return _connect_timeout(env) + delivery_deadline(env) + 10
-
-
-def _print_json(obj: Any) -> None:
-    print(json.dumps(obj, indent=2, ensure_ascii=False))
 
 
 # -- commands --------------------------------------------------------------------------------------
@@ -147,23 +139,6 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     return 0
 
 
-def cmd_udp_rate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from client.diagnostics import udp_rate
-
-    if args.count < 1 or not 1 <= args.size <= 65507 or not 0 < args.port < 65536:
-        raise ConfigError("udp-rate: N, --size (1..65507) and --port must be positive")
-    try:
-        peer = Endpoint.parse(args.peer)
-    except ValueError as exc:
-        raise ConfigError(f"udp-rate: {exc}") from None
-    run = udp_rate.send if args.role == "send" else udp_rate.receive
-    try:
-        _print_json(run(peer, args.port, args.count, args.size, args.timeout))
-    except (udp_rate.PunchTimeout, OSError) as exc:
-        raise AgentRefused(f"udp-rate: {exc}") from None
-    return 0
-
-
 def cmd_flood(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.count < 1 or args.size < 1:
         raise ConfigError("flood: N and --size must be positive")
@@ -172,7 +147,7 @@ def cmd_flood(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with AgentClient(socket_path(env), timeout=timeout) as agent:
         _ensure_path(agent, args.peer)
         result = agent.request("flood", peer=args.peer, count=args.count, size=args.size)["result"]
-    _print_json(result)
+    print_json(result)
     return 0 if result["undelivered"] == 0 else 1
 
 
@@ -184,7 +159,7 @@ def cmd_connect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with AgentClient(socket_path(env), timeout=_connect_timeout(env)) as agent:
         status: dict[str, Any] = agent.request("connect", peer=args.peer)["peer"]
     if args.json:
-        _print_json(status)
+        print_json(status)
     else:
         print(peer_line(status))
     return 0 if status["path"] in USABLE else 1
@@ -195,7 +170,7 @@ def _connect_settle(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     with AgentClient(socket_path(env), timeout=request_timeout(timeout)) as agent:
         result = connect_and_settle(agent, args.peer, timeout, args.probe)
     if args.json:
-        _print_json(result.as_dict())
+        print_json(result.as_dict())
     else:
         print(peer_line(result.peer or {"id": args.peer, "addr": None, "path": Route.NONE}))
         print(f"settled: {'yes' if result.settled else 'no'}, delivered: {_yes_no(result.delivered)}")
@@ -212,7 +187,7 @@ def cmd_bench_connect(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     timeout = check_timeout(_connect_timeout(env) if args.timeout is None else args.timeout)
     with AgentClient(socket_path(env), timeout=request_timeout(timeout)) as agent:
         samples = bench_connect(agent, args.peer, args.count, timeout, args.gap)
-    _print_json({"peer": args.peer, "time_to_direct_ms": samples})
+    print_json({"peer": args.peer, "time_to_direct_ms": samples})
     return 0
 
 
@@ -232,7 +207,7 @@ def _status(env: Mapping[str, str], timeout: float = 5.0) -> dict[str, Any]:
 def cmd_peers(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     peers = _status(env)["peers"]
     if args.json:
-        _print_json(peers)
+        print_json(peers)
     for peer in [] if args.json else peers:
         print(peer_line(peer))
     return 0
@@ -241,7 +216,7 @@ def cmd_peers(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     status = _status(env)
     if args.json:
-        _print_json(status)
+        print_json(status)
         return 0
     registered = "registered with" if status["registered"] else "NOT registered with"
     print(f"{status['id']}: {registered} {status['server']}, local {status['local']}")
@@ -302,52 +277,6 @@ def _print_log(path: str) -> list[str]:
     return lines
 
 
-def cmd_stun_ping(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from client.diagnostics.stun_ping import StunTimeout, check_schedule, stun_pings, summary
-
-    try:
-        server = Endpoint.parse(args.server)
-        check_schedule(args.count, args.interval)
-    except ValueError as exc:
-        raise ConfigError(str(exc)) from None
-    replies = []
-    try:
-        for reply in stun_pings(server, args.count, args.interval, args.wait):
-            replies.append(reply)
-            if not args.json:
-                print(reply.mapped, flush=True)  # as each answer arrives, like ping
-    except StunTimeout as exc:
-        raise AgentRefused(str(exc)) from None
-    if args.json:
-        _print_json(summary(server, replies))
-    return 0
-
-
-def cmd_nat_type(args: argparse.Namespace, env: Mapping[str, str]) -> int:
-    from client.diagnostics.nat_discovery import discover
-    from client.diagnostics.nat_type import DiscoveryError
-    from client.diagnostics.stun_probe import ProbeError
-
-    if args.server is None:
-        server = stun_server(env)
-    else:
-        try:
-            server = Endpoint.parse(args.server)
-        except ValueError as exc:
-            raise ConfigError(f"--server: {exc}") from None
-    if not (math.isfinite(args.lifetime_max) and 0 <= args.lifetime_max <= MAX_LIFETIME_PROBE):
-        raise ConfigError(f"--lifetime-max {args.lifetime_max:g}: expected 0-{MAX_LIFETIME_PROBE:g} seconds")
-    try:
-        report = discover(server, args.lifetime_max)
-    except (DiscoveryError, ProbeError, OSError) as exc:
-        raise AgentRefused(f"nat-type: {exc}") from None
-    if args.json:
-        _print_json(report.as_dict())
-    else:
-        print("\n".join(report.lines()))
-    return 0
-
-
 def cmd_help(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     print(__doc__)
     return 0
@@ -405,29 +334,7 @@ def _parser() -> argparse.ArgumentParser:
         "--follow", "-f", action="store_true", help="keep printing new events"
     )
     add("health", cmd_health, "exit 0 iff the agent answers and is registered")
-    ping = add("stun-ping", cmd_stun_ping, "STUN Binding: print our address as the server sees it", json=True)
-    ping.add_argument("server", help="the STUN server, ip:port")
-    ping.add_argument("--wait", type=float, default=3.0, help="seconds to keep asking, per exchange (default 3)")
-    ping.add_argument("--count", type=int, default=1, metavar="N", help="N exchanges from one socket (default 1)")
-    ping.add_argument("--interval", type=float, default=1.0, metavar="S", help="seconds between exchanges (1)")
-    nat_type = add("nat-type", cmd_nat_type, "RFC 5780 NAT behaviour discovery against a STUN server", json=True)
-    nat_type.add_argument(
-        "--server", metavar="IP:PORT", help="the STUN server's primary address (default: NATLAB_STUN, else NATLAB_TURN)"
-    )
-    nat_type.add_argument(
-        "--lifetime-max",
-        type=float,
-        default=0.0,
-        metavar="S",
-        help="also probe the binding lifetime, up to S seconds idle (default 0: skip)",
-    )
-    rate = add("udp-rate", cmd_udp_rate, "raw UDP between two hosts (both run it): print JSON rates")
-    rate.add_argument("role", choices=("send", "recv"), help="which end this is")
-    rate.add_argument("peer", help="the other end as the WAN sees it, ip:port (its router's address)")
-    rate.add_argument("count", type=int, help="how many datagrams")
-    rate.add_argument("--port", type=int, default=40400, help="our UDP port, the same at both ends (40400)")
-    rate.add_argument("--size", type=int, default=1000, help="bytes per datagram (default 1000)")
-    rate.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the other end (10)")
+    add_diagnostics(add)
     add("help", cmd_help, "this help")
     return parser
 

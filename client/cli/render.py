@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
@@ -18,3 +19,8 @@ def peer_line(peer: Mapping[str, Any]) -> str:
     if peer.get("reason"):
         parts.append(str(peer["reason"]))
     return "  ".join(parts).rstrip()
+
+
+def print_json(obj: Any) -> None:
+    """What every ``--json`` prints: one indented JSON document, non-ASCII kept as is."""
+    print(json.dumps(obj, indent=2, ensure_ascii=False))
