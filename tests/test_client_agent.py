@@ -32,6 +32,7 @@ from client.daemon.agent import Agent
 from client.daemon.config import AgentConfig
 from client.daemon.control import SUBSCRIBER_BACKLOG, ControlServer, Subscription
 from client.daemon.eventlog import EventLog
+from client.engine.events import MessageReceived
 from protocol import Connect, Endpoint, Err, Ok, ProtocolError, Punch, Register, encode, parse
 
 pytestmark = pytest.mark.timeout(120)  # a hung agent or chat fails the test instead of the whole run
@@ -724,11 +725,21 @@ def test_subscription_streams_a_peers_events_and_ends_when_the_reader_leaves(
 def test_a_subscriber_that_falls_behind_is_cut_off() -> None:
     subscription = Subscription(None)
     for n in range(SUBSCRIBER_BACKLOG + 10):
-        subscription.offer({"event": "message_received", "n": n})
+        ev = MessageReceived("bob", f"m{n}", "198.18.0.12:40000")
+        subscription.offer(ev, ev.json_line(float(n)))
     assert subscription.queue.qsize() == SUBSCRIBER_BACKLOG + 1
     items = [subscription.queue.get_nowait() for _ in range(SUBSCRIBER_BACKLOG + 1)]
     assert items[-1] is None
-    assert items[-2] == {"event": "message_received", "n": SUBSCRIBER_BACKLOG - 1}
+    last = MessageReceived("bob", f"m{SUBSCRIBER_BACKLOG - 1}", "198.18.0.12:40000")
+    assert items[-2] == last.json_line(float(SUBSCRIBER_BACKLOG - 1))
+
+
+def test_a_peer_subscription_gets_only_that_peers_events() -> None:
+    subscription = Subscription("bob")
+    for ev in (MessageReceived("carol", "hi", "198.18.0.13:40000"), MessageReceived("bob", "hi", "198.18.0.12:1")):
+        subscription.offer(ev, ev.json_line(1.0))
+    assert subscription.queue.qsize() == 1
+    assert json.loads(subscription.queue.get_nowait() or "")["peer"] == "bob"
 
 
 # -- against the real signal server, when there is one ---------------------------------------------

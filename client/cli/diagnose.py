@@ -19,6 +19,7 @@ from protocol import Endpoint
 MAX_LIFETIME_PROBE = 3600.0
 """The longest binding-lifetime bound `client nat-type --lifetime-max` accepts (seconds)."""
 
+
 def cmd_udp_rate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     from client.diagnostics import udp_rate
 

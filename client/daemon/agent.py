@@ -303,16 +303,14 @@ class Agent:
                 outcome.settle(reason)
             elif outcome is not None and not outcome.done():
                 outcome.set_result(reason)
-        ts = time.time()
-        self.events.write(ev.json_line(ts))
+        stamped = ev.json_line(time.time())
+        self.events.write(stamped)
         level = self._lines.level(self._loop.time()) if isinstance(ev, _MESSAGE_LINES) else logging.INFO
         if logger.isEnabledFor(level):
             line = describe(ev)
             logger.log(level, line.text, extra={"speaker": line.speaker})
-        if self.subscriptions:
-            stamped = ev.to_json(ts)
-            for subscription in self.subscriptions:
-                subscription.offer(stamped)
+        for subscription in self.subscriptions:
+            subscription.offer(ev, stamped)
 
     def _reschedule(self) -> None:
         """Arm the timer for the core's wakeup, unless it is armed for that time or earlier already: it then

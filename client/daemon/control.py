@@ -47,7 +47,7 @@ from typing import Any, Protocol
 
 from client.daemon.config import AgentStartError
 from client.engine.core import RequestError
-from client.engine.events import JSON
+from client.engine.events import Event
 
 MAX_SETTLE = 3600.0
 """The longest a ``settle`` request may wait (seconds)."""
@@ -63,15 +63,15 @@ class Subscription:
 
     def __init__(self, peer: str | None) -> None:
         self.peer = peer
-        self.queue: asyncio.Queue[JSON | None] = asyncio.Queue()
+        self.queue: asyncio.Queue[str | None] = asyncio.Queue()
         self._cut = False
 
-    def offer(self, ev: JSON) -> None:
-        """Queue one event's JSON (as the event log has it) for the stream, unless for another peer."""
-        if self._cut or (self.peer is not None and ev.get("peer") != self.peer):
+    def offer(self, ev: Event, line: str) -> None:
+        """Queue one event's line (as the event log has it) for the stream, unless for another peer."""
+        if self._cut or (self.peer is not None and getattr(ev, "peer", None) != self.peer):
             return
         self._cut = self.queue.qsize() >= SUBSCRIBER_BACKLOG
-        self.queue.put_nowait(None if self._cut else ev)
+        self.queue.put_nowait(None if self._cut else line)
 
 
 class Agent(Protocol):
@@ -211,8 +211,8 @@ class ControlServer:
         watcher = asyncio.create_task(_end_at_eof(reader, subscription))
         try:
             writer.write(_encode({"ok": True}))
-            while (ev := await subscription.queue.get()) is not None:
-                writer.write(_encode(ev))
+            while (line := await subscription.queue.get()) is not None:
+                writer.write(line.encode() + b"\n")
                 await writer.drain()
             if not reader.at_eof():
                 writer.write(_encode({"ok": False, "error": "fell behind"}))

@@ -8,16 +8,11 @@ one per line is most of the log's cost. Outside a loop, each line is flushed at 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import pathlib
 from types import TracebackType
 
-from client.engine.events import JSON
-
 logger = logging.getLogger("client")
-
-_encode = json.JSONEncoder(ensure_ascii=False).encode
 
 
 class EventLog:
@@ -29,11 +24,10 @@ class EventLog:
         self._file = self.path.open("a", encoding="utf-8")
         self._flush_pending = False
 
-    def write(self, stamped: JSON | str) -> None:
-        """Append one event's JSON (:meth:`client.engine.events.Event.to_json`, stamped), or its line as
-        :meth:`client.engine.events.Event.json_line` writes it."""
+    def write(self, line: str) -> None:
+        """Append one event's line (:meth:`client.engine.events.Event.json_line`, stamped)."""
         try:
-            self._file.write((stamped if isinstance(stamped, str) else _encode(stamped)) + "\n")
+            self._file.write(line + "\n")
         except OSError as exc:
             self._failed(exc)
             return

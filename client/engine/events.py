@@ -50,29 +50,25 @@ class Event:
     speaker: ClassVar[str] = "client"
     """Who the line speaks for, a template too; the log formatter shows it as the ``[client]`` prefix."""
 
-    def to_json(self, ts: float | None = None) -> JSON:
-        """The event's JSON object, stamped with ``ts`` (unix seconds, first key) when given."""
-        out: JSON = {} if ts is None else {"ts": round(ts, 6)}
-        out["event"] = self.name
-        values = self.__dict__
-        for name, optional, default in _spec(type(self)):
-            value = values[name]
-            if optional and value == default:
-                continue
-            out[name] = str(value) if isinstance(value, Route) else value
-        return out
+    def json_line(self, ts: float | None = None) -> str:
+        """The event as one line of JSON, stamped with ``ts`` (unix seconds, first key) when given: what the
+        event log holds and the control socket streams, exactly ``json.dumps(obj, ensure_ascii=False)``.
 
-    def json_line(self, ts: float) -> str:
-        """``json.dumps(self.to_json(ts), ensure_ascii=False)``, the event log's line, written straight from
-        the fields: every message is two or three lines, and the dict and the general encoder were a fifth
-        of a flood's CPU."""
-        parts = [f'{{"ts": {_json(round(ts, 6))}, "event": "{self.name}"']
+        The one serialisation of events. It is written straight from the fields because every message is
+        two or three events, and building a dict for the general encoder was a fifth of a flood's CPU."""
+        parts = [] if ts is None else [f'"ts": {_json(round(ts, 6))}']
+        parts.append(f'"event": "{self.name}"')
         values = self.__dict__
         for name, optional, default in _spec(type(self)):
             value = values[name]
             if not (optional and value == default):
                 parts.append(f'"{name}": {_json(value)}')
-        return ", ".join(parts) + "}"
+        return "{" + ", ".join(parts) + "}"
+
+    def to_json(self, ts: float | None = None) -> JSON:
+        """The event's JSON object: :meth:`json_line` read back (for tests and in-memory labs)."""
+        obj: JSON = json.loads(self.json_line(ts))
+        return obj
 
 
 _encode = json.JSONEncoder(ensure_ascii=False).encode
