@@ -24,10 +24,11 @@ class EventLog:
         self._file = self.path.open("a", encoding="utf-8")
         self._flush_pending = False
 
-    def write(self, line: str) -> None:
-        """Append one event's line (:meth:`client.engine.events.Event.json_line`, stamped)."""
+    def write(self, lines: list[str]) -> None:
+        """Append events' lines (:meth:`client.engine.events.Event.json_line`, stamped), in one write: an
+        ack settles a run of messages at once."""
         try:
-            self._file.write(line + "\n")
+            self._file.write("\n".join(lines) + "\n")
         except OSError as exc:
             self._failed(exc)
             return
