@@ -288,9 +288,12 @@ def _options(candidates: Candidates | None) -> str:
 
 
 def _counter(verb: str, text: str) -> int:
-    if not (text.isascii() and text.isdigit()) or int(text) > MAX_COUNTER:
-        raise _bad(verb)
-    return int(text)
+    # Digits only: int() also takes "+1", " 1", "1_0" and other scripts' digits, which are no counters.
+    if text.isascii() and text.isdigit():
+        value = int(text)
+        if value <= MAX_COUNTER:
+            return value
+    raise _bad(verb)
 
 
 def _parse_register(rest: str) -> Register:

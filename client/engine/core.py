@@ -276,12 +276,15 @@ class AgentCore:
 
     def _unwanted(self, message: Message, source: Endpoint) -> str | None:
         """Why a well-formed message is not for us, or ``None``."""
-        if isinstance(message, Register | Connect):
+        # By exact type, in sets: a chain of isinstance checks on unions costs more than the data's handling.
+        kind = type(message)
+        if kind in _FROM_PEERS:
+            own = message.id == self.config.id  # type: ignore[union-attr]
+            return "it carries our own id (a reflection)" if own else None
+        if kind in _TO_SERVERS:
             return "we are not a server"
-        if isinstance(message, Punch | Ok | Err) and source != self.config.server:
+        if kind in _FROM_SERVERS and source != self.config.server:
             return "not from our server"
-        if isinstance(message, Hello | HelloAck | Msg | Data | Ack) and message.id == self.config.id:
-            return "it carries our own id (a reflection)"
         return None
 
     def _turn(self, outputs: list[turn.Output], now: float) -> list[Output]:
@@ -398,6 +401,11 @@ _HANDLERS: dict[type, Handler] = {
     Keepalive: AgentCore._on_keepalive,
 }
 """Message type -> handler, for the messages an agent acts on (after :meth:`AgentCore._unwanted`)."""
+
+
+_FROM_PEERS = frozenset((Hello, HelloAck, Msg, Data, Ack))
+_TO_SERVERS = frozenset((Register, Connect))
+_FROM_SERVERS = frozenset((Punch, Ok, Err))
 
 
 def _verb(message: Message) -> str:

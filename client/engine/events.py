@@ -14,6 +14,7 @@ direct, a fall back to the relay, or a path lost (new is none). How a path first
 from __future__ import annotations
 
 import dataclasses
+import functools
 import json
 import math
 from collections.abc import Mapping
@@ -58,7 +59,7 @@ class Event:
         because every message is two or three events: building a dict for the general encoder was a fifth
         of a flood's CPU, and a call per field still a tenth."""
         head, fields = _spec(type(self))
-        parts = [head] if ts is None else [f'{{"ts": {_json(round(ts, 6))}, ', head[1:]]
+        parts = [head] if ts is None else [_stamp(ts), head[1:]]
         values = self.__dict__
         for name, key, optional, default in fields:
             value = values[name]
@@ -95,6 +96,12 @@ def _json(value: Any) -> str:
     if isinstance(value, Route):
         return str(encode_basestring(str(value)))
     return str(_encode(value))  # None, bool, NaN: rare enough for the general encoder
+
+
+@functools.lru_cache(maxsize=1)
+def _stamp(ts: float) -> str:
+    """The line's start with ``ts``: worked out once for the events the agent writes together (one ts)."""
+    return f'{{"ts": {_json(round(ts, 6))}, '
 
 
 _Spec = tuple[str, tuple[tuple[str, str, bool, Any], ...]]

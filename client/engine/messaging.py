@@ -103,16 +103,18 @@ class Messenger:
         ack, texts = self.conversation(peer).on_data(data, now)
         out = [] if ack is None else self.carrier.reply(peer, ack, source, now, via_relay)
         peer.received += len(texts)
-        return out + [Emit(MessageReceived(data.id, t, str(source))) for t in texts]
+        addr = str(source)
+        return out + [Emit(MessageReceived(data.id, t, addr)) for t in texts]
 
     def on_ack(self, peer: Peer, ack: Ack, now: float) -> list[Output]:
         if peer.conversation is None:
             return []
         out: list[Output] = []
         for settled in peer.conversation.on_ack(ack, now):
-            started = peer.started()
-            if peer.first_message_ms is None and started is not None:
-                peer.first_message_ms = round((now - started) * 1000, 1)
+            if peer.first_message_ms is None:  # not worked out per message: once an ack gave it
+                started = peer.started()
+                if started is not None:
+                    peer.first_message_ms = round((now - started) * 1000, 1)
             out.append(Emit(MessageDelivered(peer.id, settled.text, settled.epoch, settled.seq)))
         return out
 
