@@ -149,3 +149,38 @@ def test_blocked_direct_path_falls_back_to_the_relay_and_delivers_both_ways(
     assert peer is not None
     assert (peer["path"], peer["sent"], peer["delivered"]) == ("relay", 51, 51)
     assert isinstance(peer["time_to_first_message_ms"], float)
+
+
+def test_a_direct_flood_logs_each_messages_events_once_in_order(
+    relay_agents: Callable[[str], AgentProcess],
+    extended_server: ExtendedSignalServer,
+    workdir: pathlib.Path,
+    coturn: Coturn,
+) -> None:
+    """More than a window's worth, so that acks settle runs of messages while the flood goes on: the agent
+    writes events in batches, and every message must still have its three lines, in order, fields as
+    documented."""
+    (workdir / "turn-password").write_text(coturn.secret + "\n")
+    alice, bob = relay_agents("alice"), relay_agents("bob")
+    for agent in (alice, bob):
+        wait_for(_registered_relay(agent, extended_server), f"{agent.id} to allocate and register a relay")
+    result = alice.cli("connect", "bob", "--json")
+    assert result.returncode == 0, result.stderr
+    assert json.loads(result.stdout)["path"] == "direct"
+
+    count = 700
+    result = alice.cli("flood", "bob", str(count), "--size", "120")
+    assert result.returncode == 0, result.stderr
+    flood = json.loads(result.stdout)
+    assert (flood["sent"], flood["delivered"], flood["undelivered"]) == (count, count, 0)
+
+    sent, delivered = alice.named("message_sent"), alice.named("message_delivered")
+    received = wait_for(lambda: len(got := bob.named("message_received")) == count and got, "bob's events")
+    texts = [f"{i:06d} ".ljust(120, "x") for i in range(1, count + 1)]
+    epoch = sent[0]["epoch"]
+    assert [(e["text"], e["epoch"], e["seq"]) for e in sent] == [(t, epoch, i) for i, t in enumerate(texts)]
+    assert [(e["text"], e["epoch"], e["seq"]) for e in delivered] == [(t, epoch, i) for i, t in enumerate(texts)]
+    assert [e["text"] for e in received] == texts
+    assert {tuple(e) for e in sent + delivered} == {("ts", "event", "peer", "text", "epoch", "seq")}
+    assert {tuple(e) for e in received} == {("ts", "event", "peer", "text", "addr")}
+    assert {e["addr"] for e in received} == {alice.status()["local"]}

@@ -20,7 +20,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from json.encoder import encode_basestring
-from typing import Any, ClassVar
+from typing import Any, ClassVar, NamedTuple
 
 from client.engine.routes import Route
 
@@ -28,9 +28,11 @@ JSON = dict[str, Any]
 """An event as JSON: what the event log holds and event streams carry."""
 
 
-@dataclass(frozen=True)
-class Ticket:
-    """One guaranteed message: its peer, our epoch and its seq (what its settling event names again)."""
+class Ticket(NamedTuple):
+    """One guaranteed message: its peer, our epoch and its seq (what its settling event names again).
+
+    A named tuple, not a frozen dataclass: every message makes two and hashes them (the agent's outcomes
+    are keyed by ticket), and a tuple does both several times faster."""
 
     peer: str
     epoch: int
