@@ -22,7 +22,6 @@ import multiprocessing
 import os
 import pstats
 import socket
-import subprocess
 import sys
 import tempfile
 import time
@@ -34,6 +33,7 @@ from typing import Any
 from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from client.cli.control_client import AgentClient
+from scenarios.processes import logged_process
 
 HOST = "127.0.0.1"
 PEERS = ("alice", "bob")
@@ -74,28 +74,12 @@ def _wait(condition: Any, what: str, timeout: float = 15.0) -> None:
 
 
 @contextlib.contextmanager
-def _process(command: list[str], log: Path, env: dict[str, str] | None = None) -> Iterator[int]:
-    """``command`` running for the block; stopped with SIGTERM (so that a profiler writes its file)."""
-    with log.open("ab") as out:
-        process = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL, env=env)
-    try:
-        yield process.pid
-    finally:
-        process.terminate()
-        try:
-            process.wait(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait(timeout=5)
-
-
-@contextlib.contextmanager
 def lab(workdir: Path, profile: Path | None, log_level: str) -> Iterator[dict[str, Agent]]:
     """The signal server and both agents, registered."""
     port = _free_port()
     server = [sys.executable, "-m", "server", "--listen", f"{HOST}:{port}"]
     with contextlib.ExitStack() as stack:
-        stack.enter_context(_process(server, workdir / "server.log"))
+        stack.enter_context(logged_process(server, workdir / "server.log", stop_timeout=20))
         agents: dict[str, Agent] = {}
         for name in PEERS:
             agent = Agent(
@@ -115,7 +99,7 @@ def lab(workdir: Path, profile: Path | None, log_level: str) -> Iterator[dict[st
             }
             runner = [] if agent.profile is None else ["-m", "cProfile", "-o", str(agent.profile)]
             command = [sys.executable, *runner, "-m", "client", "agent"]
-            pid = stack.enter_context(_process(command, workdir / f"{name}.log", env))
+            pid = stack.enter_context(logged_process(command, workdir / f"{name}.log", env, stop_timeout=20)).pid
             agents[name] = replace(agent, pid=pid)
         for agent in agents.values():
             _wait(agent.ready.exists, f"{agent.name} did not register")

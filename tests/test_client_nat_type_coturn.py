@@ -32,9 +32,9 @@ from scenarios.classifiers import (
     parse_stun_client,
     stun_client_argv,
 )
+from scenarios.processes import logged_process
 from tests.support.coturn import LAB_FLAGS, turnserver_command
 from tests.support.ports import free_udp_ports
-from tests.support.processes import logged_process
 
 TURNSERVER = shutil.which("turnserver")
 pytestmark = pytest.mark.needs("turnserver")  # apt-get install coturn

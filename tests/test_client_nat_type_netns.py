@@ -34,9 +34,9 @@ from scenarios.classifiers import (
     parse_stun_client,
     stun_client_argv,
 )
+from scenarios.processes import logged_process
 from tests.support.coturn import LAB_FLAGS, turnserver_command
 from tests.support.nat_router import running_nat
-from tests.support.processes import logged_process
 
 REPO = Path(__file__).resolve().parent.parent
 pytestmark = pytest.mark.needs("ip", "nft", "conntrack", "turnserver", root=True)

@@ -46,9 +46,9 @@ from client.turn.wire import (
     parse_stun,
 )
 from protocol import Endpoint
+from scenarios.processes import logged_process
 from tests.support.coturn import turnserver_command
 from tests.support.ports import free_udp_ports
-from tests.support.processes import logged_process
 
 TURNSERVER = shutil.which("turnserver")
 pytestmark = pytest.mark.needs("turnserver")  # apt-get install coturn
