@@ -98,23 +98,29 @@ class Endpoint:
 
     @classmethod
     def parse(cls, text: str) -> Endpoint:
-        """Parse ``ip:port``; raises ``ValueError`` naming the problem."""
+        """Parse ``ip:port``: an IP literal (IPv6 bracketed, no zone) and a port; raises ``ValueError`` naming
+        the problem, with the text shortened and escaped (it may be echoed in an ``err`` reply or logged)."""
+        shown = shorten(text)
         host, sep, port_text = text.rpartition(":")
         # isascii: str.isdigit() alone accepts e.g. Arabic-Indic digits, which int() then reads as a port.
         if not sep or not (port_text.isascii() and port_text.isdigit()):
-            raise ValueError(f"invalid address {text!r}: expected ip:port")
+            raise ValueError(f"invalid address {shown}: expected ip:port")
         bracketed = host.startswith("[") and host.endswith("]")
         if bracketed:
             host = host[1:-1]
         try:
             address = ipaddress.ip_address(host)
         except ValueError:
-            raise ValueError(f"invalid address {text!r}: {host!r} is not an IP address") from None
+            raise ValueError(f"invalid address {shown}: {shorten(host)} is not an IP address") from None
+        if isinstance(address, ipaddress.IPv6Address) and address.scope_id is not None:
+            # A zone (fe80::1%eth0) names an interface of the sender's own host: meaningless to anyone else,
+            # and free text (newlines, escapes) that would travel in punches and into logs.
+            raise ValueError(f"invalid address {shown}: no zone (%...) in an address")
         if bracketed != (address.version == 6):
-            raise ValueError(f"invalid address {text!r}: write IPv6 as [ip]:port and IPv4 as ip:port")
+            raise ValueError(f"invalid address {shown}: write IPv6 as [ip]:port and IPv4 as ip:port")
         port = int(port_text)
         if not 0 < port < 65536:
-            raise ValueError(f"invalid address {text!r}: port out of range")
+            raise ValueError(f"invalid address {shown}: port out of range")
         return cls(str(address), port)
 
     @classmethod
@@ -239,12 +245,20 @@ MAX_HELD_RANGES = 16
 lists the first ones (the sender retransmits the rest), a parser refuses more."""
 
 
+SHOWN_CHARS = 32
+"""The most characters of a bad value an error shows."""
+
+
+def shorten(value: str) -> str:
+    """A wire value for an error message: escaped (``repr``: no newline or terminal escape gets through to a
+    log) and at most :data:`SHOWN_CHARS` characters of it, since the reason is echoed in an ``err`` reply,
+    which must stay far below MAX_DATAGRAM (repr() of a 1000-byte value can be 4000 characters)."""
+    return f"{value[:SHOWN_CHARS]!r}..." if len(value) > SHOWN_CHARS else repr(value)
+
+
 def _check_id(verb: str, value: str) -> str:
     if not ID_RE.match(value):
-        # Show at most 32 characters: the reason is echoed in an ``err`` reply, which must stay far below
-        # MAX_DATAGRAM (repr() of a 1000-byte id can be 4000 characters: a reply bigger than the request).
-        shown = f"{value[:32]!r}..." if len(value) > 32 else repr(value)
-        raise ProtocolError(f"invalid id {shown}: ids match {ID_SYNTAX}", ErrorKind.BAD_ID, verb)
+        raise ProtocolError(f"invalid id {shorten(value)}: ids match {ID_SYNTAX}", ErrorKind.BAD_ID, verb)
     return value
 
 
@@ -432,7 +446,7 @@ def parse(data: bytes) -> Message:
     if row is None:
         # The seed's reason for both; the kind tells an empty datagram from an unknown word.
         kind = ErrorKind.EMPTY if not text else ErrorKind.UNKNOWN_VERB
-        raise ProtocolError(f"unknown verb {verb[:32]!r}", kind)
+        raise ProtocolError(f"unknown verb {verb[:SHOWN_CHARS]!r}", kind)
     message: Message = row.parse(rest)
     return message
 

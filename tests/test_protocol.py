@@ -186,6 +186,32 @@ def test_malformed_datagram_raises_protocol_error(datagram, verb, reason, kind):
     assert isinstance(caught.value, ValueError)
 
 
+@pytest.mark.parametrize(
+    "zone",
+    ["eth0", "x\nFORGED-LOG-LINE", "\x1b[31mred\x1b[0m", "z" * 1300],
+    ids=["plain", "newline", "ansi", "huge"],
+)
+def test_a_relay_with_an_ipv6_zone_is_refused_and_never_echoed_raw(zone):
+    """A zone was stored, forwarded in punches and written to the server's log as is (issue 10)."""
+    datagram = f"register alice relay=[fe80::1%{zone}]:9000".encode()
+    assert len(datagram) <= MAX_DATAGRAM
+    with pytest.raises(ProtocolError) as caught:
+        parse(datagram)
+    assert caught.value.kind is ErrorKind.BAD_ADDRESS
+    reply = encode(Err(caught.value.reason))
+    assert b"\n" not in reply[:-1]
+    assert b"\x1b" not in reply
+    assert len(reply) < 128, reply
+
+
+def test_an_address_reason_stays_short_for_huge_values():
+    """Like ids: a bad address's reason is echoed in an err reply and must not outgrow the request."""
+    datagram = b"register alice relay=" + b"9" * (MAX_DATAGRAM - 40) + b":1"
+    with pytest.raises(ProtocolError) as caught:
+        parse(datagram)
+    assert len(encode(Err(caught.value.reason))) < 128
+
+
 def test_invalid_id_reason_stays_short_for_huge_ids():
     """The reason is echoed in an err reply, which must not outgrow the request (reflection)."""
     datagram = b"register " + b"\x00" * (MAX_DATAGRAM - 9)
@@ -221,7 +247,6 @@ def test_keepalive_ignores_arguments_like_the_seed():
         ("198.18.0.11:40000", Endpoint("198.18.0.11", 40000), "198.18.0.11:40000"),
         ("[::1]:9000", Endpoint("::1", 9000), "[::1]:9000"),
         ("[2001:DB8:0::1]:1", Endpoint("2001:db8::1", 1), "[2001:db8::1]:1"),
-        ("[fe80::1%eth0]:80", Endpoint("fe80::1%eth0", 80), "[fe80::1%eth0]:80"),
         ("1.2.3.4:080", Endpoint("1.2.3.4", 80), "1.2.3.4:80"),
     ],
 )
@@ -248,6 +273,8 @@ def test_endpoint_parse_and_str(text, endpoint, canonical):
         ("[::1:9000", "'[::1' is not an IP address"),
         ("::1:9000", "write IPv6 as [ip]:port"),
         ("[1.2.3.4]:9000", "write IPv6 as [ip]:port"),
+        ("[fe80::1%eth0]:9000", "no zone"),
+        ("[fe80::1%1]:9000", "no zone"),
     ],
 )
 def test_endpoint_parse_rejects(text, problem):
@@ -268,7 +295,7 @@ def test_endpoint_of_socket_addresses():
         (Endpoint("198.18.0.11", 40000), socket.AF_INET, False),
         (Endpoint("::1", 9000), socket.AF_INET6, True),
         (Endpoint.parse("[2001:db8::1]:1"), socket.AF_INET6, True),
-        (Endpoint.parse("[fe80::1%eth0]:80"), socket.AF_INET6, True),
+        (Endpoint.parse("[fe80::1]:80"), socket.AF_INET6, True),
         (Endpoint.of(("::ffff:198.18.0.1", 9000, 0, 0)), socket.AF_INET6, True),
     ],
 )

@@ -1,6 +1,7 @@
 """The topology compose files: the generated grid is up to date, and every file is one compose accepts."""
 
 import ipaddress
+import json
 import subprocess
 from pathlib import Path
 
@@ -61,3 +62,22 @@ def test_routers_block_each_other_by_name() -> None:
     assert lab.service("router-b").environment["NAT_BLOCK"] == lab.address("router-a", "wan")
     unblocked = Lab(project="natlab-model-check", subnets=Subnets.for_slot(5))
     assert unblocked.service("router-a").environment["NAT_BLOCK"] == ""
+
+
+@pytest.mark.needs("docker")
+@pytest.mark.parametrize(
+    "files", [(GRID_FILE,), (COMPOSE_FILE,), (COMPOSE_FILE, HERE / "hairpin.yaml"), (COMPOSE_FILE, HERE / "cgnat.yaml")]
+)
+def test_every_service_rotates_its_logs(files: tuple[Path, ...]) -> None:
+    """A service flooded with bad datagrams logs a line each: its log must be bounded, not the host's disk."""
+    command = ["docker", "compose", *[arg for f in files for arg in ("-f", str(f))], "config", "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if "is not a docker command" in done.stderr:
+        require(["the Docker Compose plugin (make compose)"])
+    assert done.returncode == 0, done.stderr
+    for name, service in json.loads(done.stdout)["services"].items():
+        logging = service.get("logging", {})
+        assert logging.get("driver") == "json-file", (name, logging)
+        options = logging.get("options", {})
+        assert options.get("max-size"), (name, logging)
+        assert options.get("max-file"), (name, logging)

@@ -168,6 +168,7 @@ x-lab: &lab
   init: true
   stop_grace_period: 2s
   cap_add: [NET_ADMIN, NET_RAW]
+  logging: {driver: json-file, options: {max-size: 10m, max-file: "3"}}
   labels:
     natlab: lab
 
