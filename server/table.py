@@ -13,6 +13,9 @@ Rules:
   re-registers to announce a TURN relay it gained, changed or lost.
 - A peer not seen for ``ttl`` seconds is expired: ``lookup`` and ``touch`` ignore it at once (lazily),
   and ``expire`` removes it. Only ``expire`` removes expired peers, so every expiry is reported once.
+  ``expire`` costs O(1) plus the peers it removes, not O(table): the table is kept in ``last_seen`` order
+  (every update re-inserts its peer at the end; ``now`` never goes backwards), so the expired peers are a
+  prefix of it. The server calls it before every register, which a flood of sources must not make O(n).
 - At most ``max_peers`` entries (default 1024); a new id beyond that is refused with ``FULL``. Expired
   entries still take room until ``expire`` runs, so call it before ``register``.
 """
@@ -127,13 +130,18 @@ class PeerTable:
         if peer is None:
             return None
         peer = replace(peer, last_seen=now)
+        del self._peers[peer.id]  # re-inserted at the end: the table stays in last_seen order
         self._peers[peer.id] = peer
         self.version += 1
         return peer
 
     def expire(self, now: float) -> list[Peer]:
         """Remove the peers not seen for ``ttl`` seconds and return them."""
-        gone = [peer for peer in self._peers.values() if not self._live(peer, now)]
+        gone = []
+        for peer in self._peers.values():  # oldest last_seen first (see the module's rules)
+            if self._live(peer, now):
+                break
+            gone.append(peer)
         for peer in gone:
             self._remove(peer.id)
         if gone:

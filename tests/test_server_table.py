@@ -194,3 +194,29 @@ def test_candidate_update_counts_as_a_change(table):
 def test_touch_keeps_candidates(table):
     table.register("alice", A1, now=100, candidates=Candidates(RELAY1))
     assert table.touch(A1, now=101).candidates == Candidates(RELAY1)
+
+
+def test_expire_finds_a_peer_kept_alive_out_of_registration_order():
+    """The table stays in last_seen order: a touch moves its peer behind the others."""
+    table = PeerTable(ttl=120)
+    table.register("alice", Endpoint("198.18.0.11", 40000), now=0)
+    table.register("bob", Endpoint("198.18.0.12", 40000), now=10)
+    table.touch(Endpoint("198.18.0.11", 40000), now=20)
+    assert [p.id for p in table.expire(now=135)] == ["bob"]
+    assert [p.id for p in table.expire(now=145)] == ["alice"]
+
+
+def test_expire_looks_at_one_live_peer_however_many_there_are(monkeypatch):
+    """What a register costs the server must not grow with the table (a flood of sources, issue 10)."""
+    table = PeerTable(ttl=120, max_peers=1024)
+    for i in range(1024):
+        table.register(f"p{i}", Endpoint("198.18.0.11", 1000 + i), now=i / 100)
+    looked_at = []
+    real_live = table._live
+    monkeypatch.setattr(table, "_live", lambda peer, now: looked_at.append(peer.id) or real_live(peer, now))
+    assert table.expire(now=20) == []
+    assert looked_at == ["p0"]
+    looked_at.clear()
+    gone = table.expire(now=120 + 0.995)  # p0..p99 were last seen before 1.0 s
+    assert [p.id for p in gone] == [f"p{i}" for i in range(100)]
+    assert len(looked_at) == 101  # the expired ones and the first live one
