@@ -211,9 +211,14 @@ def test_expire_looks_at_one_live_peer_however_many_there_are(monkeypatch):
     table = PeerTable(ttl=120, max_peers=1024)
     for i in range(1024):
         table.register(f"p{i}", Endpoint("198.18.0.11", 1000 + i), now=i / 100)
-    looked_at = []
+    looked_at: list[str] = []
     real_live = table._live
-    monkeypatch.setattr(table, "_live", lambda peer, now: looked_at.append(peer.id) or real_live(peer, now))
+
+    def counted_live(peer: Peer, now: float) -> bool:
+        looked_at.append(peer.id)
+        return real_live(peer, now)
+
+    monkeypatch.setattr(table, "_live", counted_live)
     assert table.expire(now=20) == []
     assert looked_at == ["p0"]
     looked_at.clear()
