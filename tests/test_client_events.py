@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from client.cli.chat import say
-from client.cli.logs import PrefixFormatter, speaking
+from client.cli.logs import PrefixFormatter
 from client.engine.events import (
     KINDS,
     DirectConfirmed,
@@ -169,7 +169,7 @@ def test_the_prefix_comes_from_the_formatter() -> None:
     own = logging.LogRecord("client", logging.INFO, __file__, 1, "registered with %s", ("s:1",), None)
     assert formatter.format(own) == "[client] registered with s:1"
     line = describe(MessageReceived("bob", "gday", "1.2.3.4:5"))
-    theirs = logging.makeLogRecord({"msg": line.text, "levelno": logging.INFO, **speaking(line)})
+    theirs = logging.makeLogRecord({"msg": line.text, "levelno": logging.INFO, "speaker": line.speaker})
     assert formatter.format(theirs) == "[peer bob] gday"
 
 

@@ -175,11 +175,22 @@ def test_garbage_is_dropped_silently_and_counted(registered, caplog, datagram, k
     assert caplog.messages[-1].startswith(f"dropped {kind} datagram from 198.18.0.13:60000")
 
 
+DROP_COUNTER = {
+    ErrorKind.EMPTY: "empty",
+    ErrorKind.OVERSIZE: "oversize",
+    ErrorKind.NOT_UTF8: "not_utf8",
+    ErrorKind.UNKNOWN_VERB: "unknown_verb",
+    ErrorKind.BAD_ARGUMENTS: "malformed",
+    ErrorKind.BAD_ID: "malformed",
+    ErrorKind.BAD_ADDRESS: "malformed",
+}
+"""The documented counters (README, the signal protocol), written out: a new kind must be added here."""
+
+
 @pytest.mark.parametrize("kind", list(ErrorKind))
 def test_every_parser_verdict_has_a_drop_counter(kind):
-    expected = kind.value if kind.garbage else "malformed"
-    assert drop_kind(kind) == expected
-    assert expected in DROP_KINDS
+    assert drop_kind(kind) == DROP_COUNTER[kind]
+    assert DROP_COUNTER[kind] in DROP_KINDS
 
 
 def test_garbage_does_not_touch_presence(registered):

@@ -11,8 +11,6 @@ from __future__ import annotations
 import logging
 import sys
 
-from client.engine.events import Line
-
 SPEAKER = "client"
 CHAT_LOGGER = "client.chat"
 
@@ -22,11 +20,6 @@ class PrefixFormatter(logging.Formatter):
 
     def format(self, record: logging.LogRecord) -> str:
         return f"[{getattr(record, 'speaker', SPEAKER)}] {super().format(record)}"
-
-
-def speaking(line: Line) -> dict[str, str]:
-    """The ``extra`` that logs ``line`` as its speaker's."""
-    return {"speaker": line.speaker}
 
 
 class _CurrentStdout:
