@@ -1,8 +1,7 @@
 """natlab's signal wire protocol: pure parse/encode, no I/O (see messages.py for the grammar)."""
 
+from common.ids import ID_RE, ID_SYNTAX
 from protocol.messages import (
-    ID_RE,
-    ID_SYNTAX,
     MAX_COUNTER,
     MAX_DATAGRAM,
     MAX_HELD_RANGES,

@@ -16,22 +16,17 @@ from __future__ import annotations
 
 import enum
 import ipaddress
-import re
 import socket
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
+from common.ids import ID_RE, ID_SYNTAX
+
 MAX_DATAGRAM = 1400
 """Largest datagram, in bytes, that either side accepts. The seed read 1024; natlab takes 1400 so a
 1000-byte message fits with its ``data`` header, and, with TURN's 36-byte framing and IP/UDP headers, a
 relayed datagram still fits a 1500-byte MTU."""
-
-ID_SYNTAX = "[A-Za-z0-9][A-Za-z0-9._-]{0,31}"
-"""Peer ids: 1-32 characters, letters, digits, '.', '_' and '-', starting with a letter or digit."""
-
-ID_RE = re.compile(ID_SYNTAX + r"\Z")
-"""A whole peer id (``ID_RE.match(text)``); the one compiled form of :data:`ID_SYNTAX`."""
 
 
 class ErrorKind(enum.Enum):

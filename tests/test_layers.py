@@ -11,22 +11,23 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "protocol", "server", "nat", "client", "scenarios", "tests")
-SHIPPED = frozenset({"common", "protocol", "server", "nat", "client"})
+PACKAGES = ("common", "protocol", "trust", "server", "nat", "client", "scenarios", "tests")
+SHIPPED = frozenset({"common", "protocol", "trust", "server", "nat", "client"})
 """What the lab image carries; scenarios and tests sit on top and may import any of it."""
 CLIENT_LAYERS = frozenset({"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"})
 
 LAYERS: dict[str, frozenset[str]] = {
     "common": frozenset(),
     "protocol": frozenset({"common"}),
-    "server": frozenset({"common", "protocol"}),
+    "trust": frozenset({"common"}),
+    "server": frozenset({"common", "protocol", "trust"}),
     "nat": frozenset({"common"}),
     "client.turn": frozenset({"common", "protocol"}),
     "client.diagnostics": frozenset({"common", "protocol", "client.turn"}),
-    "client.engine": frozenset({"common", "protocol", "client.turn"}),
-    "client.daemon": frozenset({"common", "protocol", "client.turn", "client.engine"}),
+    "client.engine": frozenset({"common", "protocol", "trust", "client.turn"}),
+    "client.daemon": frozenset({"common", "protocol", "trust", "client.turn", "client.engine"}),
     "client.cli": frozenset(
-        {"common", "protocol", "client.turn", "client.engine", "client.daemon", "client.diagnostics"}
+        {"common", "protocol", "trust", "client.turn", "client.engine", "client.daemon", "client.diagnostics"}
     ),
     "client": frozenset({"client.cli"}),  # client/__main__.py
     "scenarios": SHIPPED | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"},
