@@ -18,6 +18,7 @@ from pathlib import Path
 from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint
 from server.app import DEFAULT_LISTEN, Config, serve
 from server.table import DEFAULT_MAX_PEERS, DEFAULT_TTL
+from trust import KeyFileError, Registry
 
 log = logging.getLogger("server")
 
@@ -47,6 +48,14 @@ def count(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError(f"must be at least 1, not {text!r}")
     return value
+
+
+def registry_file(text: str) -> Registry:
+    """The registry at path ``text``; a missing or damaged file is a usage error naming it and what is wrong."""
+    try:
+        return Registry.load(Path(text))
+    except KeyFileError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
@@ -79,6 +88,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help=f"peer table size (default {DEFAULT_MAX_PEERS})",
     )
+    parser.add_argument(
+        "--registry",
+        type=registry_file,
+        metavar="PATH",
+        help="the lab's registry of keyed ids (registry.json, written by `python3 -m trust make-keys`)",
+    )
     parser.add_argument("--log-level", type=str.lower, default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
@@ -99,7 +114,9 @@ async def _run(config: Config) -> None:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    config = Config(args.listen, args.state_file, args.peer_ttl, args.max_peers)
+    config = Config(args.listen, args.state_file, args.peer_ttl, args.max_peers, registry=args.registry)
+    if args.registry is not None:
+        log.info("registry: %d keyed ids (%s)", len(args.registry), ", ".join(args.registry))
     try:
         asyncio.run(_run(config))
     except OSError as exc:

@@ -21,6 +21,7 @@ from protocol import Endpoint
 from server.handler import Handler
 from server.state import StateWriter, render_state
 from server.table import DEFAULT_MAX_PEERS, DEFAULT_TTL, PeerTable
+from trust import Registry
 
 log = logging.getLogger(__name__)
 
@@ -37,6 +38,8 @@ class Config:
     max_peers: int = DEFAULT_MAX_PEERS
     expire_interval: float = 5.0
     state_interval: float = 0.5
+    registry: Registry | None = None
+    """Keyed ids and their public keys (``--registry``); wave 2's handler admits them only with a proof."""
 
 
 class SignalProtocol(asyncio.DatagramProtocol):

@@ -319,6 +319,8 @@ def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSig
         "server": str(server.addr),
         "registered": True,
         "local": str(server.peers["alice"]),  # loopback: what the server sees is our socket
+        "key": status["key"],  # no NATLAB_KEY_FILE: an ephemeral identity (tests/test_trust_wiring.py)
+        "key_file": None,
         "relay": None,  # no NATLAB_TURN: no relay
         "turn": None,
         "peers": [],
@@ -327,6 +329,7 @@ def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSig
         {"ts": alice.named("registered")[0]["ts"], "event": "registered", "server": str(server.addr)}
     ]
     assert "[client] registered with server" in alice.stderr()
+    assert f"no NATLAB_KEY_FILE: ephemeral identity, key {status['key']}" in alice.stderr()
 
 
 def test_health_is_fast(start_agent: Callable[[str], AgentProcess]) -> None:

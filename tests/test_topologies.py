@@ -81,3 +81,26 @@ def test_every_service_rotates_its_logs(files: tuple[Path, ...]) -> None:
         options = logging.get("options", {})
         assert options.get("max-size"), (name, logging)
         assert options.get("max-file"), (name, logging)
+
+
+@pytest.mark.needs("docker")
+@pytest.mark.parametrize(
+    "files", [(GRID_FILE,), (COMPOSE_FILE,), (COMPOSE_FILE, HERE / "hairpin.yaml"), (COMPOSE_FILE, HERE / "cgnat.yaml")]
+)
+def test_the_server_makes_a_key_for_every_host_and_each_host_reads_its_own(files: tuple[Path, ...]) -> None:
+    """server-entrypoint makes keys for NATLAB_HOSTS; a host missing there would wait for its key and fail,
+    and a host reading another's key file (an overlay's copy of alice) would hold alice's identity."""
+    command = ["docker", "compose", *[arg for f in files for arg in ("-f", str(f))], "config", "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False)
+    if "is not a docker command" in done.stderr:
+        require(["the Docker Compose plugin (make compose)"])
+    assert done.returncode == 0, done.stderr
+    services = json.loads(done.stdout)["services"]
+    hosts = sorted(name for name, spec in services.items() if spec["labels"]["natlab.role"] == "host")
+    server = services["server"]
+    assert "server-entrypoint" in server["command"], server["command"]
+    assert "/run/natlab-secrets" in [volume["target"] for volume in server["volumes"]]
+    assert sorted(server["environment"]["NATLAB_HOSTS"].split(",")) == hosts
+    for host in hosts:
+        environment = services[host]["environment"]
+        assert environment["NATLAB_KEY_FILE"] == f"/run/natlab-secrets/keys/{environment['NATLAB_ID']}.json", host

@@ -54,6 +54,7 @@ from client.daemon.config import (
     events_path,
     punch_timeout,
     socket_path,
+    with_identity,
 )
 from client.engine.core import RequestError, check_id
 from client.engine.routes import USABLE, Route
@@ -107,6 +108,8 @@ def cmd_agent(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 
     config = agent_config(env)
     log_to_stderr(config.log_level.upper())
+    # Before the event loop: waiting for the key file, SIGTERM and Ctrl-C still stop the process at once.
+    config = with_identity(config)
     if config.keepalive >= 30:
         logging.getLogger("client").warning(
             "NATLAB_KEEPALIVE=%g s is not well inside a 30 s NAT UDP timeout", config.keepalive
@@ -220,6 +223,7 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         return 0
     registered = "registered with" if status["registered"] else "NOT registered with"
     print(f"{status['id']}: {registered} {status['server']}, local {status['local']}")
+    print(f"  key {status['key']} ({status['key_file'] or 'ephemeral'})")
     if status.get("turn"):
         turn = status["turn"]
         why = f" ({turn['reason']})" if turn.get("reason") else ""

@@ -146,6 +146,8 @@ class Agent:
             "server": str(self.config.server),
             "registered": self.core.registered,
             "local": str(self.local),
+            "key": self.config.identity.public.fingerprint,
+            "key_file": self.config.key_file,
             **self.core.relay_status(),
             "peers": self.core.peer_statuses(),
         }
@@ -383,7 +385,8 @@ def _route_ip(server: Endpoint, fallback: str) -> str:
 
 
 async def run(config: AgentConfig) -> int:
-    """Run the agent until SIGTERM or SIGINT; returns the exit status."""
+    """Run the agent until SIGTERM or SIGINT; returns the exit status. ``config`` holds the identity
+    (:func:`client.daemon.config.with_identity` loads it first)."""
     loop = asyncio.get_running_loop()
     stop = asyncio.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -20,25 +20,32 @@ NATLAB_TURN_USER           natlab                             TURN user name
 NATLAB_TURN_PASSWORD_FILE  /run/natlab-secrets/turn-password  TURN password, read at each allocation
 NATLAB_DIRECT_RETRY        1 (s)                              direct probe period while relayed
 NATLAB_DELIVERY_DEADLINE   30 (s)                             give up on an unacknowledged message
+NATLAB_KEY_FILE            (unset: an ephemeral identity)     this host's key file (trust.keys), waited for
 NATLAB_LOG                 info                               log level: debug, info, warning
 =========================  =================================  ==============================================
 
 A missing or empty password file is not an error: the allocation is retried (1 s doubling to 8 s) and
 the reason shows in ``client status``; in the lab the TURN container writes the file, maybe after we start.
+The key file is another matter: the agent's identity must not change once it has registered, so the agent
+waits for it at start (up to :data:`KEY_WAIT` s: the lab's server writes it as the hosts start) and stops with
+an error naming the file if it does not appear or cannot be read.
 """
 
 from __future__ import annotations
 
+import logging
 import math
 import socket
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
+from pathlib import Path
 
 from client.engine.core import CoreConfig, RequestError, check_id
 from client.engine.delivery import DeliveryConfig
 from client.engine.path import PathTiming
 from client.turn.relay import RelayConfig, password_file
 from protocol import Endpoint
+from trust import Identity, KeyFileError, KeyFileMissing
 
 DEFAULT_SOCKET = "/run/natlab/client.sock"
 DEFAULT_EVENTS = "/var/log/natlab/events.jsonl"
@@ -46,6 +53,11 @@ DEFAULT_READY_FILE = "/run/natlab/registered"
 DEFAULT_TURN_USER = "natlab"
 DEFAULT_TURN_PASSWORD_FILE = "/run/natlab-secrets/turn-password"
 LOG_LEVELS = ("debug", "info", "warning")
+KEY_WAIT = 30.0
+"""Seconds the agent waits for NATLAB_KEY_FILE to appear (the lab's server makes the keys as hosts start)."""
+KEY_POLL = 0.1
+
+logger = logging.getLogger("client")
 
 
 class ConfigError(ValueError):
@@ -77,6 +89,9 @@ class AgentConfig:
     turn_password_file: str = DEFAULT_TURN_PASSWORD_FILE
     direct_retry: float = 1.0
     delivery_deadline: float = 30.0
+    key_file: str | None = None
+    identity: Identity = field(default_factory=Identity.generate, compare=False)
+    """Ephemeral unless :func:`with_identity` loaded ``key_file`` (the agent does at start)."""
 
     def core(self) -> CoreConfig:
         timing = PathTiming(self.punch_timeout, self.punch_interval)
@@ -93,6 +108,7 @@ class AgentConfig:
             direct_retry=self.direct_retry,
             relay_head_start=self.relay_head_start,
             delivery=DeliveryConfig(deadline=self.delivery_deadline, ack_every=16),
+            identity=self.identity,
         )
 
 
@@ -142,7 +158,34 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         turn_password_file=env.get("NATLAB_TURN_PASSWORD_FILE") or DEFAULT_TURN_PASSWORD_FILE,
         direct_retry=_positive(env, "NATLAB_DIRECT_RETRY", 1.0, scale=1.0),
         delivery_deadline=delivery_deadline(env),
+        key_file=env.get("NATLAB_KEY_FILE", "").strip() or None,
     )
+
+
+def with_identity(config: AgentConfig, wait: float = KEY_WAIT) -> AgentConfig:
+    """``config`` with the identity of its key file, waiting up to ``wait`` s for the file to appear; without
+    a key file, as it is (an ephemeral identity: a first-come id on the server). Logs which.
+    :class:`AgentStartError` naming the file when it does not appear in time or cannot be used."""
+    if config.key_file is None:
+        logger.info("no NATLAB_KEY_FILE: ephemeral identity, key %s", config.identity.public.fingerprint)
+        return config
+    import tenacity  # 20 ms to import: only the agent's start needs it, not every `client` command
+
+    path = Path(config.key_file)
+    retrying = tenacity.Retrying(
+        retry=tenacity.retry_if_exception_type(KeyFileMissing),
+        stop=tenacity.stop_after_delay(wait),
+        wait=tenacity.wait_fixed(KEY_POLL),
+        reraise=True,
+    )
+    try:
+        identity = retrying(Identity.load, path)
+    except KeyFileMissing:
+        raise AgentStartError(f"key file {path} did not appear within {wait:g} s (NATLAB_KEY_FILE)") from None
+    except KeyFileError as exc:
+        raise AgentStartError(f"cannot use key file (NATLAB_KEY_FILE): {exc}") from None
+    logger.info("identity from %s, key %s", path, identity.public.fingerprint)
+    return replace(config, identity=identity)
 
 
 def _turn(env: Mapping[str, str], resolve: Callable[[str, int], str]) -> Endpoint | None:

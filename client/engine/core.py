@@ -50,6 +50,7 @@ from protocol import (
     encode,
     parse,
 )
+from trust import Identity
 
 __all__ = [
     "AgentCore",
@@ -82,6 +83,8 @@ class CoreConfig:
     """Seconds the direct path probes alone before relay probes start: when both would work, the relay's
     extra TURN traffic at connect time must not slow direct down (ICE paces relayed checks last, too)."""
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
+    identity: Identity = field(default_factory=Identity.generate)
+    """Our keys (trust.keys): loaded from the host's key file by the agent, or ephemeral."""
 
 
 Handler = Callable[["AgentCore", Any, Endpoint, float, bool], list[Output]]

@@ -90,8 +90,10 @@ def services() -> tuple[dict[str, Any], dict[str, Any]]:
     svc: dict[str, Any] = {
         "server": {
             "role": "server",
-            "command": ["lab-entrypoint", "--no-default-route", "--", "python3", "-m", "server",
+            "command": ["lab-entrypoint", "--no-default-route", "--", "server-entrypoint",
                         "--listen", "0.0.0.0:9000", "--state-file", "/run/natlab/server.json"],
+            "environment": {"NATLAB_HOSTS": ",".join(site.name for site in sites())},  # it makes their keys
+            "volumes": ["secrets:/run/natlab-secrets"],
             "networks": {"wan": {"ipv4_address": f"{WAN}.10"}},
             "healthcheck": {"<<": "*health", "test": ["CMD", "test", "-s", "/run/natlab/server.json"]},
         },
@@ -139,7 +141,8 @@ def services() -> tuple[dict[str, Any], dict[str, Any]]:
             "role": "host",
             "command": ["lab-entrypoint", "--gateway", f"{NET}.{site.index}.2", "--",
                         "python3", "-m", "client", "agent"],
-            "environment": {"<<": "*host-env", "NATLAB_ID": site.name},
+            "environment": {"<<": "*host-env", "NATLAB_ID": site.name,
+                            "NATLAB_KEY_FILE": f"/run/natlab-secrets/keys/{site.name}.json"},
             "volumes": ["secrets:/run/natlab-secrets:ro"],
             "networks": {lan: {"ipv4_address": f"{NET}.{site.index}.10"}},
             "healthcheck": "*host-health",
