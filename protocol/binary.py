@@ -16,6 +16,7 @@ fields one order. Malformed input raises ProtocolError (see ErrorKind for which 
 
 from __future__ import annotations
 
+import functools
 import struct
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
@@ -96,15 +97,15 @@ class _Type(Generic[M]):
     """The message's fields, ``(tag, value)``; an optional field that is absent is left out."""
     optional: frozenset[FieldTag] = frozenset()
     frame: frozenset[FieldTag] = frozenset()
-    """Frame-level tags this type may carry (KEYS, COOKIE, PROOF)."""
+    """Frame-level tags this type may carry (SIGN_KEY and BOX_KEY, COOKIE, PROOF)."""
 
-    @property
+    @functools.cached_property
     def allowed(self) -> frozenset[FieldTag]:
         return self.required | self.optional | self.frame
 
 
-KEYS = frozenset({T.SIGN_KEY, T.BOX_KEY})
-REQUEST = frozenset({T.COOKIE, T.PROOF})
+_KEYS = frozenset({T.SIGN_KEY, T.BOX_KEY})
+_REQUEST = frozenset({T.COOKIE, T.PROOF})
 """What every request to the server may carry: the cookie it echoes and a proof of its key."""
 
 
@@ -126,10 +127,6 @@ def _t(code: int, name: str, cls: type[M], required: Iterable[FieldTag], **rest:
     return _Type(code, name, cls, frozenset(required), **rest)
 
 
-def _none(values: dict[int, Any]) -> Any:
-    return None
-
-
 _TYPES: tuple[_Type[Any], ...] = (
     # requests, client -> server
     _t(
@@ -139,7 +136,7 @@ _TYPES: tuple[_Type[Any], ...] = (
         (T.ID, T.RELAY),
         build=lambda v: Register(v[T.ID], Candidates(v[T.RELAY])),
         fields=lambda m: ((T.ID, m.id), *_relay(m)),
-        frame=KEYS | REQUEST,
+        frame=_KEYS | _REQUEST,
     ),
     _t(
         0x02,
@@ -148,9 +145,9 @@ _TYPES: tuple[_Type[Any], ...] = (
         (T.ID, T.PEER_ID),
         build=lambda v: Connect(v[T.ID], v[T.PEER_ID]),
         fields=lambda m: ((T.ID, m.from_id), (T.PEER_ID, m.to_id)),
-        frame=REQUEST,
+        frame=_REQUEST,
     ),
-    _t(0x03, "keepalive", Keepalive, (), build=lambda v: Keepalive(), fields=lambda m: (), frame=REQUEST),
+    _t(0x03, "keepalive", Keepalive, (), build=lambda v: Keepalive(), fields=lambda m: (), frame=_REQUEST),
     _t(
         0x04,
         "presence-query",
@@ -158,9 +155,9 @@ _TYPES: tuple[_Type[Any], ...] = (
         (T.ID, T.PEER_ID),
         build=lambda v: PresenceQuery(v[T.ID], v[T.PEER_ID]),
         fields=lambda m: ((T.ID, m.from_id), (T.PEER_ID, m.peer_id)),
-        frame=REQUEST,
+        frame=_REQUEST,
     ),
-    _t(0x05, "stats-query", StatsQuery, (), build=lambda v: StatsQuery(), fields=lambda m: (), frame=REQUEST),
+    _t(0x05, "stats-query", StatsQuery, (), build=lambda v: StatsQuery(), fields=lambda m: (), frame=_REQUEST),
     # replies, server -> client
     _t(0x11, "ok", Ok, (), build=lambda v: Ok(), fields=lambda m: ()),
     _t(0x12, "err", Err, (T.CODE, T.REASON), build=lambda v: Err(v[T.REASON], v[T.CODE]), fields=_code),
@@ -173,7 +170,7 @@ _TYPES: tuple[_Type[Any], ...] = (
         optional=frozenset({T.RELAY}),
         build=lambda v: Punch(v[T.PEER_ID], v[T.ADDR], Candidates(v[T.RELAY]) if T.RELAY in v else None),
         fields=lambda m: ((T.PEER_ID, m.id), (T.ADDR, m.addr), *_relay(m)),
-        frame=KEYS,
+        frame=_KEYS,
     ),
     _t(
         0x15,
@@ -337,7 +334,7 @@ def _unsigned(frame: Frame) -> bytes:
     refused = [
         name
         for name, value, tags in (
-            ("keys", frame.keys, KEYS),
+            ("keys", frame.keys, _KEYS),
             ("cookie", frame.cookie, {T.COOKIE}),
             ("proof", frame.proof, {T.PROOF}),
         )
