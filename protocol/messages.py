@@ -272,7 +272,19 @@ class ErrorCode(enum.IntEnum):
     @property
     def phrase(self) -> str:
         """The code's meaning in words (what an ``Err`` reason says when there is nothing more precise)."""
-        return self.name.lower().replace("_", " ")
+        return _PHRASES[self]
+
+
+_PHRASES = {
+    ErrorCode.BAD_REQUEST: "bad request",
+    ErrorCode.BAD_PROOF: "bad proof",
+    ErrorCode.FORBIDDEN: "forbidden",
+    ErrorCode.INVALID_PEERS: "invalid peers",
+    ErrorCode.STALE_PROOF: "stale or replayed proof",
+    ErrorCode.RATE_LIMITED: "rate limited",
+    ErrorCode.TABLE_FULL: "peer table full",
+    ErrorCode.VERSION_NOT_SUPPORTED: "version not supported",
+}
 
 
 @dataclass(frozen=True)

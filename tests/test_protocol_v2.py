@@ -331,8 +331,8 @@ def test_error_codes_have_their_phrases():
         401: "bad proof",
         403: "forbidden",
         404: "invalid peers",
-        409: "stale proof",
+        409: "stale or replayed proof",
         429: "rate limited",
-        503: "table full",
+        503: "peer table full",
         505: "version not supported",
     }
