@@ -13,12 +13,13 @@ COMPOSE := docker compose
 PYTEST_ARGS ?=
 GRID_ARGS ?=
 
-.PHONY: help venv compose images lab-up lab-down lab-status logs lint unit scenarios test bench grid clean
+.PHONY: help venv compose images lab-up lab-down lab-status logs lint unit scenarios test bench grid fuzz clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
 	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked),"
-	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS"
+	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS,"
+	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -73,6 +74,16 @@ bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; pr
 
 grid: images ## Every ordered pair of NAT profiles in one lab, checked against theory (GRID_ARGS='--attempts 5')
 	$(PY) -m scenarios.grid $(GRID_ARGS)
+
+FUZZ_SECONDS ?= 60
+FUZZ_STAMP := $(VENV)/.fuzz-installed
+
+$(FUZZ_STAMP): $(STAMP)
+	$(PY) -m pip install -q -e '.[dev,fuzz]'
+	@touch $@
+
+fuzz: $(FUZZ_STAMP) ## Fuzz the parser, the server's handler and the agent core with atheris (FUZZ_SECONDS=60 in all); prints executions and coverage
+	@$(PY) -m fuzz --seconds $(FUZZ_SECONDS)
 
 clean: ## Remove every natlab-labelled container, network, volume and image (also from crashed runs)
 	@docker ps -aq --filter label=natlab | xargs -r docker rm -f >/dev/null || true

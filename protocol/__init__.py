@@ -1,6 +1,22 @@
-"""natlab's signal wire protocol: pure parse/encode, no I/O (see messages.py for the grammar)."""
+"""natlab's signal wire protocol: pure parse/encode, no I/O. Two versions, told apart by the first byte
+(datagram.py): the seed's text grammar (messages.py) and v2, binary (binary.py, fields.py). PROTOCOL.md
+at the repository's root is the specification."""
 
 from common.ids import ID_RE, ID_SYNTAX
+from protocol.binary import (
+    HEADER_SIZE,
+    MARKER,
+    SIGNING_CONTEXT,
+    TYPE_CODES,
+    TYPES,
+    VERSION,
+    Frame,
+    Keys,
+    box_associated_data,
+    signing_bytes,
+)
+from protocol.datagram import encode, parse
+from protocol.fields import KEY_SIZE, MAX_COOKIE, MAX_REASON, MIN_BOX, NONCE_SIZE, SIGNATURE_SIZE, FieldTag, Proof
 from protocol.messages import (
     MAX_COUNTER,
     MAX_DATAGRAM,
@@ -12,6 +28,7 @@ from protocol.messages import (
     Data,
     Endpoint,
     Err,
+    ErrorCode,
     ErrorKind,
     Hello,
     HelloAck,
@@ -22,33 +39,59 @@ from protocol.messages import (
     ProtocolError,
     Punch,
     Register,
-    encode,
-    parse,
+    TextMessage,
 )
+from protocol.v2messages import PresenceQuery, PresenceReport, Retry, Sealed, StatsQuery, StatsReport
 
 __all__ = [
+    "HEADER_SIZE",
     "ID_RE",
     "ID_SYNTAX",
+    "KEY_SIZE",
+    "MARKER",
+    "MAX_COOKIE",
     "MAX_COUNTER",
     "MAX_DATAGRAM",
     "MAX_HELD_RANGES",
+    "MAX_REASON",
+    "MIN_BOX",
+    "NONCE_SIZE",
+    "SIGNATURE_SIZE",
+    "SIGNING_CONTEXT",
+    "TYPES",
+    "TYPE_CODES",
     "VERBS",
+    "VERSION",
     "Ack",
     "Candidates",
     "Connect",
     "Data",
     "Endpoint",
     "Err",
+    "ErrorCode",
     "ErrorKind",
+    "FieldTag",
+    "Frame",
     "Hello",
     "HelloAck",
     "Keepalive",
+    "Keys",
     "Message",
     "Msg",
     "Ok",
+    "PresenceQuery",
+    "PresenceReport",
+    "Proof",
     "ProtocolError",
     "Punch",
     "Register",
+    "Retry",
+    "Sealed",
+    "StatsQuery",
+    "StatsReport",
+    "TextMessage",
+    "box_associated_data",
     "encode",
     "parse",
+    "signing_bytes",
 ]

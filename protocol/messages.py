@@ -2,7 +2,9 @@
 
 The wire format is the seed's: one UTF-8 text datagram, ``<verb> <arg> ...`` separated by single spaces.
 ``msg`` keeps its text verbatim (everything after ``msg <id> ``). A single trailing ``\\n`` or ``\\r\\n`` is
-treated as a line terminator and dropped, so ``nc -u`` works as a client.
+treated as a line terminator and dropped, so ``nc -u`` works as a client. (Protocol v2, binary, is
+:mod:`protocol.binary`; :mod:`protocol.datagram` tells the two apart by the first byte. The message classes
+here are shared by both, and so are the errors: see PROTOCOL.md.)
 
 Each verb is one row of :data:`_VERBS`: its name, its message class, its parser and its encoder, so a verb
 is read and written in one place (as aioice's STUN attribute table holds pack and unpack together).
@@ -22,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any, Generic, TypeVar
 
 from common.ids import ID_RE, ID_SYNTAX
+from protocol.v2messages import PresenceQuery, PresenceReport, Retry, Sealed, StatsQuery, StatsReport
 
 MAX_DATAGRAM = 1400
 """Largest datagram, in bytes, that either side accepts. The seed read 1024; natlab takes 1400 so a
@@ -43,29 +46,51 @@ class ErrorKind(enum.Enum):
     BAD_ID = "bad_id"
     """A known verb naming a peer id that does not match :data:`ID_SYNTAX`."""
     BAD_ADDRESS = "bad_address"
-    """A known verb carrying an address that is not ``ip:port`` (a punch's or a relay option's)."""
+    """A known verb carrying an address that is not ``ip:port`` (a punch's or a relay option's), or a v2
+    address field that is no IP address and port."""
+    TRUNCATED = "truncated"
+    """v2: shorter than the 11-byte header, so there is no transaction id to answer."""
+    VERSION = "version"
+    """v2: the marker byte and a whole header, but another version: answerable (Err 505, same txid)."""
+    UNKNOWN_TYPE = "unknown_type"
+    """v2: a type byte that names no message (the binary twin of an unknown verb)."""
+    BAD_FIELD = "bad_field"
+    """v2: a known type whose fields are wrong: truncated, out of order, repeated, unknown, not allowed
+    for the type, missing, or a value of the wrong size or form."""
 
     @property
     def garbage(self) -> bool:
-        """No known verb: the datagram cannot be answered, only dropped."""
+        """No known verb or type: the datagram cannot be answered, only dropped."""
         return self in _GARBAGE
 
 
-_GARBAGE = frozenset({ErrorKind.EMPTY, ErrorKind.OVERSIZE, ErrorKind.NOT_UTF8, ErrorKind.UNKNOWN_VERB})
+_GARBAGE = frozenset(
+    {
+        ErrorKind.EMPTY,
+        ErrorKind.OVERSIZE,
+        ErrorKind.NOT_UTF8,
+        ErrorKind.UNKNOWN_VERB,
+        ErrorKind.TRUNCATED,
+        ErrorKind.UNKNOWN_TYPE,
+    }
+)
 
 
 class ProtocolError(ValueError):
     """A datagram that is not a valid message.
 
-    ``kind`` says why. ``verb`` is the known verb whose arguments were wrong, or ``None`` when the
-    datagram is garbage (``kind.garbage``). ``reason`` is the text an ``err`` reply carries.
+    ``kind`` says why. ``verb`` is the known verb (or v2 type name) whose arguments were wrong, or ``None``
+    when the datagram named none. ``reason`` is the text an ``err`` reply carries. ``txid`` is set only for a
+    v2 datagram whose header was read: a v2 error that is not garbage is answered by a v2 ``Err`` frame
+    carrying it (Err 505 for ``VERSION``, 400 for the rest), never by a text ``err``.
     """
 
-    def __init__(self, reason: str, kind: ErrorKind, verb: str | None = None) -> None:
+    def __init__(self, reason: str, kind: ErrorKind, verb: str | None = None, txid: int | None = None) -> None:
         super().__init__(reason)
         self.reason = reason
         self.kind = kind
         self.verb = verb
+        self.txid = txid
 
 
 @dataclass(frozen=True, order=True)
@@ -224,14 +249,51 @@ class Ok:
     """S -> C: the request succeeded."""
 
 
+class ErrorCode(enum.IntEnum):
+    """Why a v2 request failed: the u16 an ``Err`` frame carries (HTTP's numbers where one fits)."""
+
+    BAD_REQUEST = 400
+    BAD_PROOF = 401
+    FORBIDDEN = 403
+    """The id is held by another key, or the request did not come from the id's registered address."""
+    INVALID_PEERS = 404
+    STALE_PROOF = 409
+    """The proof's timestamp is outside the window, or its nonce was seen (a replay)."""
+    RATE_LIMITED = 429
+    TABLE_FULL = 503
+    VERSION_NOT_SUPPORTED = 505
+
+    @property
+    def phrase(self) -> str:
+        """The code's meaning in words (what an ``Err`` reason says when there is nothing more precise)."""
+        return _PHRASES[self]
+
+
+_PHRASES = {
+    ErrorCode.BAD_REQUEST: "bad request",
+    ErrorCode.BAD_PROOF: "bad proof",
+    ErrorCode.FORBIDDEN: "forbidden",
+    ErrorCode.INVALID_PEERS: "invalid peers",
+    ErrorCode.STALE_PROOF: "stale or replayed proof",
+    ErrorCode.RATE_LIMITED: "rate limited",
+    ErrorCode.TABLE_FULL: "peer table full",
+    ErrorCode.VERSION_NOT_SUPPORTED: "version not supported",
+}
+
+
 @dataclass(frozen=True)
 class Err:
-    """S -> C: the request failed, with a reason."""
+    """S -> C: the request failed, with a reason; v2 adds a ``code`` (the text form has none and drops it)."""
 
     reason: str
+    code: ErrorCode | None = None
 
 
-Message = Register | Connect | Punch | Hello | HelloAck | Msg | Data | Ack | Keepalive | Ok | Err
+TextMessage = Register | Connect | Punch | Hello | HelloAck | Msg | Data | Ack | Keepalive | Ok | Err
+"""The messages the seed's text grammar carries."""
+
+Message = TextMessage | Retry | PresenceQuery | PresenceReport | StatsQuery | StatsReport | Sealed
+"""Every message of either version (v2 carries all but ``Msg``; the last six only v2)."""
 
 MAX_COUNTER = 2**32 - 1
 """Epochs, sequence numbers and floors are unsigned 32-bit integers on the wire."""
@@ -385,7 +447,7 @@ def _parse_ok(rest: str) -> Ok:
     return Ok()
 
 
-M = TypeVar("M", bound=Message)
+M = TypeVar("M", bound=TextMessage)
 
 
 @dataclass(frozen=True)
@@ -420,13 +482,13 @@ _VERBS: tuple[_Verb[Any], ...] = (
     _Verb("err", Err, Err, lambda m: m.reason),
 )
 _BY_NAME: dict[str, _Verb[Any]] = {verb.name: verb for verb in _VERBS}
-_BY_TYPE: dict[type[Message], _Verb[Any]] = {verb.type: verb for verb in _VERBS}
+_BY_TYPE: dict[type[TextMessage], _Verb[Any]] = {verb.type: verb for verb in _VERBS}
 
 VERBS = frozenset(_BY_NAME)
 
 
-def parse(data: bytes) -> Message:
-    """Parse one datagram into a message; raises :class:`ProtocolError`."""
+def parse(data: bytes) -> TextMessage:
+    """Parse one text datagram into a message; raises :class:`ProtocolError`."""
     if len(data) > MAX_DATAGRAM:
         raise ProtocolError(f"datagram of {len(data)} bytes exceeds {MAX_DATAGRAM}", ErrorKind.OVERSIZE)
     try:
@@ -442,12 +504,17 @@ def parse(data: bytes) -> Message:
         # The seed's reason for both; the kind tells an empty datagram from an unknown word.
         kind = ErrorKind.EMPTY if not text else ErrorKind.UNKNOWN_VERB
         raise ProtocolError(f"unknown verb {verb[:SHOWN_CHARS]!r}", kind)
-    message: Message = row.parse(rest)
+    message: TextMessage = row.parse(rest)
     return message
 
 
 def encode(message: Message) -> bytes:
-    """The datagram for a message; ``parse(encode(m)) == m`` for every valid message."""
-    row = _BY_TYPE[type(message)]
+    """The text datagram for a message; ``parse(encode(m)) == m`` for every valid message (an ``Err``'s
+    code, which text cannot carry, aside). Raises ``ValueError`` for a v2-only message (it has no text form)."""
+    row = _BY_TYPE.get(type(message))  # type: ignore[arg-type]
+    if row is None:
+        raise ValueError(f"{type(message).__name__} has no text form: send it in a v2 Frame")
     arguments: str = row.encode(message)
-    return (f"{row.name} {arguments}" if arguments else row.name).encode("utf-8")
+    datagram = (f"{row.name} {arguments}" if arguments else row.name).encode("utf-8")
+    # A text ending in a newline would lose it to parse()'s line terminator rule: add the terminator it strips.
+    return datagram + b"\n" if datagram.endswith(b"\n") else datagram

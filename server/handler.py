@@ -17,9 +17,10 @@ Only ``register`` and ``connect`` errors are answered (``err <reason>``, the see
 else that is not one of the above is dropped silently and counted by kind in :attr:`Handler.dropped`
 (the parser's verdict, ``ProtocolError.kind``, names the kind; see :func:`drop_kind`):
 garbage (``empty``, ``oversize`` above protocol.MAX_DATAGRAM = 1400 bytes, ``not_utf8``,
-``unknown_verb``), valid messages meant for clients (``not_for_server``: ok, err, punch, hello,
-hello-ack, msg, and the extension's peer-to-peer data and ack), and client verbs with malformed arguments
-(``malformed``). Dropping garbage silently keeps the server from being a reflector.
+``unknown_verb``, and v2's ``truncated`` and ``unknown_type``), valid messages meant for clients
+(``not_for_server``: ok, err, punch, hello, hello-ack, msg, and the extension's peer-to-peer data and ack;
+v2 frames too, until the server speaks v2), and client verbs with malformed arguments or v2 frames with bad
+fields or another version (``malformed``). Dropping garbage silently keeps the server from being a reflector.
 Any datagram from a registered peer's address, except garbage, counts as proof that it is present.
 """
 
@@ -47,7 +48,17 @@ log = logging.getLogger(__name__)
 
 Reply = tuple[bytes, Endpoint]
 
-DROP_KINDS = ("empty", "oversize", "not_utf8", "unknown_verb", "not_for_server", "malformed", "error")
+DROP_KINDS = (
+    "empty",
+    "oversize",
+    "not_utf8",
+    "unknown_verb",
+    "truncated",
+    "unknown_type",
+    "not_for_server",
+    "malformed",
+    "error",
+)
 """Every kind of silently dropped datagram; ``error`` (handling raised) is counted by the I/O shell."""
 
 ERR_PEERS = "invalid peers"
@@ -115,7 +126,7 @@ class Handler:
         return [_punch(to=first, about=second), _punch(to=second, about=first)]
 
     def _reject(self, source: Endpoint, exc: ProtocolError) -> list[Reply]:
-        if exc.verb in _ANSWERED_VERBS:
+        if exc.verb in _ANSWERED_VERBS and exc.txid is None:  # a v2 request (txid) never gets a text err
             # Wrong argument counts get the seed's fixed reason; bad ids say what is wrong with them.
             log.info("%s from %s refused: %s", exc.verb, source, exc.reason)
             return [_err(exc.reason, source)]

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "protocol", "trust", "server", "nat", "client", "scenarios", "tests")
+PACKAGES = ("common", "protocol", "trust", "server", "nat", "client", "scenarios", "fuzz", "tests")
 SHIPPED = frozenset({"common", "protocol", "trust", "server", "nat", "client"})
 """What the lab image carries; scenarios and tests sit on top and may import any of it."""
 CLIENT_LAYERS = frozenset({"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"})
@@ -31,8 +31,9 @@ LAYERS: dict[str, frozenset[str]] = {
     ),
     "client": frozenset({"client.cli"}),  # client/__main__.py
     "scenarios": SHIPPED | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"},
+    "fuzz": SHIPPED | CLIENT_LAYERS,
     "tests": SHIPPED
-    | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics", "scenarios"},
+    | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics", "scenarios", "fuzz"},
 }
 """Folder -> the folders it may import from (besides itself); the README's Design section shows this map."""
 

@@ -165,6 +165,13 @@ def test_any_valid_datagram_proves_presence(registered):
         (b"ok then", "malformed"),
         (b"hello b@d", "malformed"),
         (b"punch bob 1.2.3.4:5 relay=nowhere", "malformed"),
+        # v2 (0xF5 first): until the server speaks it, nothing is answered, and never with a text err
+        (b"\xf5\x02\x01", "truncated"),
+        (b"\xf5\x02\x7f" + bytes(8), "unknown_type"),
+        (b"\xf5\x03\x01" + bytes(8), "malformed"),  # another version
+        (b"\xf5\x02\x01" + bytes(8), "malformed"),  # a v2 register without its fields
+        (b"\xf5\x02\x01" + bytes(8) + b"\x01\x00\x03b@d\x04\x00\x00", "malformed"),
+        (b"\xf5\x02\x03" + bytes(8), "not_for_server"),  # a well-formed v2 keepalive
     ],
 )
 def test_garbage_is_dropped_silently_and_counted(registered, caplog, datagram, kind):
@@ -183,6 +190,10 @@ DROP_COUNTER = {
     ErrorKind.BAD_ARGUMENTS: "malformed",
     ErrorKind.BAD_ID: "malformed",
     ErrorKind.BAD_ADDRESS: "malformed",
+    ErrorKind.TRUNCATED: "truncated",
+    ErrorKind.UNKNOWN_TYPE: "unknown_type",
+    ErrorKind.VERSION: "malformed",
+    ErrorKind.BAD_FIELD: "malformed",
 }
 """The documented counters (README, the signal protocol), written out: a new kind must be added here."""
 

@@ -38,6 +38,7 @@ from protocol import (
     Data,
     Endpoint,
     Err,
+    Frame,
     Hello,
     HelloAck,
     Keepalive,
@@ -271,6 +272,8 @@ class AgentCore:
             message = parse(data)
         except ProtocolError as exc:
             return [Log(logging.DEBUG, f"dropped datagram from {source}: {exc.reason}")]
+        if isinstance(message, Frame):
+            return [Log(logging.DEBUG, f"dropped v2 frame from {source}: this agent speaks text")]
         why = self._unwanted(message, source)
         if why is not None:
             return [Log(logging.DEBUG, f"dropped {_verb(message)} from {source}: {why}")]

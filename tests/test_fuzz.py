@@ -1,0 +1,96 @@
+"""The fuzz targets without atheris: they accept their whole seed corpus, they do fail on a real bug, and the
+libFuzzer report is read right. (``make fuzz`` runs them under atheris; it is not part of the unit suite.)"""
+
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+import fuzz.targets
+from fuzz.report import read
+from fuzz.targets import TARGETS, FuzzFinding, agent_target, protocol_target, server_target
+from protocol import Frame, Sealed, encode
+
+REPO = Path(__file__).resolve().parents[1]
+CORPUS = REPO / "fuzz" / "corpus"
+GOLDEN = REPO / "tests" / "fixtures" / "protocol"
+
+
+def test_every_target_has_a_seed_corpus_holding_every_golden_vector():
+    golden = {path.read_bytes() for path in GOLDEN.glob("*.bin")}
+    assert len(golden) > 30
+    for name in TARGETS:
+        seeds = {path.read_bytes() for path in (CORPUS / name).iterdir()}
+        missing = golden - seeds
+        assert not missing, f"copy tests/fixtures/protocol/*.bin into fuzz/corpus/{name}/ ({len(missing)} missing)"
+
+
+@pytest.mark.parametrize("name", sorted(TARGETS))
+def test_a_target_accepts_its_whole_seed_corpus(name):
+    for path in sorted((CORPUS / name).iterdir()):
+        TARGETS[name](path.read_bytes())
+
+
+@pytest.mark.parametrize(
+    "datagram",
+    [
+        b"",
+        b"\xf5",
+        b"\xf5\x02\x01" + bytes(8),
+        b"\xff" * 1401,
+        b"register \x00",
+        b"msg bob hi\n\n",
+        b"\xf5\x07\x01" + bytes(9),
+    ],
+)
+def test_the_targets_take_bad_input_without_complaint(datagram):
+    for target in TARGETS.values():
+        target(datagram)
+
+
+def test_the_protocol_target_finds_an_encoder_that_does_not_round_trip(monkeypatch):
+    datagram = (GOLDEN / "v2-ack-held.bin").read_bytes()
+    protocol_target(datagram)
+    monkeypatch.setattr(fuzz.targets, "encode", lambda item: encode(replace(item, txid=item.txid ^ 1)))
+    with pytest.raises(FuzzFinding, match="did not encode back"):
+        protocol_target(datagram)
+
+
+def test_the_server_target_finds_a_reply_its_own_parser_refuses(monkeypatch):
+    monkeypatch.setattr("server.handler.encode", lambda message: b"ok " * 500)
+    with pytest.raises(FuzzFinding, match="a reply of 1500 bytes"):
+        server_target(b"register carol")
+
+
+def test_the_agent_target_finds_an_event_that_is_not_json(monkeypatch):
+    from client.engine.events import MessageReceived
+
+    agent_target(b"msg bob hi")
+    monkeypatch.setattr(MessageReceived, "json_line", lambda self, ts=None: "{not json")
+    with pytest.raises(ValueError, match="Expecting property name"):
+        agent_target(b"msg bob hi")
+
+
+def test_the_report_reads_executions_rate_and_coverage():
+    run = read((REPO / "tests" / "fixtures" / "fuzz" / "libfuzzer-agent.log").read_text())
+    assert run is not None
+    assert (run.executions, run.exec_per_s, run.seconds) == (4666, 1166, 4)
+    assert (run.seed_cov, run.cov, run.features, run.seed_corpus, run.corpus) == (498, 608, 965, 37, 86)
+    assert run.line("agent") == (
+        "agent         4,666 executions in 4 s (1,166 exec/s)  cov 498 -> 608  ft 965  corpus 37 -> 86"
+    )
+
+
+def test_the_report_of_a_crashed_run_says_so():
+    output = "#2\tINITED cov: 10 ft: 11 corp: 1/1b exec/s: 0 rss: 40Mb\n=== Uncaught Python exception: ===\n"
+    run = read(output)
+    assert run is not None
+    assert run.seconds is None
+    assert "until a crash" in run.line("protocol")
+    assert read("ImportError: no module named atheris") is None
+
+
+def test_a_v2_frame_reaches_the_agent_and_the_server_without_harm():
+    frame = encode(Frame(1, Sealed("bob", 1, 1, bytes(16))))
+    server_target(frame)
+    agent_target(frame)
