@@ -10,10 +10,10 @@ The shell is to call ``received(addr, len(datagram))`` for every datagram before
 counts it as ``amplification``). ``validate(addr)`` lifts the limit once the address echoed a cookie.
 
 Memory is bounded: at most ``max_addresses`` addresses (default :data:`DEFAULT_MAX_ADDRESSES`, about
-350 bytes each with its key, so under 6 MB), least recently used forgotten first. Forgetting is conservative: a forgotten address
-starts again with nothing received, nothing sent and not validated, so it loses its unused credit (and a
-validated one must echo a cookie again), never gains any: across any number of evictions it still never
-gets more than 3x what it sent.
+350 bytes each with its key, so under 6 MB), least recently used forgotten first. Forgetting is
+conservative: a forgotten address starts again with nothing received, nothing sent and not validated, so it
+loses its unused credit (and a validated one must echo a cookie again), never gains any: across any number
+of evictions it still never gets more than 3x what it sent.
 """
 
 from __future__ import annotations

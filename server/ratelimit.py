@@ -6,9 +6,10 @@ bucket empty is not handled at all (no reply, no parse), and counted ``rate_limi
 the server therefore costs it one dictionary lookup per datagram and takes no more than its share.
 
 Memory is bounded: at most ``max_sources`` buckets (default :data:`DEFAULT_MAX_SOURCES`, about 200 bytes
-each with its key, so about 3 MB), least recently used forgotten first. A forgotten source starts again with a full bucket: it was idle while
-``max_sources`` other sources sent, and an idle bucket refills in ``burst / rate`` seconds anyway, while a
-flooding source is always the most recent and keeps its empty bucket. Pure: time is passed in.
+each with its key, so about 3 MB), least recently used forgotten first. A forgotten source starts again
+with a full bucket: it was idle while ``max_sources`` other sources sent, and an idle bucket refills in
+``burst / rate`` seconds anyway, while a flooding source is always the most recent and keeps its empty
+bucket. Pure: time is passed in.
 """
 
 from __future__ import annotations
