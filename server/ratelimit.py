@@ -21,8 +21,8 @@ from server.lru import BoundedLRU
 from server.sources import source_ip
 
 DEFAULT_RATE = 20.0
-"""Requests per second per source: 5x what one lab agent sends at most (a register or connect retried
-every 250 ms until answered), so two agents behind one NAT, each retrying both, still fit."""
+"""Requests per second per source: two lab agents behind one NAT, each retrying a register and a connect
+every 250 ms until answered, send 16 (plus keepalives, one per 10 s)."""
 DEFAULT_BURST = 50
 """Requests one source may send at once: a lab agent's start (register, connects, presence queries)."""
 DEFAULT_MAX_SOURCES = 16384
