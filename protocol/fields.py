@@ -16,7 +16,8 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from protocol.messages import ID_RE, ID_SYNTAX, MAX_HELD_RANGES, Endpoint, ErrorCode, ErrorKind, shorten
+from common.ids import ID_RE, ID_SYNTAX
+from protocol.messages import MAX_HELD_RANGES, Endpoint, ErrorCode, ErrorKind, shorten
 
 KEY_SIZE = 32
 """Bytes of an Ed25519 or X25519 public key."""

@@ -1,4 +1,5 @@
-"""`make lab-status`: the interactive lab at a glance: profiles, addresses, who is registered, each pair's path.
+"""`make lab-status`: the interactive lab at a glance: profiles, addresses, who is registered, the signal
+server's counters, each pair's path.
 
 Everything shown comes from the running lab: its containers' ``natlab.role`` labels, addresses and
 environment, its networks, and each service's state document (:data:`scenarios.harness.STATE_COMMAND`), so
@@ -79,6 +80,17 @@ def paths(host: str, status: Any) -> list[str]:
     return lines
 
 
+def counters(views: Sequence[ServiceView]) -> list[str]:
+    """The signal server's counters (drops and refusals by kind), one line per kind that is not zero."""
+    lines = []
+    for view in views:
+        if view.service.role is Role.SERVER and view.state:
+            counts = {kind: n for kind, n in view.state.get("counters", {}).items() if n}
+            lines.append(f"{view.service.name} counters:" + ("" if counts else " all zero"))
+            lines += [f"  {kind:<15} {n:>10}" for kind, n in counts.items()]
+    return lines
+
+
 def render(project: str, networks: Mapping[str, ipaddress.IPv4Network], views: Sequence[ServiceView]) -> str:
     """The whole status text."""
     placed = ", ".join(f"{name} {subnet}" for name, subnet in networks.items()) or "-"
@@ -86,6 +98,7 @@ def render(project: str, networks: Mapping[str, ipaddress.IPv4Network], views: S
     for view in views:
         addresses = " ".join(view.service.addresses.values())
         lines.append(f"  {view.service.name:<9} {view.health:<10} {addresses:<27} {describe(view)}")
+    lines += counters(views)
     lines.append("paths:")
     pairs = [line for v in views if v.service.role is Role.HOST for line in paths(v.service.name, v.state)]
     lines.append("\n".join(pairs) if pairs else "  none yet (try: docker compose exec alice client bob)")

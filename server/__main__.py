@@ -17,7 +17,15 @@ from pathlib import Path
 
 from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint
 from server.app import DEFAULT_LISTEN, Config, serve
-from server.table import DEFAULT_MAX_PEERS, DEFAULT_TTL
+from server.logs import DEFAULT_PER_SECOND, RateLimitedHandler
+from server.ratelimit import DEFAULT_BURST, DEFAULT_RATE
+from server.table import (
+    DEFAULT_IDS_PER_IP,
+    DEFAULT_KEEPALIVE_INTERVAL,
+    DEFAULT_MAX_PEERS,
+    DEFAULT_UNKEYED_SHARE,
+    MISSED_KEEPALIVES,
+)
 from trust import KeyFileError, Registry
 
 log = logging.getLogger("server")
@@ -58,6 +66,20 @@ def registry_file(text: str) -> Registry:
         raise argparse.ArgumentTypeError(str(exc)) from None
 
 
+def rate(text: str) -> float:
+    value = float(text)
+    if not (value >= 0 and math.isfinite(value)):
+        raise argparse.ArgumentTypeError(f"must be a number of requests per second (0: no limit), not {text!r}")
+    return value
+
+
+def share(text: str) -> float:
+    value = float(text)
+    if not 0 < value <= 1:
+        raise argparse.ArgumentTypeError(f"must be a share of the table, more than 0 and at most 1, not {text!r}")
+    return value
+
+
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m server",
@@ -75,11 +97,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         "--state-file", type=Path, metavar="PATH", help="write the peer table and counters here as JSON (atomically)"
     )
     parser.add_argument(
-        "--peer-ttl",
+        "--keepalive-interval",
         type=seconds,
-        default=DEFAULT_TTL,
+        default=DEFAULT_KEEPALIVE_INTERVAL,
         metavar="SECONDS",
-        help=f"forget peers not seen for this long (default {DEFAULT_TTL:.0f})",
+        help=f"the clients' keepalive period: a peer is forgotten after {MISSED_KEEPALIVES} missed ones "
+        f"(default {DEFAULT_KEEPALIVE_INTERVAL:g})",
     )
     parser.add_argument(
         "--max-peers",
@@ -94,11 +117,46 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="PATH",
         help="the lab's registry of keyed ids (registry.json, written by `python3 -m trust make-keys`)",
     )
+    parser.add_argument(
+        "--unkeyed-share",
+        type=share,
+        default=DEFAULT_UNKEYED_SHARE,
+        metavar="S",
+        help=f"the share of the table ids without a key may fill (default {DEFAULT_UNKEYED_SHARE:g})",
+    )
+    parser.add_argument(
+        "--ids-per-ip",
+        type=count,
+        default=DEFAULT_IDS_PER_IP,
+        metavar="N",
+        help=f"ids one IPv4 address (or IPv6 /64) may register (default {DEFAULT_IDS_PER_IP})",
+    )
+    parser.add_argument(
+        "--rate",
+        type=rate,
+        default=DEFAULT_RATE,
+        metavar="R",
+        help=f"requests per second per IPv4 address (or IPv6 /64), 0 for no limit (default {DEFAULT_RATE:g})",
+    )
+    parser.add_argument(
+        "--burst",
+        type=count,
+        default=DEFAULT_BURST,
+        metavar="N",
+        help=f"requests one source may send at once before --rate applies (default {DEFAULT_BURST})",
+    )
+    parser.add_argument(
+        "--log-rate",
+        type=count,
+        default=DEFAULT_PER_SECOND,
+        metavar="N",
+        help=f"log lines per second of each kind; the rest are counted in one line (default {DEFAULT_PER_SECOND})",
+    )
     parser.add_argument("--log-level", type=str.lower, default="info", choices=["debug", "info", "warning", "error"])
     return parser.parse_args(argv)
 
 
-async def _run(config: Config) -> None:
+async def _run(config: Config, logs: RateLimitedHandler) -> None:
     stop = asyncio.Event()
     loop = asyncio.get_running_loop()
 
@@ -108,17 +166,44 @@ async def _run(config: Config) -> None:
 
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, on_signal, signum)
-    await serve(config, stop)
+    summaries = asyncio.create_task(_flush_every_second(logs))
+    try:
+        await serve(config, stop)
+    finally:
+        summaries.cancel()
+
+
+async def _flush_every_second(logs: RateLimitedHandler) -> None:
+    """Write the suppressed-lines summaries even when the flood, and with it all logging, has stopped."""
+    while True:
+        await asyncio.sleep(1.0)
+        logs.flush()
+
+
+def config_of(args: argparse.Namespace) -> Config:
+    return Config(
+        listen=args.listen,
+        state_file=args.state_file,
+        peer_ttl=MISSED_KEEPALIVES * args.keepalive_interval,
+        max_peers=args.max_peers,
+        ids_per_ip=args.ids_per_ip,
+        unkeyed_share=args.unkeyed_share,
+        rate=args.rate,
+        burst=args.burst,
+        registry=args.registry,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    logging.basicConfig(level=args.log_level.upper(), format=LOG_FORMAT, stream=sys.stderr)
-    config = Config(args.listen, args.state_file, args.peer_ttl, args.max_peers, registry=args.registry)
+    stderr = logging.StreamHandler(sys.stderr)
+    stderr.setFormatter(logging.Formatter(LOG_FORMAT))
+    logs = RateLimitedHandler(stderr, per_second=args.log_rate)
+    logging.basicConfig(level=args.log_level.upper(), handlers=[logs])
     if args.registry is not None:
         log.info("registry: %d keyed ids (%s)", len(args.registry), ", ".join(args.registry))
     try:
-        asyncio.run(_run(config))
+        asyncio.run(_run(config_of(args), logs))
     except OSError as exc:
         log.error("cannot serve on %s: %s", args.listen, exc)
         return 1

@@ -2,7 +2,7 @@
 
 All decisions live in the handler and the peer table; this module only owns the socket, the clock, the
 periodic expiry and the state file. It must never die on one bad datagram: anything the handler raises
-is logged with its traceback, counted as ``dropped["error"]``, and the server goes on.
+is logged with its traceback, counted as ``counters["error"]``, and the server goes on.
 """
 
 from __future__ import annotations
@@ -19,8 +19,9 @@ from typing import Any, cast
 
 from protocol import Endpoint
 from server.handler import Handler
+from server.ratelimit import DEFAULT_BURST, DEFAULT_MAX_SOURCES, DEFAULT_RATE, RequestLimiter
 from server.state import StateWriter, render_state
-from server.table import DEFAULT_MAX_PEERS, DEFAULT_TTL, PeerTable
+from server.table import DEFAULT_IDS_PER_IP, DEFAULT_MAX_PEERS, DEFAULT_TTL, DEFAULT_UNKEYED_SHARE, PeerTable
 from trust import Registry
 
 log = logging.getLogger(__name__)
@@ -35,11 +36,25 @@ class Config:
     """Where to listen; port 0 picks a free port (see :attr:`SignalServer.address`)."""
     state_file: Path | None = None
     peer_ttl: float = DEFAULT_TTL
+    """Seconds a peer stays without a datagram: three keepalive intervals (``--keepalive-interval``)."""
     max_peers: int = DEFAULT_MAX_PEERS
+    ids_per_ip: int = DEFAULT_IDS_PER_IP
+    unkeyed_share: float = DEFAULT_UNKEYED_SHARE
+    rate: float = DEFAULT_RATE
+    """Requests per second per source; 0: no token bucket (a load generator on loopback, say)."""
+    burst: int = DEFAULT_BURST
+    max_sources: int = DEFAULT_MAX_SOURCES
+    """Token buckets kept (one per source), least recently used forgotten first."""
     expire_interval: float = 5.0
     state_interval: float = 0.5
     registry: Registry | None = None
     """Keyed ids and their public keys (``--registry``); wave 2's handler admits them only with a proof."""
+
+    def handler(self) -> Handler:
+        """A handler with this configuration's peer table and request limit."""
+        table = PeerTable(self.peer_ttl, self.max_peers, self.ids_per_ip, self.unkeyed_share)
+        limiter = RequestLimiter(self.rate, self.burst, self.max_sources) if self.rate > 0 else None
+        return Handler(table, limiter)
 
 
 class SignalProtocol(asyncio.DatagramProtocol):
@@ -61,7 +76,7 @@ class SignalProtocol(asyncio.DatagramProtocol):
                 self.transport.sendto(payload, destination.sockaddr())
             self.on_datagram()
         except Exception:
-            self.handler.dropped["error"] += 1
+            self.handler.counters["error"] += 1
             log.exception("error handling %d bytes from %s:%s", len(data), addr[0], addr[1])
 
     def error_received(self, exc: Exception) -> None:
@@ -74,7 +89,7 @@ class SignalServer:
 
     def __init__(self, config: Config) -> None:
         self.config = config
-        self.handler = Handler(PeerTable(config.peer_ttl, config.max_peers))
+        self.handler = config.handler()
         self.started = time.time()
         self._transport: asyncio.DatagramTransport | None = None
         self._writer: StateWriter | None = None
@@ -142,7 +157,7 @@ class SignalServer:
             self._writer.poke()
 
     def _fingerprint(self) -> object:
-        return (self.handler.table.version, sum(self.handler.dropped.values()))
+        return (self.handler.table.version, sum(self.handler.counters.values()))
 
     def _render(self) -> dict[str, Any]:
         now = time.monotonic()
@@ -151,7 +166,7 @@ class SignalServer:
             self.address,
             started=self.started,
             peers=peers,
-            dropped=self.handler.dropped,
+            counters=self.handler.counters,
             now=now,
             wall_now=time.time(),
         )

@@ -14,7 +14,7 @@ behaviour is unit-tested without a network. The protocol, as the server sees it:
 - ``keepalive``: no reply; refreshes the peer registered at the source address.
 
 Only ``register`` and ``connect`` errors are answered (``err <reason>``, the seed's reasons). Everything
-else that is not one of the above is dropped silently and counted by kind in :attr:`Handler.dropped`
+else that is not one of the above is dropped silently and counted by kind in :attr:`Handler.counters`
 (the parser's verdict, ``ProtocolError.kind``, names the kind; see :func:`drop_kind`):
 garbage (``empty``, ``oversize`` above protocol.MAX_DATAGRAM = 1400 bytes, ``not_utf8``,
 ``unknown_verb``, and v2's ``truncated`` and ``unknown_type``), valid messages meant for clients
@@ -22,6 +22,15 @@ garbage (``empty``, ``oversize`` above protocol.MAX_DATAGRAM = 1400 bytes, ``not
 v2 frames too, until the server speaks v2), and client verbs with malformed arguments or v2 frames with bad
 fields or another version (``malformed``). Dropping garbage silently keeps the server from being a reflector.
 Any datagram from a registered peer's address, except garbage, counts as proof that it is present.
+
+Limits (see :mod:`server.ratelimit` and :mod:`server.table`): a datagram over its source's token bucket is
+dropped before it is even parsed (``rate_limited``); a register beyond the source's id quota is answered
+``err too many ids from this ip`` (``quota``), one beyond the table's room or the unkeyed ids' share of it
+``err peer table full`` (``table_full``). Every counter is in :attr:`Handler.counters` (:data:`COUNTERS`).
+
+Log lines carry only values the parser checked (ids match ID_SYNTAX, addresses are ``Endpoint``s, reasons
+come escaped from ``protocol.shorten``); the log handler (:mod:`server.logs`) escapes whatever else might
+slip through, and rate-limits the lines.
 """
 
 from __future__ import annotations
@@ -42,6 +51,7 @@ from protocol import (
     encode,
     parse,
 )
+from server.ratelimit import RequestLimiter
 from server.table import Outcome, Peer, PeerTable
 
 log = logging.getLogger(__name__)
@@ -60,22 +70,32 @@ DROP_KINDS = (
     "error",
 )
 """Every kind of silently dropped datagram; ``error`` (handling raised) is counted by the I/O shell."""
+LIMIT_KINDS = ("rate_limited", "quota", "table_full", "amplification")
+"""What the server's limits refused; ``amplification`` (a reply over the address's budget) is for v2."""
+COUNTERS = DROP_KINDS + LIMIT_KINDS
 
 ERR_PEERS = "invalid peers"
 ERR_FULL = "peer table full"
+ERR_QUOTA = "too many ids from this ip"
 
 _ANSWERED_VERBS = frozenset({"register", "connect"})
 
 
 class Handler:
-    """Turns datagrams into replies against one :class:`PeerTable`."""
+    """Turns datagrams into replies against one :class:`PeerTable`; ``requests`` (none: no limit) is the
+    token bucket every datagram must pass first."""
 
-    def __init__(self, table: PeerTable) -> None:
+    def __init__(self, table: PeerTable, requests: RequestLimiter | None = None) -> None:
         self.table = table
-        self.dropped: dict[str, int] = dict.fromkeys(DROP_KINDS, 0)
+        self.requests = requests
+        self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
 
     def handle(self, data: bytes, source: Endpoint, now: float) -> list[Reply]:
         """The datagrams to send in answer to ``data`` from ``source`` (often none)."""
+        if self.requests is not None and not self.requests.allow(source, now):
+            self.counters["rate_limited"] += 1
+            log.debug("rate limited %d bytes from %s", len(data), source)
+            return []
         try:
             message = parse(data)
         except ProtocolError as exc:
@@ -100,9 +120,8 @@ class Handler:
     def _register(self, peer_id: str, candidates: Candidates | None, source: Endpoint, now: float) -> list[Reply]:
         self.expire(now)  # make room first, so a full table holds only live peers
         result = self.table.register(peer_id, source, now, candidates)
-        if result.outcome is Outcome.FULL:
-            log.warning("peer table full (%d): refused %s at %s", self.table.max_peers, peer_id, source)
-            return [_err(ERR_FULL, source)]
+        if result.outcome.refused:
+            return [self._refuse(result.outcome, peer_id, source)]
         if result.replaced is not None:
             log.info("%s replaced by %s at %s", result.replaced, peer_id, source)
         if result.outcome is Outcome.MOVED:
@@ -125,6 +144,21 @@ class Handler:
         log.info("connect %s -> %s (%s <-> %s)", from_id, to_id, _describe(first), _describe(second))
         return [_punch(to=first, about=second), _punch(to=second, about=first)]
 
+    def _refuse(self, outcome: Outcome, peer_id: str, source: Endpoint) -> Reply:
+        """The ``err`` for a register the table refused, counted and logged."""
+        table = self.table
+        if outcome is Outcome.QUOTA:
+            self.counters["quota"] += 1
+            log.warning("ids per ip quota (%d) reached: refused %s at %s", table.ids_per_ip, peer_id, source)
+            return _err(ERR_QUOTA, source)
+        self.counters["table_full"] += 1
+        if outcome is Outcome.UNKEYED_FULL:
+            limit = f"for unkeyed ids ({table.max_unkeyed} of {table.max_peers})"
+            log.warning("peer table full %s: refused %s at %s", limit, peer_id, source)
+        else:
+            log.warning("peer table full (%d): refused %s at %s", table.max_peers, peer_id, source)
+        return _err(ERR_FULL, source)
+
     def _reject(self, source: Endpoint, exc: ProtocolError) -> list[Reply]:
         if exc.verb in _ANSWERED_VERBS and exc.txid is None:  # a v2 request (txid) never gets a text err
             # Wrong argument counts get the seed's fixed reason; bad ids say what is wrong with them.
@@ -134,7 +168,7 @@ class Handler:
         return []
 
     def _drop(self, kind: str, source: Endpoint, detail: str) -> None:
-        self.dropped[kind] += 1
+        self.counters[kind] += 1
         log.debug("dropped %s datagram from %s: %s", kind, source, detail)
 
 

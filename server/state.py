@@ -5,14 +5,16 @@ Format (times ISO 8601 UTC, addresses as the protocol writes them)::
     {"listen": "0.0.0.0:9000", "started": "2025-01-01T12:00:00+00:00",
      "peers": [{"id": "alice", "addr": "198.18.0.11:40000",
                 "registered_at": "...", "last_seen": "...",
-                "relay": "198.18.0.20:49160", "extended": true}],
-     "dropped": {"empty": 0, "oversize": 0, "not_utf8": 0, "unknown_verb": 0,
-                 "not_for_server": 0, "malformed": 0, "error": 0}}
+                "relay": "198.18.0.20:49160", "extended": true, "keyed": false}],
+     "counters": {"empty": 0, "oversize": 0, "not_utf8": 0, "unknown_verb": 0,
+                  "not_for_server": 0, "malformed": 0, "error": 0,
+                  "rate_limited": 0, "quota": 0, "table_full": 0, "amplification": 0}}
 
 Written atomically (``common.files.write_atomic``: temporary file + ``os.replace``) so a reader never
 sees half a file; at most once per ``interval`` seconds after a change, plus once at start and once at
 exit. ``extended`` says whether the peer registered with the natlab extension; ``relay`` is its TURN
-relayed address, ``null`` when it has none (always for seed-era peers).
+relayed address, ``null`` when it has none (always for seed-era peers); ``keyed`` whether it proved a key.
+``counters`` is :attr:`server.handler.Handler.counters`: every drop and refusal by kind.
 """
 
 from __future__ import annotations
@@ -38,7 +40,7 @@ def render_state(
     *,
     started: float,
     peers: list[Peer],
-    dropped: Mapping[str, int],
+    counters: Mapping[str, int],
     now: float,
     wall_now: float,
 ) -> dict[str, Any]:
@@ -51,7 +53,7 @@ def render_state(
         "listen": str(listen),
         "started": _iso(started),
         "peers": [_peer(p, wall) for p in peers],
-        "dropped": dict(dropped),
+        "counters": dict(counters),
     }
 
 
@@ -63,6 +65,7 @@ def _peer(peer: Peer, wall: Callable[[float], str]) -> dict[str, Any]:
         "last_seen": wall(peer.last_seen),
         "relay": str(peer.relay) if peer.relay is not None else None,
         "extended": peer.extended,
+        "keyed": peer.keyed,
     }
 
 

@@ -11,13 +11,22 @@ Rules:
   an address another id holds *replaces* that id (a UDP address is one socket at a time, so the old entry
   is stale or the same client renamed itself). A refresh stores the candidates it carries, so a client
   re-registers to announce a TURN relay it gained, changed or lost.
-- A peer not seen for ``ttl`` seconds is expired: ``lookup`` and ``touch`` ignore it at once (lazily),
-  and ``expire`` removes it. Only ``expire`` removes expired peers, so every expiry is reported once.
-  ``expire`` costs O(1) plus the peers it removes, not O(table): the table is kept in ``last_seen`` order
-  (every update re-inserts its peer at the end; ``now`` never goes backwards), so the expired peers are a
-  prefix of it. The server calls it before every register, which a flood of sources must not make O(n).
+- A peer not seen for ``ttl`` seconds (three keepalive intervals, :data:`DEFAULT_TTL`) is expired:
+  ``lookup`` and ``touch`` ignore it at once (lazily), and ``expire`` removes it. Only ``expire`` removes
+  expired peers, so every expiry is reported once. ``expire`` costs O(1) plus the peers it removes, not
+  O(table): the table is kept in ``last_seen`` order (every update re-inserts its peer at the end; ``now``
+  never goes backwards), so the expired peers are a prefix of it. The server calls it before every
+  register, which a flood of sources must not make O(n).
 - At most ``max_peers`` entries (default 1024); a new id beyond that is refused with ``FULL``. Expired
   entries still take room until ``expire`` runs, so call it before ``register``.
+- Unkeyed ids (a seed-era ``register``, or a v2 id no key holds) may fill at most ``unkeyed_share`` of the
+  table (default half, :data:`DEFAULT_UNKEYED_SHARE`): beyond that a new unkeyed id is refused with
+  ``UNKEYED_FULL``, so ids that prove a key always find room however many throwaway ids came first.
+- At most ``ids_per_ip`` ids (default 16) from one source (:func:`server.sources.source_ip`: an IPv4
+  address or an IPv6 /64, whatever the port); beyond that a register is refused with ``QUOTA``. The lab
+  puts at most two hosts behind one address (hairpin: alice and carol behind router-a).
+- A limit refuses only a register that would grow what it counts: a refresh, or a move within one source,
+  never is.
 """
 
 from __future__ import annotations
@@ -26,9 +35,16 @@ import enum
 from dataclasses import dataclass, replace
 
 from protocol import Candidates, Endpoint
+from server.sources import source_ip
 
-DEFAULT_TTL = 120.0
+DEFAULT_KEEPALIVE_INTERVAL = 10.0
+"""Seconds between a client's keepalives (the agents' NATLAB_KEEPALIVE default)."""
+MISSED_KEEPALIVES = 3
+DEFAULT_TTL = MISSED_KEEPALIVES * DEFAULT_KEEPALIVE_INTERVAL
+"""A peer is gone after three keepalives in a row did not arrive."""
 DEFAULT_MAX_PEERS = 1024
+DEFAULT_IDS_PER_IP = 16
+DEFAULT_UNKEYED_SHARE = 0.5
 
 
 @dataclass(frozen=True)
@@ -43,6 +59,8 @@ class Peer:
     """When a datagram last proved it present (register, keepalive or connect from its address)."""
     candidates: Candidates | None = None
     """What it sent with ``register``; ``None`` for a seed-era client."""
+    keyed: bool = False
+    """Whether it proved a key when it registered (protocol v2); unkeyed ids hold a share of the table."""
 
     @property
     def extended(self) -> bool:
@@ -60,6 +78,18 @@ class Outcome(enum.Enum):
     REFRESHED = "refreshed"
     MOVED = "moved"
     FULL = "full"
+    """Refused: the table holds ``max_peers``."""
+    UNKEYED_FULL = "unkeyed_full"
+    """Refused: unkeyed ids hold their whole share of the table."""
+    QUOTA = "quota"
+    """Refused: the source holds ``ids_per_ip`` ids already."""
+
+    @property
+    def refused(self) -> bool:
+        return self in _REFUSALS
+
+
+_REFUSALS = frozenset({Outcome.FULL, Outcome.UNKEYED_FULL, Outcome.QUOTA})
 
 
 @dataclass(frozen=True)
@@ -68,7 +98,7 @@ class Registration:
 
     outcome: Outcome
     peer: Peer | None = None
-    """The stored peer; ``None`` when ``FULL``."""
+    """The stored peer; ``None`` when refused."""
     previous: Endpoint | None = None
     """The address the id moved from (``MOVED`` only)."""
     replaced: str | None = None
@@ -80,43 +110,55 @@ class Registration:
 class PeerTable:
     """Peers by id, with an address index for keepalives. ``version`` counts every change."""
 
-    def __init__(self, ttl: float = DEFAULT_TTL, max_peers: int = DEFAULT_MAX_PEERS) -> None:
-        if ttl <= 0 or max_peers < 1:
-            raise ValueError("ttl must be > 0 and max_peers >= 1")
+    def __init__(
+        self,
+        ttl: float = DEFAULT_TTL,
+        max_peers: int = DEFAULT_MAX_PEERS,
+        ids_per_ip: int = DEFAULT_IDS_PER_IP,
+        unkeyed_share: float = DEFAULT_UNKEYED_SHARE,
+    ) -> None:
+        if ttl <= 0 or max_peers < 1 or ids_per_ip < 1 or not 0 < unkeyed_share <= 1:
+            raise ValueError("ttl must be > 0, max_peers and ids_per_ip >= 1, unkeyed_share in (0, 1]")
         self.ttl = ttl
         self.max_peers = max_peers
+        self.ids_per_ip = ids_per_ip
+        self.max_unkeyed = max(1, int(max_peers * unkeyed_share))
         self.version = 0
         self._peers: dict[str, Peer] = {}
         self._by_addr: dict[Endpoint, str] = {}
+        self._unkeyed = 0
+        self._per_source: dict[str, int] = {}
 
     def __len__(self) -> int:
         return len(self._peers)
 
-    def register(self, peer_id: str, addr: Endpoint, now: float, candidates: Candidates | None = None) -> Registration:
-        """Store ``peer_id`` at ``addr`` with ``candidates`` (``None``: a seed-era client)."""
+    def register(
+        self, peer_id: str, addr: Endpoint, now: float, candidates: Candidates | None = None, keyed: bool = False
+    ) -> Registration:
+        """Store ``peer_id`` at ``addr`` with ``candidates`` (``None``: a seed-era client); ``keyed`` when the
+        request proved the id's key."""
         old = self._peers.get(peer_id)
+        holder = self._by_addr.get(addr)
+        displaced = self._peers[holder] if holder is not None and holder != peer_id else None
+        refusal = self._refusal([p for p in (old, displaced) if p is not None], source_ip(addr), keyed)
+        if refusal is not None:
+            return Registration(refusal)
         if old is not None and not self._live(old, now):
-            old = None  # an expired entry is re-registered as new; it already holds a slot
-        elif old is None and len(self._peers) >= self.max_peers and addr not in self._by_addr:
-            return Registration(Outcome.FULL)  # (taking over another id's address frees its slot)
+            old = None  # an expired entry is re-registered as new
         if old is not None and old.addr == addr:
-            peer = replace(old, last_seen=now, candidates=candidates)
+            peer = replace(old, last_seen=now, candidates=candidates, keyed=keyed)
             outcome = Outcome.REFRESHED
         else:
-            peer = Peer(peer_id, addr, registered_at=now, last_seen=now, candidates=candidates)
+            peer = Peer(peer_id, addr, registered_at=now, last_seen=now, candidates=candidates, keyed=keyed)
             outcome = Outcome.NEW if old is None else Outcome.MOVED
-        replaced = self._by_addr.get(addr)
-        if replaced == peer_id:
-            replaced = None
-        elif replaced is not None:
-            del self._peers[replaced]
+        if displaced is not None:
+            self._remove(displaced.id)
         self._remove(peer_id)
-        self._peers[peer_id] = peer
-        self._by_addr[addr] = peer_id
+        self._insert(peer)
         self.version += 1
         previous = old.addr if outcome is Outcome.MOVED and old is not None else None
         relay_changed = peer.relay != (old.relay if old is not None else None)
-        return Registration(outcome, peer, previous, replaced, relay_changed)
+        return Registration(outcome, peer, previous, displaced.id if displaced else None, relay_changed)
 
     def lookup(self, peer_id: str, now: float) -> Peer | None:
         """The live peer registered as ``peer_id``, if any."""
@@ -155,7 +197,39 @@ class PeerTable:
     def _live(self, peer: Peer, now: float) -> bool:
         return now - peer.last_seen < self.ttl
 
+    def _refusal(self, leaving: list[Peer], source: str, keyed: bool) -> Outcome | None:
+        """Which limit a new entry from ``source`` would break once ``leaving`` are gone, if any."""
+        held = self._per_source.get(source, 0)
+        if _grows_past(held, held + 1 - sum(source_ip(p.addr) == source for p in leaving), self.ids_per_ip):
+            return Outcome.QUOTA
+        if _grows_past(len(self._peers), len(self._peers) + 1 - len(leaving), self.max_peers):
+            return Outcome.FULL
+        unkeyed = self._unkeyed + (not keyed) - sum(not p.keyed for p in leaving)
+        if _grows_past(self._unkeyed, unkeyed, self.max_unkeyed):
+            return Outcome.UNKEYED_FULL
+        return None
+
+    def _insert(self, peer: Peer) -> None:
+        self._peers[peer.id] = peer
+        self._by_addr[peer.addr] = peer.id
+        self._unkeyed += not peer.keyed
+        source = source_ip(peer.addr)
+        self._per_source[source] = self._per_source.get(source, 0) + 1
+
     def _remove(self, peer_id: str) -> None:
         peer = self._peers.pop(peer_id, None)
-        if peer is not None and self._by_addr.get(peer.addr) == peer_id:
+        if peer is None:
+            return
+        if self._by_addr.get(peer.addr) == peer_id:
             del self._by_addr[peer.addr]
+        self._unkeyed -= not peer.keyed
+        source = source_ip(peer.addr)
+        held = self._per_source.pop(source) - 1
+        if held:
+            self._per_source[source] = held
+
+
+def _grows_past(before: int, after: int, limit: int) -> bool:
+    """A count would go from ``before`` to ``after``, above ``limit``: refused (a count never grows by refusing
+    less, and one already above a limit that was lowered is not made worse by what does not grow it)."""
+    return after > limit and after > before

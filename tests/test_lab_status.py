@@ -99,3 +99,22 @@ def test_compose_model_gives_roles_addresses_and_each_hosts_router() -> None:
 def test_a_service_without_a_known_role_is_a_clear_error(labels: dict[str, str]) -> None:
     with pytest.raises(LabError, match=r"needs the label natlab.role: one of server, turn, router, host"):
         Topology.from_config({"services": {"x": {"labels": labels}}})
+
+
+def test_server_counters_one_line_per_kind_that_is_not_zero() -> None:
+    state = {"peers": [], "counters": {"empty": 0, "not_utf8": 3, "rate_limited": 2920, "quota": 32, "error": 0}}
+    text = render("natlab", {}, [ServiceView(SERVER, "healthy", state)]).splitlines()
+    at = text.index("server counters:")
+    assert text[at + 1 : at + 4] == [
+        "  not_utf8                 3",
+        "  rate_limited          2920",
+        "  quota                   32",
+    ]
+    assert text[at + 4] == "paths:"
+
+
+def test_server_counters_all_zero_or_not_known_yet() -> None:
+    zero = render("natlab", {}, [ServiceView(SERVER, "healthy", {"peers": [], "counters": {"quota": 0}})])
+    assert "server counters: all zero" in zero.splitlines()
+    starting = render("natlab", {}, [ServiceView(SERVER, "starting", None)])
+    assert "counters" not in starting, "no state file yet: nothing to say"

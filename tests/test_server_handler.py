@@ -1,11 +1,13 @@
 """The server's datagram handler, pure: bytes and a source address in, replies out, time passed in."""
 
 import logging
+import sys
 
 import pytest
 
 from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint, ErrorKind
-from server.handler import DROP_KINDS, Handler, drop_kind
+from server.handler import COUNTERS, DROP_KINDS, Handler, drop_kind
+from server.ratelimit import RequestLimiter
 from server.table import PeerTable
 
 ALICE = Endpoint("198.18.0.11", 40000)
@@ -17,8 +19,8 @@ BOB_RELAY = b"198.18.0.20:49161"
 
 @pytest.fixture
 def handler():
-    """A handler over an empty table (ttl 120 s, room for 3 peers)."""
-    return Handler(PeerTable(ttl=120, max_peers=3))
+    """A handler over an empty table (ttl 120 s, room for 3 peers, all of which may be unkeyed), no rate limit."""
+    return Handler(PeerTable(ttl=120, max_peers=3, unkeyed_share=1))
 
 
 @pytest.fixture
@@ -96,7 +98,7 @@ def test_connect_ipv6_peer_is_bracketed(handler):
 )
 def test_errors_are_answered_to_the_sender(registered, datagram, reason):
     assert registered.handle(datagram, CAROL, 1) == [(b"err " + reason, CAROL)]
-    assert set(registered.dropped.values()) == {0}, "an answered error is not a drop"
+    assert set(registered.counters.values()) == {0}, "an answered error is not a drop"
 
 
 def test_connect_to_expired_peer_is_invalid(registered):
@@ -177,7 +179,7 @@ def test_any_valid_datagram_proves_presence(registered):
 def test_garbage_is_dropped_silently_and_counted(registered, caplog, datagram, kind):
     caplog.set_level(logging.DEBUG)
     assert registered.handle(datagram, CAROL, 1) == []
-    assert registered.dropped == {k: int(k == kind) for k in DROP_KINDS}
+    assert registered.counters == {k: int(k == kind) for k in COUNTERS}
     assert caplog.records[-1].levelno == logging.DEBUG
     assert caplog.messages[-1].startswith(f"dropped {kind} datagram from 198.18.0.13:60000")
 
@@ -322,4 +324,123 @@ def test_data_and_ack_prove_presence_but_get_no_reply(handler):
     assert handler.handle(b"data bob 1 0 0 hi", ALICE, 50) == []
     assert handler.handle(b"ack bob 1 1", ALICE, 60) == []
     assert handler.table.lookup("alice", 100).last_seen == 60
-    assert handler.dropped["not_for_server"] == 2
+    assert handler.counters["not_for_server"] == 2
+
+
+# --- limits: the request token bucket, ids per ip, the table's room; their counters ---
+
+
+def limited(rate=1.0, burst=2, **table):
+    """A handler whose sources may send ``burst`` requests at once, then ``rate`` a second."""
+    return Handler(PeerTable(**table), RequestLimiter(rate=rate, burst=burst))
+
+
+def test_a_request_over_the_rate_is_dropped_unparsed_and_counted(caplog):
+    caplog.set_level(logging.DEBUG)
+    handler = limited()
+    assert handler.handle(b"register alice", ALICE, 0) == [(b"ok", ALICE)]
+    assert handler.handle(b"\xff", ALICE, 0) == []
+    assert handler.handle(b"register alice", ALICE, 0) == [], "no reply at all, not even an err"
+    assert handler.handle(b"connect alice bob", Endpoint("198.18.0.11", 1), 0) == [], "the same ip, another port"
+    assert handler.counters["rate_limited"] == 2
+    assert handler.counters["not_utf8"] == 1, "only the datagram under the limit was parsed"
+    assert caplog.messages[-1] == "rate limited 17 bytes from 198.18.0.11:1"
+    assert handler.handle(b"register bob", BOB, 0) == [(b"ok", BOB)], "another source has its own bucket"
+    assert handler.handle(b"keepalive", ALICE, 1) == [], "a token back after a second"
+    assert handler.counters["rate_limited"] == 2
+
+
+def test_a_rate_limited_keepalive_does_not_prove_presence():
+    handler = limited(ttl=120)
+    handler.handle(b"register alice", ALICE, 0)
+    handler.handle(b"keepalive", ALICE, 0)
+    handler.handle(b"keepalive", ALICE, 0.5)  # over the limit
+    assert handler.table.lookup("alice", 1).last_seen == 0
+
+
+def test_ids_over_the_ip_quota_get_an_err_and_are_counted(caplog):
+    handler = Handler(PeerTable(ids_per_ip=2))
+    assert handler.handle(b"register a", Endpoint("198.18.0.11", 1), 0) == [(b"ok", Endpoint("198.18.0.11", 1))]
+    assert handler.handle(b"register b", Endpoint("198.18.0.11", 2), 0) == [(b"ok", Endpoint("198.18.0.11", 2))]
+    third = Endpoint("198.18.0.11", 3)
+    assert handler.handle(b"register c", third, 0) == [(b"err too many ids from this ip", third)]
+    assert handler.counters["quota"] == 1
+    assert caplog.messages[-1] == "ids per ip quota (2) reached: refused c at 198.18.0.11:3"
+
+
+def test_unkeyed_ids_beyond_their_share_are_told_the_table_is_full(caplog):
+    handler = Handler(PeerTable(max_peers=4, unkeyed_share=0.5))
+    handler.handle(b"register a", ALICE, 0)
+    handler.handle(b"register b", BOB, 0)
+    assert handler.handle(b"register c", CAROL, 0) == [(b"err peer table full", CAROL)]
+    assert handler.counters["table_full"] == 1
+    assert caplog.messages[-1] == "peer table full for unkeyed ids (2 of 4): refused c at 198.18.0.13:60000"
+
+
+def test_table_full_is_counted(registered):
+    registered.handle(b"register carol", CAROL, 1)
+    registered.handle(b"register dave", Endpoint("198.18.0.14", 1), 1)
+    assert registered.counters["table_full"] == 1
+
+
+def test_every_counter_starts_at_zero():
+    assert Handler(PeerTable()).counters == dict.fromkeys(COUNTERS, 0)
+    assert set(COUNTERS) >= {*DROP_KINDS, "rate_limited", "quota", "table_full", "amplification"}
+
+
+# --- what reaches the log from the wire ---
+
+HOSTILE = [
+    b"register \x1b[31mroot\nFAKE line",
+    b"register alice relay=198.18.0.1:1\n\x1b]0;x\x07",
+    b"register alice relay=[fe80::1%eth0\nforged]:1",
+    b"connect alice \xe2\x80\xaebob",
+    b"\x1b[2J\ninjected: registered mallory",
+    b"punch bob 1.2.3.4:5\r\nforged",
+    b"hello \x00\x7f",
+    b"msg bob \x1b[31mred\nline",
+    "register \u2028alice".encode(),
+]
+
+
+@pytest.mark.parametrize("datagram", HOSTILE)
+def test_no_wire_value_reaches_the_log_unescaped(registered, caplog, datagram):
+    caplog.set_level(logging.DEBUG)
+    registered.handle(datagram, CAROL, 1)
+    assert caplog.messages, "each of these is logged, at least at DEBUG"
+    for message in caplog.messages:
+        assert message.isprintable(), message
+
+
+# --- presence: what a register costs does not grow with the table ---
+
+
+def register_cost(peers: int) -> int:
+    """Lines of Python one register runs (handler, limiter, table, expiry) with ``peers`` live peers and one
+    expired peer in the table: a count of operations, not a time, so it cannot flake."""
+    handler = Handler(PeerTable(ttl=30, max_peers=2048, unkeyed_share=1), RequestLimiter())
+    handler.handle(b"register old", Endpoint("198.18.9.1", 1), now=-20)  # expired from 10 on
+    for i in range(peers):
+        handler.handle(f"register p{i}".encode(), Endpoint(f"198.18.{i // 200}.{i % 200 + 1}", 1000), now=i / 200)
+    lines = 0
+
+    def trace(frame, event, arg):
+        nonlocal lines
+        lines += event == "line"
+        return trace
+
+    sys.settrace(trace)
+    try:
+        replies = handler.handle(b"register newcomer", Endpoint("198.18.10.1", 1), now=10.5)
+    finally:
+        sys.settrace(None)
+    assert replies == [(b"ok", Endpoint("198.18.10.1", 1))]
+    assert handler.table.lookup("old", now=10.5) is None
+    assert len(handler.table) == peers + 1, "old expired on the way"
+    return lines
+
+
+def test_a_register_costs_the_same_with_1024_peers_as_with_2():
+    small, large = register_cost(2), register_cost(1024)
+    assert large <= 1.5 * small, (small, large)
+    assert small > 20, "the tracer saw the register"

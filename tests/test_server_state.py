@@ -9,7 +9,7 @@ WALL_EPOCH = 1_735_732_800.0  # 2025-01-01T12:00:00Z
 
 
 def render(peers):
-    return render_state(LISTEN, started=WALL_EPOCH, peers=peers, dropped={"empty": 1}, now=100.0, wall_now=WALL_EPOCH)
+    return render_state(LISTEN, started=WALL_EPOCH, peers=peers, counters={"empty": 1}, now=100.0, wall_now=WALL_EPOCH)
 
 
 def test_state_lists_peers_with_relay_and_extended():
@@ -29,6 +29,7 @@ def test_state_lists_peers_with_relay_and_extended():
                 "last_seen": "2025-01-01T12:00:00+00:00",
                 "relay": None,
                 "extended": False,
+                "keyed": False,
             },
             {
                 "id": "bob",
@@ -37,6 +38,7 @@ def test_state_lists_peers_with_relay_and_extended():
                 "last_seen": "2025-01-01T11:59:55+00:00",
                 "relay": "198.18.0.20:49161",
                 "extended": True,
+                "keyed": False,
             },
             {
                 "id": "carol",
@@ -45,7 +47,8 @@ def test_state_lists_peers_with_relay_and_extended():
                 "last_seen": "2025-01-01T12:00:00+00:00",
                 "relay": None,
                 "extended": True,
+                "keyed": False,
             },
         ],
-        "dropped": {"empty": 1},
+        "counters": {"empty": 1},
     }

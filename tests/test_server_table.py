@@ -14,8 +14,8 @@ RELAY2 = Endpoint("198.18.0.20", 49162)
 
 @pytest.fixture
 def table():
-    """A table with a 10 s ttl and room for 3 peers."""
-    return PeerTable(ttl=10, max_peers=3)
+    """A table with a 10 s ttl and room for 3 peers, all of which may be unkeyed."""
+    return PeerTable(ttl=10, max_peers=3, unkeyed_share=1)
 
 
 def test_register_new_peer(table):
@@ -125,10 +125,20 @@ def test_version_counts_changes(table):
     assert versions == [0, 1, 2, 2, 3]
 
 
-@pytest.mark.parametrize(("ttl", "max_peers"), [(0, 10), (-1, 10), (10, 0)])
-def test_bad_limits_rejected(ttl, max_peers):
+@pytest.mark.parametrize(
+    "limits",
+    [
+        {"ttl": 0},
+        {"ttl": -1},
+        {"max_peers": 0},
+        {"ids_per_ip": 0},
+        {"unkeyed_share": 0},
+        {"unkeyed_share": 1.5},
+    ],
+)
+def test_bad_limits_rejected(limits):
     with pytest.raises(ValueError, match="ttl must be"):
-        PeerTable(ttl=ttl, max_peers=max_peers)
+        PeerTable(**limits)
 
 
 def test_seed_peer_has_no_candidates(table):
@@ -208,7 +218,7 @@ def test_expire_finds_a_peer_kept_alive_out_of_registration_order():
 
 def test_expire_looks_at_one_live_peer_however_many_there_are(monkeypatch):
     """What a register costs the server must not grow with the table (a flood of sources, issue 10)."""
-    table = PeerTable(ttl=120, max_peers=1024)
+    table = PeerTable(ttl=120, max_peers=1024, ids_per_ip=1024, unkeyed_share=1)
     for i in range(1024):
         table.register(f"p{i}", Endpoint("198.18.0.11", 1000 + i), now=i / 100)
     looked_at: list[str] = []
@@ -225,3 +235,99 @@ def test_expire_looks_at_one_live_peer_however_many_there_are(monkeypatch):
     gone = table.expire(now=120 + 0.995)  # p0..p99 were last seen before 1.0 s
     assert [p.id for p in gone] == [f"p{i}" for i in range(100)]
     assert len(looked_at) == 101  # the expired ones and the first live one
+
+
+# --- limits: ids per source ip, the unkeyed share of the table ---
+
+
+def at(ip, port):
+    return Endpoint(ip, port)
+
+
+def test_ids_per_ip_quota_refuses_one_more_id_from_that_ip_only():
+    table = PeerTable(ids_per_ip=2)
+    assert table.register("a", at("198.18.0.11", 1), now=0).outcome is Outcome.NEW
+    assert table.register("b", at("198.18.0.11", 2), now=0).outcome is Outcome.NEW
+    refused = table.register("c", at("198.18.0.11", 3), now=0)
+    assert (refused.outcome, refused.peer) == (Outcome.QUOTA, None)
+    assert refused.outcome.refused
+    assert table.lookup("c", now=0) is None
+    assert table.register("c", at("198.18.0.12", 3), now=0).outcome is Outcome.NEW, "another ip has room"
+    assert table.register("c", at("198.18.0.11", 3), now=0).outcome is Outcome.QUOTA, "nor may c move in"
+
+
+def test_quota_never_refuses_what_does_not_add_an_id_to_the_ip():
+    table = PeerTable(ids_per_ip=2)
+    table.register("a", at("198.18.0.11", 1), now=0)
+    table.register("b", at("198.18.0.11", 2), now=0)
+    assert table.register("a", at("198.18.0.11", 1), now=1).outcome is Outcome.REFRESHED
+    assert table.register("a", at("198.18.0.11", 9), now=2).outcome is Outcome.MOVED, "a new port, same ip"
+    replaced = table.register("c", at("198.18.0.11", 2), now=3)
+    assert (replaced.outcome, replaced.replaced) == (Outcome.NEW, "b"), "c takes b's address, and its slot"
+
+
+def test_quota_frees_up_when_ids_leave_the_ip():
+    table = PeerTable(ttl=10, ids_per_ip=1)
+    table.register("a", at("198.18.0.11", 1), now=0)
+    assert table.register("b", at("198.18.0.11", 2), now=1).outcome is Outcome.QUOTA
+    table.register("a", at("198.18.0.12", 1), now=2)  # a moved away
+    assert table.register("b", at("198.18.0.11", 2), now=3).outcome is Outcome.NEW
+    table.expire(now=13)  # b expired
+    assert table.register("c", at("198.18.0.11", 3), now=13).outcome is Outcome.NEW
+
+
+def test_an_ipv6_64_is_one_source():
+    table = PeerTable(ids_per_ip=1)
+    table.register("a", at("2001:db8:1:2::1", 1), now=0)
+    assert table.register("b", at("2001:db8:1:2::ffff", 1), now=0).outcome is Outcome.QUOTA
+    assert table.register("b", at("2001:db8:1:3::1", 1), now=0).outcome is Outcome.NEW
+
+
+def test_unkeyed_ids_fill_only_their_share_and_keyed_ones_find_room():
+    table = PeerTable(max_peers=4, ids_per_ip=100, unkeyed_share=0.5)
+    assert table.max_unkeyed == 2
+    assert table.register("a", at("198.18.0.11", 1), now=0).outcome is Outcome.NEW
+    assert table.register("b", at("198.18.0.11", 2), now=0).outcome is Outcome.NEW
+    assert table.register("c", at("198.18.0.11", 3), now=0).outcome is Outcome.UNKEYED_FULL
+    assert table.register("k1", at("198.18.0.11", 4), now=0, keyed=True).outcome is Outcome.NEW
+    keyed = table.register("k2", at("198.18.0.11", 5), now=0, keyed=True).peer
+    assert keyed is not None
+    assert keyed.keyed
+    assert table.register("k3", at("198.18.0.11", 6), now=0, keyed=True).outcome is Outcome.FULL
+
+
+def test_a_keyed_peer_that_re_registers_unkeyed_needs_an_unkeyed_slot():
+    table = PeerTable(max_peers=2, ids_per_ip=100, unkeyed_share=0.5)
+    table.register("a", at("198.18.0.11", 1), now=0)
+    table.register("k", at("198.18.0.11", 2), now=0, keyed=True)
+    assert table.register("k", at("198.18.0.11", 2), now=1).outcome is Outcome.UNKEYED_FULL
+    kept = table.lookup("k", now=1)
+    assert kept is not None
+    assert kept.keyed, "a refused register changes nothing"
+    assert table.register("a", at("198.18.0.11", 1), now=1, keyed=True).outcome is Outcome.REFRESHED
+    assert table.register("k", at("198.18.0.11", 2), now=2).outcome is Outcome.REFRESHED, "a's slot is free"
+
+
+def test_quota_is_checked_before_room():
+    table = PeerTable(max_peers=1, ids_per_ip=1)
+    table.register("a", at("198.18.0.11", 1), now=0)
+    assert table.register("b", at("198.18.0.11", 2), now=0).outcome is Outcome.QUOTA
+    assert table.register("b", at("198.18.0.12", 2), now=0).outcome is Outcome.FULL
+
+
+def test_counts_stay_right_through_moves_replacements_and_expiry():
+    """Whatever happened, a full cycle of expiry leaves every limit with all its room."""
+    table = PeerTable(ttl=10, max_peers=8, ids_per_ip=2, unkeyed_share=0.5)
+    steps = [("a", "198.18.0.11", 1, False), ("b", "198.18.0.11", 2, True), ("a", "198.18.0.12", 1, False),
+             ("c", "198.18.0.12", 1, False), ("b", "198.18.0.13", 5, False), ("d", "198.18.0.13", 5, True),
+             ("c", "198.18.0.11", 7, True)]  # fmt: skip
+    for now, (peer_id, ip, port, keyed) in enumerate(steps):
+        assert not table.register(peer_id, at(ip, port), now=now, keyed=keyed).outcome.refused, peer_id
+    table.expire(now=100)
+    assert len(table) == 0
+    for i in range(4):
+        assert table.register(f"u{i}", at(f"198.18.0.{20 + i}", 1), now=100).outcome is Outcome.NEW
+    assert table.register("u4", at("198.18.0.24", 1), now=100).outcome is Outcome.UNKEYED_FULL
+    assert table.register("k0", at("198.18.0.11", 1), now=100, keyed=True).outcome is Outcome.NEW
+    assert table.register("k1", at("198.18.0.11", 2), now=100, keyed=True).outcome is Outcome.NEW
+    assert table.register("k2", at("198.18.0.11", 3), now=100, keyed=True).outcome is Outcome.QUOTA

@@ -7,11 +7,13 @@ import json
 import logging
 import queue
 import random
+import re
 import signal
 import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any
 
@@ -19,7 +21,7 @@ import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
 from protocol import Endpoint
-from server.__main__ import listen_address
+from server.__main__ import config_of, listen_address, parse_args
 from server.app import Config, SignalProtocol, SignalServer
 from server.handler import Handler
 from server.table import PeerTable
@@ -157,8 +159,15 @@ def test_errors_are_answered(server, client):
     assert request(carol, address, b"connect alice") == b"err invalid connection cmd"
 
 
-def test_garbage_flood_gets_no_reply_and_server_still_answers(server, client):
-    running, address = server
+@pytest.fixture
+def unlimited_server():
+    """An in-process server without a request rate limit (for floods that test something else)."""
+    with running_server(Config(listen=Endpoint(LOOPBACK, 0), rate=0)) as running:
+        yield running
+
+
+def test_garbage_flood_gets_no_reply_and_server_still_answers(unlimited_server, client):
+    running, address = unlimited_server
     alice = client()
     rng = random.Random(1234)
     garbage = [b"", b"\n", b"x" * 2000, b"\xff" * 1500, b"ok", b"punch bob 1.2.3.4:5", b"hello"]
@@ -168,9 +177,9 @@ def test_garbage_flood_gets_no_reply_and_server_still_answers(server, client):
             alice.sendto(datagram, address.sockaddr())
         # Loopback keeps order and the server is one loop: if garbage had a reply, it would come first.
         assert request(alice, address, b"register alice") == b"ok"
-    assert sum(running.handler.dropped.values()) == len(garbage)
-    assert running.handler.dropped["oversize"] >= 3
-    assert running.handler.dropped["error"] == 0
+    assert sum(running.handler.counters.values()) == len(garbage)
+    assert running.handler.counters["oversize"] >= 3
+    assert running.handler.counters["error"] == 0
 
 
 def test_server_survives_a_crashing_handler(server, client, monkeypatch, caplog):
@@ -186,7 +195,7 @@ def test_server_survives_a_crashing_handler(server, client, monkeypatch, caplog)
     alice = client()
     alice.sendto(b"boom", address.sockaddr())
     assert request(alice, address, b"register alice") == b"ok"
-    assert running.handler.dropped["error"] == 1
+    assert running.handler.counters["error"] == 1
     [record] = [r for r in caplog.records if r.name == "server.app"]
     assert record.levelno == logging.ERROR
     assert "handler bug" in str(record.exc_info[1])
@@ -210,7 +219,7 @@ def test_state_file_lists_peers_and_drops(server, client, state_file):
     def alice_listed():
         state = read_state(state_file)
         assert [(p["id"], p["addr"]) for p in state["peers"]] == [("alice", str(own(alice)))]
-        assert state["dropped"]["not_utf8"] == 1
+        assert state["counters"]["not_utf8"] == 1
         return state
 
     state = wait_for(alice_listed)
@@ -230,7 +239,7 @@ def test_state_file_shows_relay_and_extended(server, client, state_file):
         def check():
             state = read_state(state_file)
             assert [(p["id"], p["relay"], p["extended"]) for p in state["peers"]] == peers
-            assert state["dropped"]["not_for_server"] == not_for_server
+            assert state["counters"]["not_for_server"] == not_for_server
 
         wait_for(check)
 
@@ -238,7 +247,7 @@ def test_state_file_shows_relay_and_extended(server, client, state_file):
     bob.sendto(b"data alice 1 0 0 hi", address.sockaddr())
     bob.sendto(b"ack alice 1 1", address.sockaddr())
     assert request(bob, address, b"register bob relay=-") == b"ok", "the relay is gone: re-register"
-    assert running.handler.dropped["not_for_server"] == 2, "data and ack went before register, and got no reply"
+    assert running.handler.counters["not_for_server"] == 2, "data and ack went before register, and got no reply"
     state_is([("alice", None, False), ("bob", None, True)], 2)
 
 
@@ -298,12 +307,63 @@ def test_python_m_server_runs_and_stops_on_signal(tmp_path, client, signum):
     assert f"stopping on {signum.name}" in log
 
 
+def test_flags_make_the_config():
+    args = ["--keepalive-interval", "2", "--max-peers", "100", "--unkeyed-share", "0.25", "--ids-per-ip", "4"]
+    config = config_of(parse_args([*args, "--rate", "0", "--burst", "7"]))
+    assert (config.peer_ttl, config.max_peers, config.unkeyed_share, config.ids_per_ip) == (6.0, 100, 0.25, 4)
+    assert (config.rate, config.burst) == (0, 7)
+    assert config.handler().requests is None, "--rate 0: no limit"
+    defaults = config_of(parse_args([]))
+    assert defaults.peer_ttl == 30.0, "three missed keepalives of 10 s, the agents' default"
+    assert (defaults.rate, defaults.burst, defaults.ids_per_ip, defaults.unkeyed_share) == (20, 50, 16, 0.5)
+    table = defaults.handler().table
+    assert (table.ttl, table.max_peers, table.max_unkeyed, table.ids_per_ip) == (30.0, 1024, 512, 16)
+
+
+def test_python_m_server_limits_and_logs_a_flood_in_a_few_lines(tmp_path, client):
+    port = free_udp_port()
+    limits = ["--rate", "1", "--burst", "3", "--ids-per-ip", "2", "--keepalive-interval", "0.2", "--log-rate", "2"]
+    args = ["--listen", f"{LOOPBACK}:{port}", "--log-level", "debug", *limits]
+    server = Endpoint(LOOPBACK, port)
+    with (tmp_path / "stderr.log").open("w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "server", *args], cwd=REPO, stderr=stderr)
+        try:
+            alice, bob, carol = client(), client(), client()
+            assert wait_for(lambda: request(alice, server, b"register alice"), timeout=10) == b"ok"
+            assert request(bob, server, b"register bob") == b"ok"
+            assert request(carol, server, b"register carol") == b"err too many ids from this ip"
+            for _ in range(10):
+                alice.sendto(b"\x1b[2J\nforged", server.sockaddr())  # over the rate: dropped unparsed
+
+            def summarised():
+                stderr.seek(0)
+                text = stderr.read()
+                assert re.search(r"suppressed \d+ lines like 'rate limited %d bytes from %s'", text), text
+                return text
+
+            log = wait_for(summarised)
+            assert log.count("rate limited 11 bytes from") == 2, "--log-rate 2"
+            assert "forged" not in log
+            # bob has been silent for more than three keepalive intervals (0.6 s): gone
+            assert wait_for(lambda: request(alice, server, b"connect alice bob"), timeout=10) == b"err invalid peers"
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=5)
+
+
 @pytest.mark.parametrize(
     ("args", "returncode", "message"),
     [
         (["--listen", "localhost:9000"], 2, "'localhost' is not an IP address"),
-        (["--peer-ttl", "0"], 2, "must be a positive number of seconds"),
+        (["--keepalive-interval", "0"], 2, "must be a positive number of seconds"),
         (["--max-peers", "0"], 2, "must be at least 1"),
+        (["--ids-per-ip", "0"], 2, "must be at least 1"),
+        (["--burst", "0"], 2, "must be at least 1"),
+        (["--log-rate", "0"], 2, "must be at least 1"),
+        (["--rate", "-1"], 2, "must be a number of requests per second (0: no limit)"),
+        (["--rate", "inf"], 2, "must be a number of requests per second (0: no limit)"),
+        (["--unkeyed-share", "0"], 2, "must be a share of the table, more than 0 and at most 1"),
+        (["--unkeyed-share", "1.01"], 2, "must be a share of the table, more than 0 and at most 1"),
     ],
 )
 def test_python_m_server_rejects_bad_arguments(args, returncode, message):
@@ -351,3 +411,110 @@ def free_udp_port():
     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
         sock.bind((LOOPBACK, 0))
         return sock.getsockname()[1]
+
+
+# --- floods: the request rate limit over real sockets ---
+
+
+@pytest.fixture
+def bound():
+    """Factory for UDP sockets bound to a given loopback address (127.0.0.0/8 is all loopback on Linux)."""
+    sockets = []
+
+    def make(host):
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sockets.append(sock)
+        sock.bind((host, 0))
+        return sock
+
+    yield make
+    for sock in sockets:
+        sock.close()
+
+
+@contextlib.contextmanager
+def flooding(address, sources, datagram, limit_s=15.0):
+    """Send ``datagram(n)`` to the server round-robin from ``sources``, about 2,000 a second, in a thread,
+    until the block ends (at most ``limit_s``); yields {"sent": count, "seconds": duration} (live)."""
+    stop = threading.Event()
+    progress = {"sent": 0, "seconds": 0.0}
+
+    def run():
+        started = time.monotonic()
+        n = 0
+        while not stop.is_set() and time.monotonic() - started < limit_s:
+            for _ in range(100):
+                sources[n % len(sources)].sendto(datagram(n), address.sockaddr())
+                n += 1
+            progress.update(sent=n, seconds=time.monotonic() - started)
+            stop.wait(0.05)  # pacing, so the kernel's buffer rarely overflows and what is lost is the server's doing
+
+    thread = threading.Thread(target=run, name="flood")
+    thread.start()
+    try:
+        yield progress
+        assert thread.is_alive(), "the flood ended before the block did: nothing happened during it"
+    finally:
+        stop.set()
+        thread.join(timeout=5)
+
+
+def served(sock, address, datagram, expected):
+    """As an agent does: send ``datagram``, again every 250 ms, until ``expected`` comes back (5 s at most);
+    returns how many sends it took."""
+    sock.settimeout(0.25)
+    for sends, attempt in enumerate(Retrying(stop=stop_after_delay(5), reraise=True), start=1):
+        with attempt:
+            sock.sendto(datagram, address.sockaddr())
+            while sock.recv(4096) != expected:  # a late answer to an earlier send: skip it
+                pass
+            return sends
+    raise AssertionError("unreachable")
+
+
+def test_a_flood_from_one_source_is_rate_limited_while_others_are_served(server, bound, monkeypatch):
+    running, address = server
+    alice, bob = bound("127.0.0.2"), bound("127.0.0.3")
+    flooders = [bound("127.0.0.1") for _ in range(32)]  # one ip, 32 ports: the ids per ip quota is 16
+    handled = count_registers(monkeypatch, running.handler.table, prefix="flood")
+    assert served(bob, address, b"register bob", b"ok") == 1
+    punch = f"punch bob {own(bob)}".encode()
+    with flooding(address, flooders, lambda n: f"register flood{n}".encode()) as flood:
+        for _ in range(5):  # each answered within an agent's patience (served: 5 s of retries)
+            served(alice, address, b"register alice", b"ok")
+            served(alice, address, b"connect alice bob", punch)
+        counters = running.handler.counters
+        wait_for(lambda: _at_least(counters["rate_limited"], 1000), timeout=8)
+    table, limiter = running.handler.table, running.handler.requests
+    assert handled[0] <= limiter.burst + limiter.rate * (flood["seconds"] + 1), (handled, flood, counters)
+    assert counters["quota"] > 0
+    assert len(table) == 16 + 2, "the flood's ip holds its quota of ids, no more"
+    assert len(limiter) == 3, "one bucket per source ip, however many datagrams"
+
+
+def count_registers(monkeypatch, table, prefix):
+    """Count the registers of ids starting with ``prefix`` that reach ``table`` (past the rate limit)."""
+    handled = [0]
+    real_register = table.register
+
+    def register(peer_id, *args, **kwargs):
+        handled[0] += peer_id.startswith(prefix)
+        return real_register(peer_id, *args, **kwargs)
+
+    monkeypatch.setattr(table, "register", register)
+    return handled
+
+
+def test_a_flood_from_many_sources_keeps_a_bounded_number_of_buckets(bound):
+    config = Config(listen=Endpoint(LOOPBACK, 0), max_sources=32)
+    with running_server(config) as (running, address):
+        for i in range(1, 201):
+            served(bound(f"127.0.1.{i}"), address, b"connect alice bob", b"err invalid peers")
+        limiter = running.handler.requests
+        assert (len(limiter), limiter.evicted) == (32, 200 - 32)
+        served(bound("127.0.0.2"), address, b"register alice", b"ok")
+        assert (len(limiter), limiter.evicted) == (32, 200 + 1 - 32)
+
+
+def _at_least(value, minimum):
+    assert value >= minimum, (value, minimum)
