@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "protocol", "server", "nat", "client", "scenarios", "tests")
-SHIPPED = frozenset({"common", "protocol", "server", "nat", "client"})
+PACKAGES = ("common", "protocol", "server", "nat", "client", "attacks", "seedclient", "scenarios", "tests")
+SHIPPED = frozenset({"common", "protocol", "server", "nat", "client", "attacks", "seedclient"})
 """What the lab image carries; scenarios and tests sit on top and may import any of it."""
 CLIENT_LAYERS = frozenset({"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"})
 
@@ -29,6 +29,8 @@ LAYERS: dict[str, frozenset[str]] = {
         {"common", "protocol", "client.turn", "client.engine", "client.daemon", "client.diagnostics"}
     ),
     "client": frozenset({"client.cli"}),  # client/__main__.py
+    "attacks": frozenset({"common", "protocol"}),
+    "seedclient": frozenset(),  # the seed's client knows nothing of natlab
     "scenarios": SHIPPED | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"},
     "tests": SHIPPED
     | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics", "scenarios"},
