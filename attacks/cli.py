@@ -117,7 +117,10 @@ def _tools(sub: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    top = argparse.ArgumentParser(prog="python3 -m attacks", description=__doc__.split("\n\n")[0])
+    top = argparse.ArgumentParser(
+        prog="python3 -m attacks",
+        description="The lab's attacker (mallory) and victim tools; every command prints one JSON document.",
+    )
     sub = top.add_subparsers(dest="command", required=True)
     _attacks(sub)
     _tools(sub)
