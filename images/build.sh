@@ -5,7 +5,7 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 base=$(images/build-base.sh)
-inputs=$( { echo "$base"; find images/Dockerfile images/bin common protocol trust server client nat -type f \
+inputs=$( { echo "$base"; find images/Dockerfile images/bin common protocol trust server client nat attacks seedclient -type f \
             -not -path '*/__pycache__/*' -print0 | sort -z | xargs -0 sha256sum; } | sha256sum | cut -c1-12)
 ref="natlab-lab:$inputs"
 if ! docker image inspect "$ref" >/dev/null 2>&1; then

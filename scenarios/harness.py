@@ -67,6 +67,10 @@ class Role(StrEnum):
     """A NAT router (`nat run`): its profile is /run/natlab/profile.json."""
     HOST = "host"
     """A client host running the agent: `client status --json`; healthy once registered."""
+    ATTACKER = "attacker"
+    """The lab's attacker on the WAN (compose profile ``attack``): runs `python3 -m attacks` when told to."""
+    VICTIM = "victim"
+    """A bystander on the WAN that counts every UDP byte reaching it (`python3 -m attacks sink show`)."""
 
 
 STATE_COMMAND: dict[Role, tuple[str, ...] | None] = {
@@ -74,6 +78,8 @@ STATE_COMMAND: dict[Role, tuple[str, ...] | None] = {
     Role.TURN: None,
     Role.ROUTER: ("cat", "/run/natlab/profile.json"),
     Role.HOST: ("client", "status", "--json"),
+    Role.ATTACKER: None,
+    Role.VICTIM: ("python3", "-m", "attacks", "sink", "show"),
 }
 """The command that prints a service's state as one JSON document, by role (None: it keeps none)."""
 
@@ -90,6 +96,8 @@ ARTIFACTS: dict[Role, list[tuple[str, list[str]]]] = {
     ],
     Role.SERVER: [("server.json", ["cat", "/run/natlab/server.json"])],
     Role.TURN: [("addresses.txt", ["ip", "-4", "addr"])],
+    Role.ATTACKER: [("addresses.txt", ["ip", "-4", "addr"])],
+    Role.VICTIM: [("sink.json", ["python3", "-m", "attacks", "sink", "show"])],
 }
 """What a failed scenario saves from each service besides its log, by role."""
 
@@ -256,7 +264,8 @@ class Lab:
 
     Writing a topology (a compose file, or an overlay on compose.yaml):
 
-    * label every service ``natlab: lab`` and ``natlab.role: server | turn | router | host`` (see
+    * label every service ``natlab: lab`` and ``natlab.role: server | turn | router | host | attacker |
+      victim`` (see
       :class:`Role`); overlays that ``extends`` a service inherit its labels. Label every network and
       volume ``natlab: lab``. Give each service a static ``ipv4_address`` on each of its networks.
     * a host's router is the router on the host's network (:meth:`Topology.router_of`); a router's NAT

@@ -69,6 +69,19 @@ def describe(view: ServiceView) -> str:
             relay = state.get("turn") or {}
             allocation = f", relay {relay.get('state')}" if relay else ", no relay"
             return f"{registered} as {state.get('id', '?')} with {state.get('server', '?')}{allocation}"
+        case Role.ATTACKER | Role.VICTIM:
+            return attack_service(service, state)
+
+
+def attack_service(service: Service, state: Any) -> str:
+    """The attacker and its victim (compose profile ``attack``): how to use one, what the other received."""
+    if service.role is Role.ATTACKER:
+        return f"attacker: docker compose --profile attack exec {service.name} python3 -m attacks --help"
+    if not state:
+        return "counter not answering"
+    total = state.get("total") or {}
+    received = f"{total.get('datagrams', 0)} datagrams, {total.get('payload_bytes', 0)} bytes"
+    return f"victim: received {received} from {len(state.get('by_source') or {})} sources"
 
 
 def paths(host: str, status: Any) -> list[str]:

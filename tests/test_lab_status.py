@@ -57,6 +57,17 @@ def test_host_shows_registration_and_relay() -> None:
     assert describe(ServiceView(ALICE, "exited", None)) == "agent not answering"
 
 
+def test_attacker_says_how_to_attack_and_victim_what_reached_it() -> None:
+    mallory = Service("mallory", Role.ATTACKER, {"wan": "198.19.0.66"})
+    assert describe(ServiceView(mallory, "running", None)) == (
+        "attacker: docker compose --profile attack exec mallory python3 -m attacks --help"
+    )
+    victim = Service("victim", Role.VICTIM, {"wan": "198.19.0.77"})
+    state = {"total": {"datagrams": 3, "payload_bytes": 183}, "by_source": {"198.19.0.10:9000": {}}}
+    assert describe(ServiceView(victim, "healthy", state)) == "victim: received 3 datagrams, 183 bytes from 1 sources"
+    assert describe(ServiceView(victim, "starting", None)) == "counter not answering"
+
+
 def test_render_shows_networks_addresses_and_paths() -> None:
     networks = {"lan-a": ipaddress.IPv4Network("198.19.1.0/24"), "wan": ipaddress.IPv4Network("198.19.0.0/24")}
     views = [ServiceView(ALICE, "healthy", ALICE_STATUS), ServiceView(TURN, "healthy", None)]

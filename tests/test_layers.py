@@ -11,8 +11,20 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parents[1]
-PACKAGES = ("common", "protocol", "trust", "server", "nat", "client", "scenarios", "fuzz", "tests")
-SHIPPED = frozenset({"common", "protocol", "trust", "server", "nat", "client"})
+PACKAGES = (
+    "common",
+    "protocol",
+    "trust",
+    "server",
+    "nat",
+    "client",
+    "attacks",
+    "seedclient",
+    "scenarios",
+    "fuzz",
+    "tests",
+)
+SHIPPED = frozenset({"common", "protocol", "trust", "server", "nat", "client", "attacks", "seedclient"})
 """What the lab image carries; scenarios and tests sit on top and may import any of it."""
 CLIENT_LAYERS = frozenset({"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"})
 
@@ -30,6 +42,8 @@ LAYERS: dict[str, frozenset[str]] = {
         {"common", "protocol", "trust", "client.turn", "client.engine", "client.daemon", "client.diagnostics"}
     ),
     "client": frozenset({"client.cli"}),  # client/__main__.py
+    "attacks": frozenset({"common", "protocol"}),
+    "seedclient": frozenset(),  # the seed's client knows nothing of natlab
     "scenarios": SHIPPED | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"},
     "fuzz": SHIPPED | CLIENT_LAYERS,
     "tests": SHIPPED

@@ -55,6 +55,27 @@ def test_every_service_has_a_role_and_every_host_a_router_inside_the_lab_ranges(
 
 
 @pytest.mark.needs("docker")
+def test_the_attack_profile_adds_an_attacker_and_a_victim_on_the_wan_only() -> None:
+    """mallory and victim exist only with the compose profile `attack`, sit on the WAN alone, have no way
+    out of the lab (--no-default-route) and rotate their logs like every service."""
+    plain = Lab(project="natlab-model-check", subnets=Subnets.for_slot(5))
+    assert not {"mallory", "victim"} & set(plain.topology.services), "make lab-up must not start the attacker"
+    lab = Lab(project="natlab-model-check", subnets=Subnets.for_slot(5), env={"COMPOSE_PROFILES": "attack"})
+    assert lab.topology.with_role(Role.ATTACKER) == ["mallory"]
+    assert lab.topology.with_role(Role.VICTIM) == ["victim"]
+    wan = lab.topology.networks["wan"]
+    command = ["docker", "compose", "-f", str(COMPOSE_FILE), "config", "--format", "json"]
+    done = subprocess.run(command, capture_output=True, text=True, check=False, env=lab.compose_env())
+    assert done.returncode == 0, done.stderr
+    for name in ("mallory", "victim"):
+        assert list(lab.service(name).addresses) == ["wan"]
+        assert ipaddress.IPv4Address(lab.address(name)) in wan
+        spec = json.loads(done.stdout)["services"][name]
+        assert spec["command"][:3] == ["lab-entrypoint", "--no-default-route", "--"], spec["command"]
+        assert spec["logging"]["driver"] == "json-file"
+
+
+@pytest.mark.needs("docker")
 def test_routers_block_each_other_by_name() -> None:
     """NATLAB_BLOCK_EACH_OTHER=1 makes each router of compose.yaml drop the other's WAN address from the start."""
     lab = Lab(project="natlab-model-check", subnets=Subnets.for_slot(5), env={"NATLAB_BLOCK_EACH_OTHER": "1"})
