@@ -707,12 +707,19 @@ def test_subscription_streams_a_peers_events_and_ends_when_the_reader_leaves(
                     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bob:
                         bob.bind(("127.0.0.1", 0))
                         bob.setblocking(False)  # the agent answers in this very event loop
-                        bob.sendto(b"hello carol", agent.local.sockaddr())  # not bob: filtered out
-                        bob.sendto(b"hello bob", agent.local.sockaddr())
+                        # The server introduces carol (not bob: filtered out) and bob, who answers the probe.
+                        server.sock.sendto(b"punch carol 127.0.0.1:9", agent.local.sockaddr())
+                        server.sock.sendto(
+                            f"punch bob 127.0.0.1:{bob.getsockname()[1]}".encode(), agent.local.sockaddr()
+                        )
                         loop = asyncio.get_running_loop()
+                        assert await asyncio.wait_for(loop.sock_recv(bob, 100), 5) == b"hello alice"
+                        bob.sendto(b"hello bob", agent.local.sockaddr())
                         assert await asyncio.wait_for(loop.sock_recv(bob, 100), 5) == b"hello-ack alice"
                         first = await asyncio.wait_for(anext(events), 5)
-                    assert (first["event"], first["peer"]) == ("direct_confirmed", "bob")
+                        second = await asyncio.wait_for(anext(events), 5)
+                    assert (first["event"], first["peer"]) == ("punch_started", "bob")
+                    assert (second["event"], second["peer"]) == ("direct_confirmed", "bob")
                     assert len(agent.subscriptions) == 1
                     await watcher.close()
                     await _until(lambda: not agent.subscriptions, "the stream to end")

@@ -148,6 +148,7 @@ class Agent:
             "local": str(self.local),
             **self.core.relay_status(),
             "peers": self.core.peer_statuses(),
+            "dropped": self.core.dropped(),
         }
 
     async def connect(self, peer: str) -> dict[str, Any] | None:
