@@ -350,7 +350,11 @@ def test_garbage_datagrams_do_not_hurt_the_agent(start_agent: Callable[[str], Ag
         for data in (b"", b"\xff\xfe", b"x" * 1500, b"punch bob 1.2.3.4:5", b"msg", b"hello !!"):
             attacker.sendto(data, local.sockaddr())
     wait_for(lambda: "dropped punch" in alice.stderr(), "the agent to log the dropped datagrams")
-    assert alice.status()["registered"]
+    status = alice.status()
+    assert status["registered"]
+    dropped = {reason: n for reason, n in status["dropped"].items() if n}
+    assert dropped == {"malformed": 5, "not_from_server": 1}
+    assert "  dropped: malformed 5, not_from_server 1\n" in alice.cli("status").stdout
     assert "Traceback" not in alice.stderr()
 
 

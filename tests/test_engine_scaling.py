@@ -132,3 +132,27 @@ def test_a_relay_or_registration_change_reschedules_every_peer(visits: Visits) -
     visits.clear()
     bob.receive(b"ok", SERVER, T0)  # registered now: a reconnect may depend on it
     assert len(visits.wakeups) == 50
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"keepalive", b"hello mallory", b"hello-ack mallory", b"data mallory 1 5 0 x", b"data alice 7 1 0 x"],
+    ids=["keepalive", "hello-new-id", "hello-ack-new-id", "data-new-id", "data-known-id-wrong-address"],
+)
+def test_a_strangers_datagram_looks_at_no_peer(visits: Visits, data: bytes) -> None:
+    bob = bob_knowing(1000)
+    visits.clear()
+    out = bob.receive(data, Endpoint("198.18.0.66", 40000), T0 + 1)
+    assert visits.total() == 0
+    assert [type(o).__name__ for o in out] == ["Log"]
+    assert sum(bob.dropped().values()) == 1
+
+
+def test_a_keepalive_finds_its_peer_by_address(visits: Visits) -> None:
+    bob = bob_knowing(1000)
+    silent_until = bob.peers["alice"].path.silent_until(30.0)
+    assert silent_until is not None
+    visits.clear()
+    assert bob.receive(b"keepalive", ALICE, T0 + 5) == []
+    assert set(visits.routes) | set(visits.wakeups) == {"alice"}
+    assert bob.peers["alice"].path.silent_until(30.0) == silent_until + 5  # alice's path heard

@@ -40,7 +40,8 @@ Semantics:
   duplicates: pick a random one (e.g. ``secrets.randbits(32)``) per Sender.
 * **Backpressure.** At most ``window`` messages are unsettled; :meth:`Sender.send` beyond that raises
   :class:`WindowFull` rather than queueing, which keeps memory bounded on both sides (the receiver holds
-  at most ``window`` frames) and tells the user at once that the peer is not keeping up.
+  at most ``window`` frames, and an agent's receivers together no more than their :class:`HeldFrames`
+  allows) and tells the user at once that the peer is not keeping up.
 * **Backoff.** First send at once, then retransmit after ``rto_initial``, doubling each time, capped at
   ``rto_max``; defaults give attempts at +0, 0.2, 0.6, 1.4, 3.0, 6.2, 10.2, 14.2, 18.2, 22.2, 26.2 s and
   a give-up at +30 s ("not acknowledged within 30 s (11 attempts)"). A path change resends at once and
@@ -317,9 +318,10 @@ class Sender:
 
 class HeldFrames:
     """Out-of-order frames held, counted across receivers against one ``limit`` (an agent's, over all its
-    peers): a receiver refuses to hold a frame beyond it, as it does one beyond its window, so the frame is
-    not acknowledged as held and its sender retransmits it. The frame that fills the gap is always taken (it
-    is released at once, with those held behind it), so delivery still makes progress."""
+    peers). At the limit a receiver holds no more: it keeps the frame nearer its gap (a new one, in place of
+    its own highest; or the one it has) and the other is not acknowledged as held, so its sender retransmits
+    it (a sender also resends a frame an ack no longer lists). The frame that fills the gap is always taken
+    (it is released at once, with those held behind it), so delivery still makes progress."""
 
     def __init__(self, limit: int) -> None:
         self.limit = limit
@@ -369,7 +371,12 @@ class Receiver:
                 self._held[frame.seq] = frame.text
                 self.held.count += 1
             else:
+                # Full: keep whichever is nearer the gap (it is released sooner), and let the other come again.
                 self.held.refused += 1
+                highest = max(self._held, default=-1)  # at most a window of them, and only when full
+                if highest > frame.seq:
+                    del self._held[highest]
+                    self._held[frame.seq] = frame.text
         # Beyond the window (a sender with a larger one) or the limit: not kept, not acked as held, so it
         # comes again.
         texts = self._release()
