@@ -19,14 +19,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.engine.addresses import AddressBook
 from client.engine.bounds import Bounds, TokenBucket
 from client.engine.carrier import Carrier
 from client.engine.clock import PeerClock, Touched
 from client.engine.delivery import DeliveryConfig, HeldFrames
 from client.engine.drops import Drop, Drops
 from client.engine.errors import NoPathError, RequestError, WindowFullError, check_id
-from client.engine.events import Disconnected, PeerForgotten, TurnAllocated, TurnFailed
+from client.engine.events import Disconnected, TurnAllocated, TurnFailed
 from client.engine.messaging import Messenger, Sent
 from client.engine.outputs import Emit, Log, Output, Send, SendRaw
 from client.engine.path import PathState, PathTiming
@@ -101,11 +100,6 @@ class AgentCore:
         self.config = config
         bounds = self.bounds = config.bounds
         self.drops = Drops()
-        # Every path's probes per attempt, from the byte budget: a probe is `hello <our id>`.
-        probes = bounds.probes(len(encode(Hello(config.id))))
-        self.table = PeerTable(bounds, dataclasses.replace(config.timing, probes=probes))
-        self.peers: dict[str, Peer] = self.table.peers
-        self.addresses = AddressBook()
         self.introductions = TokenBucket(bounds.intro_rate, bounds.intro_burst)
         self.held = HeldFrames(bounds.max_held)
         self.relay = None if config.relay is None else Relay(config.relay)
@@ -127,6 +121,10 @@ class AgentCore:
         # the clock knows when each is due; a change every peer depends on (our relay, registration) walks all.
         self.clock = PeerClock()
         self._touched = Touched(self.paths.shared_state())
+        # Every path's probes per attempt, from the byte budget: a probe is `hello <our id>`.
+        timing = dataclasses.replace(config.timing, probes=bounds.probes(len(encode(Hello(config.id)))))
+        self.table = PeerTable(bounds, timing, self.clock, self._touched, self.drops)
+        self.peers: dict[str, Peer] = self.table.peers
 
     @property
     def relay_up(self) -> bool:
@@ -176,13 +174,11 @@ class AgentCore:
         for peer_id in due:
             peer = self.peers.get(peer_id)
             if peer is None:
-                continue  # forgotten by an earlier peer's tick (to make room: its reconnect was refused)
+                continue  # forgotten after the list was taken (the clock forgets a forgotten peer's times)
             self._touched.add(peer)
             out += self.paths.tick(peer, now)
             out += self.messenger.tick(peer, now)
-            expiry = self.table.expiry(peer, self.relay_up)
-            if expiry is not None and now >= expiry:
-                out += self._forget(peer, Drop.PEER_EXPIRED, f"idle for {self.bounds.peer_idle:g} s")
+            out += self.table.expire(peer, now, self.relay_up)
         return self._finish(out, now)
 
     def wakeup(self) -> float:
@@ -198,12 +194,7 @@ class AgentCore:
         touched (all after a change of what they all depend on)."""
         peers = self._touched.take(self.peers, self.paths.shared_state())
         out += self.paths.settle(peers, now, self.clock)
-        relay_up = self.relay_up
-        for peer in peers:
-            self.addresses.file(peer)
-            expiry = self.table.expiry(peer, relay_up)
-            if expiry is not None:
-                self.clock.schedule(peer.id, expiry)
+        self.table.settle(peers, self.relay_up)
         return out
 
     def connect(self, peer_id: str, now: float) -> list[Output]:
@@ -216,9 +207,9 @@ class AgentCore:
         out: list[Output] = []
         peer = self.peers.get(peer_id)
         if peer is None:
-            peer, out = self._admit(peer_id, now)
+            peer, out = self.table.admit(peer_id, now, self.relay_up)
             if peer is None:
-                raise RequestError(f"cannot connect to {peer_id}: {self._full()}")
+                raise RequestError(f"cannot connect to {peer_id}: {self.table.full()}")
         self._heard(peer, now)
         if peer.pending is not None or not self._wants_connect(peer):
             return self._finish(out, now)
@@ -375,7 +366,7 @@ class AgentCore:
             # or whoever can make the server punch us would have us probe any address at their pace.
             return self._drop(Drop.INTRO_RATE, punch, source)
         if peer is None:
-            peer, out = self._admit(punch.id, now)
+            peer, out = self.table.admit(punch.id, now, self.relay_up)
             if peer is None:
                 return out
         self._heard(peer, now)
@@ -441,26 +432,14 @@ class AgentCore:
     def _on_keepalive(self, keepalive: Keepalive, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
         # It kept a NAT mapping open on its way here, and says the peer on that path is alive. It names no
         # peer: the address book finds whose path uses its source, in O(1) however many peers we know.
-        peers = self.addresses.at(source, via_relay)
+        peers = self.table.addresses.at(source, via_relay)
         if not peers:
             return self._drop(Drop.UNKNOWN_SOURCE, keepalive, source)
         for peer in peers:
             self._heard(peer, now, source, via_relay)
         return []
 
-    # -- the peer table ------------------------------------------------------------------------------
-
-    def _admit(self, peer_id: str, now: float) -> tuple[Peer | None, list[Output]]:
-        """A new peer (our server introduced it, or a local connect asks for it), making room by forgetting
-        the oldest idle peer if the table is full; ``None`` (and a log line) if every peer is busy."""
-        out: list[Output] = []
-        if self.table.full:
-            oldest = self.table.oldest_idle(self.relay_up)
-            if oldest is None:
-                self.drops.count(Drop.PEER_TABLE_FULL)
-                return None, [Log(logging.WARNING, f"refused peer {peer_id}: {self._full()}")]
-            out = self._forget(oldest, Drop.PEER_EVICTED, f"the peer table is full: making room for {peer_id}")
-        return self._touched.add(self.table.add(peer_id, now)), out
+    # -- introductions -------------------------------------------------------------------------------
 
     def _admit_prober(self, peer_id: str, now: float, authenticated: bool) -> tuple[Peer | None, list[Output]]:
         """A probe from an id we do not know. Nothing proves who sent a text probe, so today it admits no one
@@ -472,21 +451,7 @@ class AgentCore:
         (rate-limited, within the table's bounds)."""
         if not authenticated or not self.introductions.take(now):
             return None, []
-        return self._admit(peer_id, now)
-
-    def _forget(self, peer: Peer, reason: Drop, why: str) -> list[Output]:
-        """Forget an idle peer by ourselves (expired, or evicted to make room), and all we kept for it."""
-        self.table.remove(peer.id)
-        self.clock.cancel(peer.id)
-        self._touched.discard(peer.id)
-        self.addresses.remove(peer.id)
-        if peer.conversation is not None:
-            peer.conversation.receiver.close()
-        self.drops.count(reason)
-        return [Emit(PeerForgotten(peer.id, why))]
-
-    def _full(self) -> str:
-        return f"the peer table is full ({self.bounds.max_peers} peers, none idle; NATLAB_MAX_PEERS)"
+        return self.table.admit(peer_id, now, self.relay_up)
 
     # -- helpers -------------------------------------------------------------------------------------
 
