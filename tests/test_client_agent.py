@@ -309,6 +309,25 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 # -- one agent -------------------------------------------------------------------------------------
 
 
+DOCUMENTED_DROPS = [
+    "malformed",
+    "not_for_agent",
+    "not_from_server",
+    "own_id",
+    "unknown_peer",
+    "unknown_source",
+    "wrong_source",
+    "intro_rate",
+    "peer_table_full",
+    "peer_evicted",
+    "peer_expired",
+    "held_full",
+    "probe_budget",
+    "relay",
+]
+"""The ``dropped`` object's keys as README.md lists them."""
+
+
 def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSignalServer) -> None:
     alice = start_agent("alice")
     result = alice.cli("status", "--json")
@@ -322,7 +341,9 @@ def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSig
         "relay": None,  # no NATLAB_TURN: no relay
         "turn": None,
         "peers": [],
+        "dropped": dict.fromkeys(DOCUMENTED_DROPS, 0),  # every reason there, in the README's order
     }
+    assert list(status["dropped"]) == DOCUMENTED_DROPS
     assert alice.named("registered") == [
         {"ts": alice.named("registered")[0]["ts"], "event": "registered", "server": str(server.addr)}
     ]

@@ -246,3 +246,14 @@ def test_an_expired_peer_can_be_introduced_again() -> None:
     out = punch(alice, "carol", addr(1), 40.0)
     assert [field(e, "peer") for e in events(out, "punch_started")] == ["carol"]
     assert alice.peers["carol"].path.state is PathState.PUNCHING
+
+
+def test_the_hook_for_authenticated_probes_admits_within_the_bounds() -> None:
+    # Where a later, authenticated probe may introduce its sender (issue 10, item 3): as an introduction we
+    # did not ask for, so rate-limited and within the table. Unauthenticated, it admits no one.
+    alice = registered(Bounds(intro_burst=1))
+    assert alice._admit_prober("bob", 1.0, authenticated=False) == (None, [])
+    peer, _ = alice._admit_prober("bob", 1.0, authenticated=True)
+    assert peer is not None
+    assert peer is alice.peers["bob"]
+    assert alice._admit_prober("carol", 1.0, authenticated=True) == (None, [])  # the bucket is empty
