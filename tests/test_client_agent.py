@@ -309,6 +309,25 @@ def test_usage_errors_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
 # -- one agent -------------------------------------------------------------------------------------
 
 
+DOCUMENTED_DROPS = [
+    "malformed",
+    "not_for_agent",
+    "not_from_server",
+    "own_id",
+    "unknown_peer",
+    "unknown_source",
+    "wrong_source",
+    "intro_rate",
+    "peer_table_full",
+    "peer_evicted",
+    "peer_expired",
+    "held_full",
+    "probe_budget",
+    "relay",
+]
+"""The ``dropped`` object's keys as README.md lists them."""
+
+
 def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSignalServer) -> None:
     alice = start_agent("alice")
     result = alice.cli("status", "--json")
@@ -324,7 +343,9 @@ def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSig
         "relay": None,  # no NATLAB_TURN: no relay
         "turn": None,
         "peers": [],
+        "dropped": dict.fromkeys(DOCUMENTED_DROPS, 0),  # every reason there, in the README's order
     }
+    assert list(status["dropped"]) == DOCUMENTED_DROPS
     assert alice.named("registered") == [
         {"ts": alice.named("registered")[0]["ts"], "event": "registered", "server": str(server.addr)}
     ]
@@ -353,7 +374,11 @@ def test_garbage_datagrams_do_not_hurt_the_agent(start_agent: Callable[[str], Ag
         for data in (b"", b"\xff\xfe", b"x" * 1500, b"punch bob 1.2.3.4:5", b"msg", b"hello !!"):
             attacker.sendto(data, local.sockaddr())
     wait_for(lambda: "dropped punch" in alice.stderr(), "the agent to log the dropped datagrams")
-    assert alice.status()["registered"]
+    status = alice.status()
+    assert status["registered"]
+    dropped = {reason: n for reason, n in status["dropped"].items() if n}
+    assert dropped == {"malformed": 5, "not_from_server": 1}
+    assert "  dropped: malformed 5, not_from_server 1\n" in alice.cli("status").stdout
     assert "Traceback" not in alice.stderr()
 
 
@@ -710,12 +735,19 @@ def test_subscription_streams_a_peers_events_and_ends_when_the_reader_leaves(
                     with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as bob:
                         bob.bind(("127.0.0.1", 0))
                         bob.setblocking(False)  # the agent answers in this very event loop
-                        bob.sendto(b"hello carol", agent.local.sockaddr())  # not bob: filtered out
-                        bob.sendto(b"hello bob", agent.local.sockaddr())
+                        # The server introduces carol (not bob: filtered out) and bob, who answers the probe.
+                        server.sock.sendto(b"punch carol 127.0.0.1:9", agent.local.sockaddr())
+                        server.sock.sendto(
+                            f"punch bob 127.0.0.1:{bob.getsockname()[1]}".encode(), agent.local.sockaddr()
+                        )
                         loop = asyncio.get_running_loop()
+                        assert await asyncio.wait_for(loop.sock_recv(bob, 100), 5) == b"hello alice"
+                        bob.sendto(b"hello bob", agent.local.sockaddr())
                         assert await asyncio.wait_for(loop.sock_recv(bob, 100), 5) == b"hello-ack alice"
                         first = await asyncio.wait_for(anext(events), 5)
-                    assert (first["event"], first["peer"]) == ("direct_confirmed", "bob")
+                        second = await asyncio.wait_for(anext(events), 5)
+                    assert (first["event"], first["peer"]) == ("punch_started", "bob")
+                    assert (second["event"], second["peer"]) == ("direct_confirmed", "bob")
                     assert len(agent.subscriptions) == 1
                     await watcher.close()
                     await _until(lambda: not agent.subscriptions, "the stream to end")

@@ -11,6 +11,7 @@ import client.cli.main
 from client.cli.main import RESERVED, main
 from client.cli.render import peer_line
 from client.daemon.config import ConfigError, agent_config, parse_server
+from client.engine.bounds import Bounds
 from client.engine.events import LINES, Line, describe, event
 from protocol import Endpoint
 
@@ -76,6 +77,27 @@ def test_agent_config_defaults_and_units() -> None:
     assert core.timing.interval == pytest.approx(0.050)
 
 
+def test_agent_bounds_default_and_from_the_environment() -> None:
+    assert agent_config(BASE).core().bounds == Bounds(
+        max_peers=256, peer_idle=120.0, max_held=4096, probe_budget=512, intro_rate=2.0, intro_burst=20
+    )
+    env = {
+        "NATLAB_MAX_PEERS": "16",
+        "NATLAB_PEER_IDLE": "30",
+        "NATLAB_MAX_HELD": "64",
+        "NATLAB_PROBE_BUDGET": "200",
+        "NATLAB_INTRO_RATE": "0.5",
+        "NATLAB_INTRO_BURST": "4",
+    }
+    assert agent_config({**BASE, **env}).core().bounds == Bounds(16, 30.0, 64, 200, 0.5, 4)
+
+
+@pytest.mark.parametrize("value", ["0", "-3", "lots", "1.5", "²"])
+def test_a_bad_bound_is_a_clear_error(value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^NATLAB_MAX_PEERS={value!r}: expected a whole number, at least 1$"):
+        agent_config({**BASE, "NATLAB_MAX_PEERS": value})
+
+
 def test_server_by_name_is_resolved_once() -> None:
     assert parse_server("server:9000", lambda host, port: "198.18.0.10") == Endpoint("198.18.0.10", 9000)
 
@@ -113,6 +135,7 @@ def test_every_event_has_a_line() -> None:
         "message_received": event("message_received", peer="bob", text="gday", addr="1.2.3.4:5"),
         "server_error": event("server_error", reason="invalid peers"),
         "disconnected": event("disconnected", peer="bob"),
+        "peer_forgotten": event("peer_forgotten", peer="bob", reason="idle for 120 s"),
         "relay_confirmed": event("relay_confirmed", peer="bob", relay="198.18.0.20:49161", time_to_relay_ms=4.2),
         "path_changed": event(
             "path_changed", peer="bob", old="relay", new="direct", reason="x", addr="198.18.0.12:40000"
@@ -132,6 +155,8 @@ def test_every_event_has_a_line() -> None:
     )
     lost = event("path_changed", peer="bob", old="relay", new="none", reason="relay lost: turn: gone", addr=None)
     assert describe(lost) == Line("client", "path to bob: relay -> none (relay lost: turn: gone)")
+    forgotten = describe(examples["peer_forgotten"])
+    assert forgotten == Line("client", "forgot idle peer bob: idle for 120 s")
     relayed = event("punch_failed", peer="bob", addr="1.2.3.4:5", reason="punch failed: x", relayed=True)
     assert describe(relayed) == Line("client", "direct punch to bob failed: punch failed: x")
     assert describe(examples["punch_started"]) == Line("client", "punching peer bob (1.2.3.4:5)")

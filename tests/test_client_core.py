@@ -432,14 +432,20 @@ def test_disconnect_forgets_locally() -> None:
     assert any("ignoring punch: already direct to alice" in line for line in lab.logs["bob"])
 
 
-def test_probe_from_a_peer_we_never_heard_of_confirms() -> None:
+def test_probe_from_a_peer_we_never_heard_of_is_dropped_until_the_server_introduces_it() -> None:
     core = AgentCore(CoreConfig("alice", SERVER, TIMING))
     core.start(0.0)
+    core.receive(b"ok", SERVER, 0.0)
     bob = Endpoint("198.18.0.12", 41000)
-    outputs = core.receive(b"hello bob", bob, 1.0)
+    outputs = core.receive(b"hello bob", bob, 1.0)  # bob got his punch first: ours is still on its way
+    assert [type(o) for o in outputs] == [Log]
+    assert core.peers == {}
+    assert core.dropped()["unknown_peer"] == 1
+    core.receive(f"punch bob {bob}".encode(), SERVER, 1.01)
+    outputs = core.receive(b"hello bob", bob, 1.02)  # bob's next probe
     assert outputs == [
         Send(HelloAck("alice"), bob),
-        Emit(DirectConfirmed(peer="bob", addr=str(bob), time_to_direct_ms=0.0)),
+        Emit(DirectConfirmed(peer="bob", addr=str(bob), time_to_direct_ms=10.0)),
     ]
 
 

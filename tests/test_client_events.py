@@ -22,6 +22,7 @@ from client.engine.events import (
     MessageSent,
     MessageUndelivered,
     PathChanged,
+    PeerForgotten,
     PunchFailed,
     PunchStarted,
     Registered,
@@ -81,6 +82,10 @@ GOLDEN: list[tuple[Event, str]] = [
         '{"ts": 1700000000.123457, "event": "server_error", "reason": "invalid peers", "peer": "carol"}',
     ),
     (Disconnected("bob"), '{"ts": 1700000000.123457, "event": "disconnected", "peer": "bob"}'),
+    (
+        PeerForgotten("bob", "idle for 120 s"),
+        '{"ts": 1700000000.123457, "event": "peer_forgotten", "peer": "bob", "reason": "idle for 120 s"}',
+    ),
     (
         RelayConfirmed("bob", "198.18.0.20:49161", 4.2),
         '{"ts": 1700000000.123457, "event": "relay_confirmed", "peer": "bob", "relay": "198.18.0.20:49161", '

@@ -15,6 +15,7 @@ import itertools
 import pytest
 
 from client.engine.core import AgentCore, CoreConfig, Output, Send
+from client.engine.drops import Drop
 from client.engine.path import PathState
 from protocol import Endpoint, Message, encode
 from tests.support.engine_outputs import events, field
@@ -81,16 +82,17 @@ def test_traffic_from_the_confirmed_address_keeps_the_path_alive() -> None:
     assert [field(e, "reason") for e in events(alice.tick(60.0 + LIVENESS), "path_changed")] == [lost_reason(BOB)]
 
 
-def test_traffic_from_an_unconfirmed_address_does_not_keep_the_path_alive() -> None:
+def test_traffic_from_an_unconfirmed_address_is_dropped_and_does_not_keep_the_path_alive() -> None:
     alice = direct_to_bob(now=1.0)
     received = alice.receive(b"data bob 7 0 0 from elsewhere", ELSEWHERE, 10.0)
-    assert [field(e, "text") for e in events(received, "message_received")] == ["from elsewhere"]
+    assert events(received, "message_received") == []  # not bob's path: not taken for bob's
     for when in (15.0, 20.0, 25.0, 30.0):
         alice.receive(b"keepalive", ELSEWHERE, when)
         alice.receive(b"ack bob 9 0", ELSEWHERE, when)
         alice.receive(f"data bob 7 {int(when)} 0 more".encode(), ELSEWHERE, when)
         alice.receive(b"msg bob plain", ELSEWHERE, when)
     assert path_of(alice) == "direct"
+    assert (alice.drops[Drop.WRONG_SOURCE], alice.drops[Drop.UNKNOWN_SOURCE]) == (13, 4)
     [change] = events(alice.tick(1.0 + LIVENESS), "path_changed")
     assert field(change, "reason") == lost_reason(BOB)
     assert path_of(alice) == "none"

@@ -9,6 +9,7 @@ from collections import Counter
 
 import pytest
 
+from client.engine.bounds import Bounds
 from client.engine.core import AgentCore, CoreConfig, Emit, Output
 from client.engine.delivery import DeliveryConfig
 from client.engine.events import MessageReceived
@@ -54,13 +55,26 @@ def visits(monkeypatch: pytest.MonkeyPatch) -> Visits:
     return seen
 
 
+ROOMY = Bounds(max_peers=2000, intro_rate=1.0, intro_burst=2000)
+"""Room for a thousand peers, all introduced at once."""
+
+
+def introduce(core: AgentCore, peers: int) -> None:
+    """Our server introduces ``peers`` peers (p0, p1, ...), each of which answers a probe: direct paths."""
+    for n in range(peers):
+        addr = Endpoint("198.18.2.1", 20000 + n)
+        core.receive(f"punch p{n} {addr}".encode(), SERVER, T0)
+        core.receive(f"hello p{n}".encode(), addr, T0)
+
+
 def bob_knowing(others: int) -> AgentCore:
     """Bob, registered, with a direct path to alice (an extended peer) and to ``others`` more peers."""
-    bob = AgentCore(CoreConfig("bob", SERVER, delivery=DeliveryConfig(ack_every=16)))  # as the agent has it
+    delivery = DeliveryConfig(ack_every=16)  # as the agent has it
+    bob = AgentCore(CoreConfig("bob", SERVER, delivery=delivery, bounds=ROOMY))
     bob.start(T0)
     bob.receive(b"ok", SERVER, T0)
-    for n in range(others):
-        bob.receive(f"hello p{n}".encode(), Endpoint("198.18.2.1", 20000 + n), T0)
+    introduce(bob, others)
+    bob.receive(f"punch alice {ALICE} relay=-".encode(), SERVER, T0)
     bob.receive(b"hello alice", ALICE, T0)
     bob.receive(encode(Data("alice", 7, 0, 0, "first")), ALICE, T0)
     assert len(bob.peers) == others + 1
@@ -112,10 +126,33 @@ def test_the_keepalive_period_still_visits_every_peer(visits: Visits) -> None:
 
 
 def test_a_relay_or_registration_change_reschedules_every_peer(visits: Visits) -> None:
-    bob = AgentCore(CoreConfig("bob", SERVER))
+    bob = AgentCore(CoreConfig("bob", SERVER, bounds=ROOMY))
     bob.start(T0)
-    for n in range(50):
-        bob.receive(f"hello p{n}".encode(), Endpoint("198.18.2.1", 20000 + n), T0)
+    introduce(bob, 50)
     visits.clear()
     bob.receive(b"ok", SERVER, T0)  # registered now: a reconnect may depend on it
     assert len(visits.wakeups) == 50
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"keepalive", b"hello mallory", b"hello-ack mallory", b"data mallory 1 5 0 x", b"data alice 7 1 0 x"],
+    ids=["keepalive", "hello-new-id", "hello-ack-new-id", "data-new-id", "data-known-id-wrong-address"],
+)
+def test_a_strangers_datagram_looks_at_no_peer(visits: Visits, data: bytes) -> None:
+    bob = bob_knowing(1000)
+    visits.clear()
+    out = bob.receive(data, Endpoint("198.18.0.66", 40000), T0 + 1)
+    assert visits.total() == 0
+    assert [type(o).__name__ for o in out] == ["Log"]
+    assert sum(bob.dropped().values()) == 1
+
+
+def test_a_keepalive_finds_its_peer_by_address(visits: Visits) -> None:
+    bob = bob_knowing(1000)
+    silent_until = bob.peers["alice"].path.silent_until(30.0)
+    assert silent_until is not None
+    visits.clear()
+    assert bob.receive(b"keepalive", ALICE, T0 + 5) == []
+    assert set(visits.routes) | set(visits.wakeups) == {"alice"}
+    assert bob.peers["alice"].path.silent_until(30.0) == silent_until + 5  # alice's path heard

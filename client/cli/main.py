@@ -230,6 +230,9 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
         print(f"  turn {turn['server']}: {turn['state']}{why}, relay {status.get('relay') or '-'}")
     for peer in status["peers"]:
         print(f"  {peer_line(peer)}  (sent {peer['sent']}, received {peer['received']})")
+    dropped = [f"{reason} {n}" for reason, n in status.get("dropped", {}).items() if n]
+    if dropped:
+        print(f"  dropped: {', '.join(dropped)}")
     return 0
 
 

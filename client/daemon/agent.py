@@ -150,6 +150,7 @@ class Agent:
             "key_file": self.config.key_file,
             **self.core.relay_status(),
             "peers": self.core.peer_statuses(),
+            "dropped": self.core.dropped(),
         }
 
     async def connect(self, peer: str) -> dict[str, Any] | None:

@@ -21,6 +21,12 @@ NATLAB_TURN_PASSWORD_FILE  /run/natlab-secrets/turn-password  TURN password, rea
 NATLAB_DIRECT_RETRY        1 (s)                              direct probe period while relayed
 NATLAB_DELIVERY_DEADLINE   30 (s)                             give up on an unacknowledged message
 NATLAB_KEY_FILE            (unset: an ephemeral identity)     this host's key file (trust.keys), waited for
+NATLAB_MAX_PEERS           256                                peers known at once (oldest idle out first)
+NATLAB_PEER_IDLE           120 (s)                            forget a peer idle this long
+NATLAB_MAX_HELD            4096                               out-of-order frames held, across all peers
+NATLAB_PROBE_BUDGET        512 (bytes)                        probes per path per connect until answered
+NATLAB_INTRO_RATE          2 (per s)                          punches we did not ask for, sustained ...
+NATLAB_INTRO_BURST         20                                 ... and at once (a token bucket)
 NATLAB_LOG                 info                               log level: debug, info, warning
 =========================  =================================  ==============================================
 
@@ -40,6 +46,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
+from client.engine.bounds import Bounds
 from client.engine.core import CoreConfig, RequestError, check_id
 from client.engine.delivery import DeliveryConfig
 from client.engine.path import PathTiming
@@ -92,6 +99,7 @@ class AgentConfig:
     key_file: str | None = None
     identity: Identity = field(default_factory=Identity.generate, compare=False)
     """Ephemeral unless :func:`with_identity` loaded ``key_file`` (the agent does at start)."""
+    bounds: Bounds = field(default_factory=Bounds)
 
     def core(self) -> CoreConfig:
         timing = PathTiming(self.punch_timeout, self.punch_interval)
@@ -109,6 +117,7 @@ class AgentConfig:
             relay_head_start=self.relay_head_start,
             delivery=DeliveryConfig(deadline=self.delivery_deadline, ack_every=16),
             identity=self.identity,
+            bounds=self.bounds,
         )
 
 
@@ -159,6 +168,20 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         direct_retry=_positive(env, "NATLAB_DIRECT_RETRY", 1.0, scale=1.0),
         delivery_deadline=delivery_deadline(env),
         key_file=env.get("NATLAB_KEY_FILE", "").strip() or None,
+        bounds=bounds(env),
+    )
+
+
+def bounds(env: Mapping[str, str]) -> Bounds:
+    """The agent's bounds (see :class:`client.engine.bounds.Bounds`) from NATLAB_MAX_PEERS and the rest."""
+    default = Bounds()
+    return Bounds(
+        max_peers=_count(env, "NATLAB_MAX_PEERS", default.max_peers),
+        peer_idle=_positive(env, "NATLAB_PEER_IDLE", default.peer_idle, scale=1.0),
+        max_held=_count(env, "NATLAB_MAX_HELD", default.max_held),
+        probe_budget=_count(env, "NATLAB_PROBE_BUDGET", default.probe_budget),
+        intro_rate=_positive(env, "NATLAB_INTRO_RATE", default.intro_rate, scale=1.0),
+        intro_burst=_count(env, "NATLAB_INTRO_BURST", default.intro_burst),
     )
 
 
@@ -233,6 +256,20 @@ def _port(text: str) -> int:
     if not text.strip().isdigit() or not 0 <= int(text) < 65536:
         raise ConfigError(f"NATLAB_PORT={text!r}: expected a UDP port, 0-65535 (0 = ephemeral)")
     return int(text)
+
+
+def _count(env: Mapping[str, str], name: str, default: int) -> int:
+    """A whole number, at least 1."""
+    text = env.get(name)
+    if text is None or not text.strip():
+        return default
+    try:
+        value = int(text)
+    except ValueError:
+        value = 0
+    if value < 1:
+        raise ConfigError(f"{name}={text!r}: expected a whole number, at least 1")
+    return value
 
 
 def _positive(env: Mapping[str, str], name: str, default: float, scale: float, zero: bool = False) -> float:

@@ -28,6 +28,10 @@ class PeerClock:
             self._at[peer] = at
             heapq.heappush(self._heap, (at, peer))
 
+    def cancel(self, peer: str) -> None:
+        """``peer`` is forgotten: nothing is due for it (its heap entries are stale from now on)."""
+        self._at.pop(peer, None)
+
     def next(self) -> float:
         """When the earliest peer is due (``math.inf`` if none is)."""
         heap = self._heap
@@ -57,6 +61,10 @@ class Touched:
     def add(self, peer: Peer) -> Peer:
         self._peers[peer.id] = peer
         return peer
+
+    def discard(self, peer_id: str) -> None:
+        """A peer forgotten during the entry point: nothing to look at."""
+        self._peers.pop(peer_id, None)
 
     def take(self, peers: dict[str, Peer], shared: object) -> list[Peer]:
         """The peers to look at now (``peers`` is every peer), and start over."""

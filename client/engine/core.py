@@ -12,15 +12,18 @@ anything a remote sends is at worst logged and dropped.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+from client.engine.bounds import Bounds, TokenBucket
 from client.engine.carrier import Carrier
 from client.engine.clock import PeerClock, Touched
-from client.engine.delivery import DeliveryConfig
+from client.engine.delivery import DeliveryConfig, HeldFrames
+from client.engine.drops import Drop, Drops
 from client.engine.errors import NoPathError, RequestError, WindowFullError, check_id
 from client.engine.events import Disconnected, TurnAllocated, TurnFailed
 from client.engine.messaging import Messenger, Sent
@@ -28,6 +31,7 @@ from client.engine.outputs import Emit, Log, Output, Send, SendRaw
 from client.engine.path import PathState, PathTiming
 from client.engine.paths import PathKeeper
 from client.engine.peer import Peer
+from client.engine.peer_table import PeerTable
 from client.engine.routes import Route
 from client.engine.server_link import ServerLink
 from client.turn import outputs as turn
@@ -86,6 +90,7 @@ class CoreConfig:
     delivery: DeliveryConfig = field(default_factory=DeliveryConfig)
     identity: Identity = field(default_factory=Identity.generate)
     """Our keys (trust.keys): loaded from the host's key file by the agent, or ephemeral."""
+    bounds: Bounds = field(default_factory=Bounds)
 
 
 Handler = Callable[["AgentCore", Any, Endpoint, float, bool], list[Output]]
@@ -97,11 +102,14 @@ class AgentCore:
 
     def __init__(self, config: CoreConfig) -> None:
         self.config = config
-        self.peers: dict[str, Peer] = {}
+        bounds = self.bounds = config.bounds
+        self.drops = Drops()
+        self.introductions = TokenBucket(bounds.intro_rate, bounds.intro_burst)
+        self.held = HeldFrames(bounds.max_held)
         self.relay = None if config.relay is None else Relay(config.relay)
         self.carrier = Carrier(self.relay, self._turn)
         self.server = ServerLink(config.id, config.server, config.register_retry, config.timing.timeout, self._relayed)
-        self.messenger = Messenger(config.id, config.delivery, self.carrier)
+        self.messenger = Messenger(config.id, config.delivery, self.carrier, self.held)
         self.paths = PathKeeper(
             config.id,
             timing=config.timing,
@@ -110,12 +118,17 @@ class AgentCore:
             carrier=self.carrier,
             server=self.server,
             messenger=self.messenger,
+            drops=self.drops,
         )
         self._next_keepalive = 0.0
         # Per-peer work is for the peers an entry point touched (a datagram: its sender), not every peer:
         # the clock knows when each is due; a change every peer depends on (our relay, registration) walks all.
         self.clock = PeerClock()
         self._touched = Touched(self.paths.shared_state())
+        # Every path's probes per attempt, from the byte budget: a probe is `hello <our id>`.
+        timing = dataclasses.replace(config.timing, probes=bounds.probes(len(encode(Hello(config.id)))))
+        self.table = PeerTable(bounds, timing, self.clock, self._touched, self.drops)
+        self.peers: dict[str, Peer] = self.table.peers
 
     @property
     def relay_up(self) -> bool:
@@ -163,9 +176,13 @@ class AgentCore:
         if self.relay is not None:
             out += self._turn(self.relay.tick(now), now)
         for peer_id in due:
-            peer = self._touched.add(self.peers[peer_id])
+            peer = self.peers.get(peer_id)
+            if peer is None:
+                continue  # forgotten after the list was taken (the clock forgets a forgotten peer's times)
+            self._touched.add(peer)
             out += self.paths.tick(peer, now)
             out += self.messenger.tick(peer, now)
+            out += self.table.expire(peer, now, self.relay_up)
         return self._finish(out, now)
 
     def wakeup(self) -> float:
@@ -177,9 +194,12 @@ class AgentCore:
         return min(times)
 
     def _finish(self, out: list[Output], now: float) -> list[Output]:
-        """After an entry point: route changes and wakeups of the peers it touched (all after a change of what
-        they all depend on)."""
-        return out + self.paths.settle(self._touched.take(self.peers, self.paths.shared_state()), now, self.clock)
+        """After an entry point: route changes, wakeups (expiry included) and addresses of the peers it
+        touched (all after a change of what they all depend on)."""
+        peers = self._touched.take(self.peers, self.paths.shared_state())
+        out += self.paths.settle(peers, now, self.clock)
+        self.table.settle(peers, self.relay_up)
+        return out
 
     def connect(self, peer_id: str, now: float) -> list[Output]:
         """A local request for a path: ask the server to introduce us, unless one is up or under way."""
@@ -188,10 +208,16 @@ class AgentCore:
             raise RequestError("cannot connect to yourself")
         if not self.registered:
             raise RequestError(f"not registered with server {self.config.server} yet")
-        peer = self._peer(peer_id)
+        out: list[Output] = []
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            peer, out = self.table.admit(peer_id, now, self.relay_up)
+            if peer is None:
+                raise RequestError(f"cannot connect to {peer_id}: {self.table.full()}")
+        self._heard(peer, now)
         if peer.pending is not None or not self._wants_connect(peer):
-            return self._finish([], now)
-        return self._finish(self.server.start_connect(peer, now), now)
+            return self._finish(out, now)
+        return self._finish(out + self.server.start_connect(peer, now), now)
 
     def _wants_connect(self, peer: Peer) -> bool:
         """Whether a local connect has anything to do: no path yet, or only a relay while direct was never
@@ -245,6 +271,8 @@ class AgentCore:
         check_id(peer_id)
         peer = self.peers.get(peer_id)
         sent = self.messenger.send(peer_id, peer, text, now, self.relay_up)
+        if peer is not None:
+            peer.active = now
         if sent.ticket is not None:
             # Due no later than the new message's first retransmission (what else was due is scheduled).
             self.clock.schedule(peer_id, now + self.config.delivery.rto_initial)
@@ -257,6 +285,11 @@ class AgentCore:
 
     def peer_statuses(self) -> list[dict[str, Any]]:
         return [s for peer_id in sorted(self.peers) if (s := self.peer_status(peer_id)) is not None]
+
+    def dropped(self) -> dict[str, int]:
+        """The ``dropped`` object of status JSON: what was dropped or forgotten, by reason (every reason, 0 too)."""
+        self.drops.set(Drop.HELD_FULL, self.held.refused)  # the receivers count it where it happens
+        return self.drops.as_json()
 
     def relay_status(self) -> dict[str, Any]:
         """The top-level ``relay`` and ``turn`` fields of status JSON."""
@@ -271,27 +304,33 @@ class AgentCore:
         try:
             message = parse(data)
         except ProtocolError as exc:
+            self.drops.count(Drop.MALFORMED)
             return [Log(logging.DEBUG, f"dropped datagram from {source}: {exc.reason}")]
         if isinstance(message, Frame):
             return [Log(logging.DEBUG, f"dropped v2 frame from {source}: this agent speaks text")]
         why = self._unwanted(message, source)
         if why is not None:
-            return [Log(logging.DEBUG, f"dropped {_verb(message)} from {source}: {why}")]
+            return self._drop(why, message, source)
         handler = _HANDLERS.get(type(message))
         return [] if handler is None else handler(self, message, source, now, via_relay)
 
-    def _unwanted(self, message: Message, source: Endpoint) -> str | None:
+    def _unwanted(self, message: Message, source: Endpoint) -> Drop | None:
         """Why a well-formed message is not for us, or ``None``."""
         # By exact type, in sets: a chain of isinstance checks on unions costs more than the data's handling.
         kind = type(message)
         if kind in _FROM_PEERS:
             own = message.id == self.config.id  # type: ignore[union-attr]
-            return "it carries our own id (a reflection)" if own else None
+            return Drop.OWN_ID if own else None
         if kind in _TO_SERVERS:
-            return "we are not a server"
+            return Drop.NOT_FOR_AGENT
         if kind in _FROM_SERVERS and source != self.config.server:
-            return "not from our server"
+            return Drop.NOT_FROM_SERVER
         return None
+
+    def _drop(self, reason: Drop, message: Message, source: Endpoint) -> list[Output]:
+        """Count a message not acted on; a debug line (a flood of them is what the counter is for)."""
+        self.drops.count(reason)
+        return [Log(logging.DEBUG, f"dropped {_verb(message)} from {source}: {reason}")]
 
     def _turn(self, outputs: list[turn.Output], now: float) -> list[Output]:
         """Perform what the relay says: datagrams to the TURN server, relayed datagrams, (re)allocation."""
@@ -313,6 +352,7 @@ class AgentCore:
                     self.server.reannounce(now)
                     out += self.paths.relay_lost(list(self.peers.values()), reason, now)
                 case turn.Dropped(why) | turn.Denied(_, why):
+                    self.drops.count(Drop.RELAY)
                     out.append(Log(logging.DEBUG, f"turn: {why}"))
         return out
 
@@ -324,12 +364,23 @@ class AgentCore:
     def _on_punch(self, punch: Punch, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
         if punch.id == self.config.id:
             return [Log(logging.WARNING, f"ignoring punch to ourselves at {punch.addr}")]
-        peer = self._peer(punch.id)
+        out: list[Output] = []
+        peer = self.peers.get(punch.id)
+        asked = peer is not None and peer.pending is not None
+        if not asked and not self.introductions.take(now):
+            # Someone made the server introduce us (the other side's connect): at most so many a second,
+            # or whoever can make the server punch us would have us probe any address at their pace.
+            return self._drop(Drop.INTRO_RATE, punch, source)
+        if peer is None:
+            peer, out = self.table.admit(punch.id, now, self.relay_up)
+            if peer is None:
+                return out
+        self._heard(peer, now)
         started = None if peer.pending is None else peer.pending.started
         peer.pending = None
         peer.extended = punch.candidates is not None
         before = peer.path.started
-        out = self.paths.perform(peer, peer.path.punch(punch.addr, now, started), now, via_relay=False)
+        out += self.paths.perform(peer, peer.path.punch(punch.addr, now, started), now, via_relay=False)
         if peer.path.started != before:
             peer.first_message_ms = None
         relay = None if punch.candidates is None else punch.candidates.relay
@@ -346,53 +397,89 @@ class AgentCore:
         return self.server.on_err(err, self.peers)
 
     def _on_probe(self, message: Hello | HelloAck, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        # A probe from a peer we never heard of still counts: the other side got its punch first.
-        peer = self._peer(message.id)
+        out: list[Output] = []
+        peer = self.peers.get(message.id)
+        if peer is None:
+            peer, out = self._admit_prober(message.id, now, authenticated=False)
+            if peer is None:
+                return out + self._drop(Drop.UNKNOWN_PEER, message, source)
+        self._heard(peer, now)
         started = None if peer.pending is None else peer.pending.started
         peer.pending = None
         path = peer.relay if via_relay else peer.path
         if via_relay:
             peer.extended = True  # only an extended peer has a relay
         if isinstance(message, Hello):
-            return self.paths.perform(peer, path.on_hello(source, now, started), now, via_relay)
-        return self.paths.perform(peer, path.on_hello_ack(source, now, started), now, via_relay)
+            return out + self.paths.perform(peer, path.on_hello(source, now, started), now, via_relay)
+        return out + self.paths.perform(peer, path.on_hello_ack(source, now, started), now, via_relay)
 
     def _on_msg(self, msg: Msg, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        peer = self._peer(msg.id)
-        self._hear(peer, source, now, via_relay)
+        peer = self._sender(msg.id, source, via_relay)
+        if isinstance(peer, Drop):
+            return self._drop(peer, msg, source)
+        self._heard(peer, now, source, via_relay)
         return self.messenger.on_msg(peer, msg, source)
 
     def _on_data(self, data: Data, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        peer = self._peer(data.id)
+        peer = self._sender(data.id, source, via_relay)
+        if isinstance(peer, Drop):
+            return self._drop(peer, data, source)
         peer.extended = True
-        self._hear(peer, source, now, via_relay)
+        self._heard(peer, now, source, via_relay)
         return self.messenger.on_data(peer, data, source, now, via_relay)
 
     def _on_ack(self, ack: Ack, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        peer = self._peer(ack.id)
-        self._hear(peer, source, now, via_relay)
+        peer = self._sender(ack.id, source, via_relay)
+        if isinstance(peer, Drop):
+            return self._drop(peer, ack, source)
+        self._heard(peer, now, source, via_relay)
         return self.messenger.on_ack(peer, ack, now)
 
     def _on_keepalive(self, keepalive: Keepalive, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        # It kept a NAT mapping open on its way here, and says the peer on that path is alive.
-        for peer in self.peers.values():
-            if (peer.relay if via_relay else peer.path).addr == source:
-                self._hear(peer, source, now, via_relay)
+        # It kept a NAT mapping open on its way here, and says the peer on that path is alive. It names no
+        # peer: the address book finds whose path uses its source, in O(1) however many peers we know.
+        peers = self.table.addresses.at(source, via_relay)
+        if not peers:
+            return self._drop(Drop.UNKNOWN_SOURCE, keepalive, source)
+        for peer in peers:
+            self._heard(peer, now, source, via_relay)
         return []
+
+    # -- introductions -------------------------------------------------------------------------------
+
+    def _admit_prober(self, peer_id: str, now: float, authenticated: bool) -> tuple[Peer | None, list[Output]]:
+        """A probe from an id we do not know. Nothing proves who sent a text probe, so today it admits no one
+        (a stranger's 1,500 `hello <new id>` would be 1,500 peers): the race where the peer's probe comes
+        before our punch is settled by its next probes, which it sends until ours answer.
+
+        The hook for authenticated probes (issue 10, item 3): a probe proven to come from ``peer_id``'s key
+        calls this with ``authenticated=True`` and is admitted as an introduction we did not ask for
+        (rate-limited, within the table's bounds)."""
+        if not authenticated or not self.introductions.take(now):
+            return None, []
+        return self.table.admit(peer_id, now, self.relay_up)
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _hear(self, peer: Peer, source: Endpoint, now: float, via_relay: bool) -> None:
-        path = peer.relay if via_relay else peer.path
-        if path.addr == source:
-            path.hear(now)
-
-    def _peer(self, peer_id: str) -> Peer:
-        """The peer (new if unknown), touched: its routes and wakeup are looked at when the entry point ends."""
+    def _sender(self, peer_id: str, source: Endpoint, via_relay: bool) -> Peer | Drop:
+        """The known peer a msg, data or ack comes from, or why it is dropped: an id we do not know, or an
+        address none of its paths uses (a stranger's data or ack must not reset or settle anything; one
+        who can send from the peer's own address is stopped only by authentication)."""
         peer = self.peers.get(peer_id)
         if peer is None:
-            peer = self.peers[peer_id] = Peer.new(peer_id, self.config.timing)
-        return self._touched.add(peer)
+            return Drop.UNKNOWN_PEER
+        if not (peer.relay if via_relay else peer.path).knows(source):
+            return Drop.WRONG_SOURCE
+        return peer
+
+    def _heard(self, peer: Peer, now: float, source: Endpoint | None = None, via_relay: bool = False) -> None:
+        """Something from or for ``peer``: it is active (not idle), and touched (its routes and wakeup are
+        looked at when the entry point ends); ``source`` given, the path it came on is alive."""
+        peer.active = now
+        self._touched.add(peer)
+        path = peer.relay if via_relay else peer.path
+        if source is not None and path.addr == source:
+            path.hear(now)
 
 
 _HANDLERS: dict[type, Handler] = {

@@ -40,7 +40,8 @@ Semantics:
   duplicates: pick a random one (e.g. ``secrets.randbits(32)``) per Sender.
 * **Backpressure.** At most ``window`` messages are unsettled; :meth:`Sender.send` beyond that raises
   :class:`WindowFull` rather than queueing, which keeps memory bounded on both sides (the receiver holds
-  at most ``window`` frames) and tells the user at once that the peer is not keeping up.
+  at most ``window`` frames, and an agent's receivers together no more than their :class:`HeldFrames`
+  allows) and tells the user at once that the peer is not keeping up.
 * **Backoff.** First send at once, then retransmit after ``rto_initial``, doubling each time, capped at
   ``rto_max``; defaults give attempts at +0, 0.2, 0.6, 1.4, 3.0, 6.2, 10.2, 14.2, 18.2, 22.2, 26.2 s and
   a give-up at +30 s ("not acknowledged within 30 s (11 attempts)"). A path change resends at once and
@@ -315,11 +316,27 @@ class Sender:
         return f"not acknowledged within {self.config.deadline:g} s ({attempts})"
 
 
-class Receiver:
-    """The peer's messages to us: see the module docstring. Holds at most ``window`` frames."""
+class HeldFrames:
+    """Out-of-order frames held, counted across receivers against one ``limit`` (an agent's, over all its
+    peers). At the limit a receiver holds no more: it keeps the frame nearer its gap (a new one, in place of
+    its own highest; or the one it has) and the other is not acknowledged as held, so its sender retransmits
+    it (a sender also resends a frame an ack no longer lists). The frame that fills the gap is always taken
+    (it is released at once, with those held behind it), so delivery still makes progress."""
 
-    def __init__(self, window: int = DeliveryConfig.window) -> None:
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.count = 0
+        self.refused = 0
+        """Frames not held because the limit was reached."""
+
+
+class Receiver:
+    """The peer's messages to us: see the module docstring. Holds at most ``window`` frames, and no more
+    than ``held`` (shared with other receivers) allows."""
+
+    def __init__(self, window: int = DeliveryConfig.window, held: HeldFrames | None = None) -> None:
         self.window = window
+        self.held = HeldFrames(window) if held is None else held
         self.counters = ReceiverCounters()
         self.epoch: int | None = None
         self._expected = 0
@@ -339,16 +356,36 @@ class Receiver:
             if frame.epoch in self._left:
                 self.counters.duplicates += 1
                 return None, []  # a late frame from before the peer restarted: nobody waits for its ack
+            before = len(self._held)
             self._start(frame.epoch, frame.floor)
+            self.held.count -= before
         self.counters.received += 1
         self._skip_to(frame.floor)
         if frame.seq < self._expected or frame.seq in self._held:
             self.counters.duplicates += 1
+        elif frame.seq == self._expected:
+            self._held[frame.seq] = frame.text  # released just below: never refused
+            self.held.count += 1
         elif frame.seq < self._expected + self.window:
-            self._held[frame.seq] = frame.text
-        # Beyond the window (a sender with a larger one): not kept, not acked as held, so it comes again.
+            if self.held.count < self.held.limit:
+                self._held[frame.seq] = frame.text
+                self.held.count += 1
+            else:
+                # Full: keep whichever is nearer the gap (it is released sooner), and let the other come again.
+                self.held.refused += 1
+                highest = max(self._held, default=-1)  # at most a window of them, and only when full
+                if highest > frame.seq:
+                    del self._held[highest]
+                    self._held[frame.seq] = frame.text
+        # Beyond the window (a sender with a larger one) or the limit: not kept, not acked as held, so it
+        # comes again.
         texts = self._release()
         return self._ack(frame.epoch), texts
+
+    def close(self) -> None:
+        """Forget what is held (the peer is forgotten), giving it back to :attr:`held`."""
+        self.held.count -= len(self._held)
+        self._held.clear()
 
     def ack(self) -> Ack | None:
         """Our whole state as an ack (for one held back), or ``None`` before the first frame."""
@@ -365,7 +402,9 @@ class Receiver:
         if floor <= self._expected:
             return
         self.counters.skipped += floor - self._expected
+        before = len(self._held)
         self._held = {seq: text for seq, text in self._held.items() if seq >= floor}
+        self.held.count -= before - len(self._held)
         self._expected = floor
 
     def _release(self) -> list[str]:
@@ -374,6 +413,7 @@ class Receiver:
             texts.append(self._held.pop(self._expected))
             self._expected += 1
         self.counters.released += len(texts)
+        self.held.count -= len(texts)
         return texts
 
     def _ack(self, epoch: int) -> Ack:

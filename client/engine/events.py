@@ -196,6 +196,16 @@ class Disconnected(Event):
 
 
 @dataclass(frozen=True)
+class PeerForgotten(Event):
+    """The agent forgot an idle peer by itself: idle too long, or to make room for a new one."""
+
+    name = "peer_forgotten"
+    line = "forgot idle peer {peer}: {reason}"
+    peer: str
+    reason: str
+
+
+@dataclass(frozen=True)
 class RelayConfirmed(Event):
     name = "relay_confirmed"
     line = "relayed path to {peer} via {relay} in {time_to_relay_ms:.0f} ms"
@@ -266,6 +276,7 @@ KINDS: dict[str, type[Event]] = {
         MessageReceived,
         ServerError,
         Disconnected,
+        PeerForgotten,
         RelayConfirmed,
         PathChanged,
         MessageDelivered,

@@ -11,7 +11,7 @@ import functools
 from dataclasses import dataclass
 from typing import Protocol
 
-from client.engine.delivery import DeliveryConfig, WindowFull
+from client.engine.delivery import DeliveryConfig, HeldFrames, WindowFull
 from client.engine.errors import NoPathError, RequestError, WindowFullError
 from client.engine.events import MessageDelivered, MessageReceived, MessageSent, MessageUndelivered, Ticket
 from client.engine.outputs import Emit, Output
@@ -68,10 +68,12 @@ def _head(me: str, extended: bool) -> int:
 class Messenger:
     """Sends and receives chat messages for every peer, on the carrier's paths."""
 
-    def __init__(self, me: str, delivery: DeliveryConfig, carrier: Carrier) -> None:
+    def __init__(self, me: str, delivery: DeliveryConfig, carrier: Carrier, held: HeldFrames) -> None:
         self.me = me
         self.delivery = delivery
         self.carrier = carrier
+        self.held = held
+        """The out-of-order frames every peer's conversation holds, against one limit."""
 
     def send(self, peer_id: str, peer: Peer | None, text: str, now: float, relay_up: bool) -> Sent:
         """One chat message on the path in use; :class:`NoPathError` if there is none."""
@@ -137,5 +139,5 @@ class Messenger:
 
     def conversation(self, peer: Peer) -> Conversation:
         if peer.conversation is None:
-            peer.conversation = Conversation(self.me, self.delivery)
+            peer.conversation = Conversation(self.me, self.delivery, held=self.held)
         return peer.conversation

@@ -97,7 +97,15 @@ class Ignored:
     why: str
 
 
-Action = Probe | Answer | Changed | Moved | Ignored
+@dataclass(frozen=True)
+class Spent:
+    """This attempt's probes are used up (``probes`` sent, none answered): no more until the deadline,
+    though a probe from the peer still confirms the path."""
+
+    probes: int
+
+
+Action = Probe | Answer | Changed | Moved | Ignored | Spent
 
 
 @dataclass(frozen=True)
@@ -106,6 +114,10 @@ class PathTiming:
 
     timeout: float = 5.0
     interval: float = 0.020
+    probes: int | None = None
+    """At most this many probes per attempt (a punch) until the first answer, ``None``: no limit. An address
+    that never answers (a stranger's, named in a punch) gets no more than this; the agent core sets it from
+    its byte budget. Background probing while another path carries the traffic is not counted."""
 
 
 class Path:
@@ -128,6 +140,7 @@ class Path:
         self._targets: tuple[Endpoint, ...] = ()
         self._deadline = 0.0
         self._next_probe = 0.0
+        self._probes_left: int | None = 0  # of this attempt's budget (timing.probes; None: no limit)
         self.heard: float | None = None  # when the peer was last heard on this path
         self._retry: float | None = None  # background probing interval while failed, if any
 
@@ -159,8 +172,9 @@ class Path:
         self.time_to_direct_ms = None
         self._deadline = now + defer + self.timing.timeout
         self._next_probe = now + (defer or self.timing.interval)
+        self._probes_left = self.timing.probes
         actions = self._fire(Trigger.PUNCH)
-        return actions if defer > 0 else [*actions, *(Probe(t) for t in self._targets)]
+        return actions if defer > 0 else [*actions, *self._probes()]
 
     def on_hello(self, source: Endpoint, now: float, started: float | None = None) -> list[Action]:
         """A probe from the peer: answer where it came from, and the path is direct.
@@ -196,6 +210,10 @@ class Path:
         self.heard = now
         self._targets = ()
         return [*actions, *self._fire(Trigger.CONFIRM)]
+
+    def knows(self, source: Endpoint) -> bool:
+        """Whether ``source`` is an address of this path: where it sends, or one it is probing."""
+        return source == self.addr or source in self._targets
 
     def hear(self, now: float) -> None:
         """Something came from the peer on this path: it is alive."""
@@ -257,7 +275,18 @@ class Path:
         self._next_probe += self.timing.interval
         if self._next_probe <= now:
             self._next_probe = now + self.timing.interval
-        return [Probe(t) for t in self._targets]
+        return self._probes()
+
+    def _probes(self) -> list[Action]:
+        """One probe to each target, within what is left of the attempt's budget."""
+        left = self._probes_left
+        if left is None:
+            return [Probe(t) for t in self._targets]
+        actions: list[Action] = [Probe(t) for t in self._targets[:left]]
+        self._probes_left = left - len(actions)
+        if left and not self._probes_left:
+            actions.append(Spent(self.timing.probes or 0))
+        return actions
 
     def _tick_background(self, now: float) -> list[Action]:
         if self._retry is None or not self._targets or now < self._next_probe:
@@ -271,7 +300,7 @@ class Path:
             return self._next_probe
         if self.state is not PathState.PUNCHING:
             return None
-        return min(self._deadline, self._next_probe)
+        return self._deadline if self._probes_left == 0 else min(self._deadline, self._next_probe)
 
     def reset(self, reason: str | None = None) -> list[Action]:
         """Forget the path (a local disconnect, a new local connect, or a refused connect)."""

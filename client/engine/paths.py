@@ -8,15 +8,16 @@ import math
 
 from client.engine.carrier import Carrier
 from client.engine.clock import PeerClock
+from client.engine.drops import Drop, Drops
 from client.engine.events import PathChanged
 from client.engine.messaging import Messenger
 from client.engine.outputs import Emit, Log, Output, Send
-from client.engine.path import Action, Answer, Changed, Ignored, Moved, PathState, PathTiming, Probe
+from client.engine.path import Action, Answer, Changed, Ignored, Moved, PathState, PathTiming, Probe, Spent
 from client.engine.path_events import change_reason, direct_path_event, relay_path_event
 from client.engine.peer import Peer
 from client.engine.routes import Route
 from client.engine.server_link import ServerLink
-from protocol import Hello, HelloAck, Keepalive
+from protocol import Hello, HelloAck, Keepalive, encode
 
 LIVENESS_PERIODS = 3
 """Keepalive periods of silence after which a path to an extended peer counts as lost."""
@@ -35,6 +36,7 @@ class PathKeeper:
         carrier: Carrier,
         server: ServerLink,
         messenger: Messenger,
+        drops: Drops,
     ) -> None:
         self.me = me
         self.timing = timing
@@ -43,6 +45,8 @@ class PathKeeper:
         self.carrier = carrier
         self.server = server
         self.messenger = messenger
+        self.drops = drops
+        self.probe_bytes = len(encode(Hello(me)))
 
     def perform(self, peer: Peer, actions: list[Action], now: float, via_relay: bool) -> list[Output]:
         """Turn a path's actions into datagrams (via the relay for the relay path), events and log lines."""
@@ -63,6 +67,11 @@ class PathKeeper:
                     out.append(Log(logging.INFO, f"peer {path.peer} moved from {old} to {new}"))
                 case Ignored(why):
                     out.append(Log(logging.INFO, f"ignoring {why}"))
+                case Spent(probes):
+                    self.drops.count(Drop.PROBE_BUDGET)
+                    spent = f"{probes} probes, {probes * self.probe_bytes} bytes"
+                    how = "relay path" if via_relay else "direct path"
+                    out.append(Log(logging.INFO, f"{how} to {path.peer}: {spent} unanswered; waiting for its probes"))
         return out
 
     def shared_state(self) -> tuple[bool, bool, bool]:

@@ -45,6 +45,8 @@ class Peer:
     """When to connect again once our relay is back (the relay path in use died with our allocation)."""
     routed: tuple[object, ...] | None = None
     """What the route in use was last worked out from (:meth:`routing`): unchanged, so is the route."""
+    active: float = 0.0
+    """When the peer was last introduced, heard from on a path, or sent a message: what idleness counts from."""
 
     def routing(self, relay_up: bool) -> tuple[object, ...]:
         """Everything :meth:`route` and :meth:`path_name` depend on."""
@@ -52,8 +54,18 @@ class Peer:
         return path.state, path.addr, relay.state, relay.addr, relay_up
 
     @classmethod
-    def new(cls, peer_id: str, timing: PathTiming) -> Peer:
-        return cls(peer_id, Path(peer_id, timing), Path(peer_id, timing))
+    def new(cls, peer_id: str, timing: PathTiming, now: float = 0.0) -> Peer:
+        return cls(peer_id, Path(peer_id, timing), Path(peer_id, timing), active=now)
+
+    def busy(self, relay_up: bool) -> bool:
+        """Whether forgetting the peer would lose something: a connect or a punch under way, a message
+        unacknowledged or held, or (to an extended peer, whose paths are watched for liveness) a path in use.
+        A seed-era peer's path is never found dead, so there only traffic (:attr:`active`) keeps it."""
+        if self.pending is not None or PathState.PUNCHING in (self.path.state, self.relay.state):
+            return True
+        if self.conversation is not None and not self.conversation.settled:
+            return True
+        return self.extended and self.route(relay_up) is not None
 
     def route(self, relay_up: bool) -> tuple[Route, Endpoint] | None:
         """The path in use and where it sends, or ``None``."""

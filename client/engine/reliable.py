@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from client.engine import delivery
-from client.engine.delivery import DeliveryConfig, Frame, Receiver, Sender, WindowFull
+from client.engine.delivery import DeliveryConfig, Frame, HeldFrames, Receiver, Sender, WindowFull
 from protocol import MAX_COUNTER, Ack, Data
 
 
@@ -31,11 +31,13 @@ class Settled:
 class Conversation:
     """Our messages to one peer and theirs to us, exactly once and in order."""
 
-    def __init__(self, me: str, config: DeliveryConfig, epoch: int | None = None) -> None:
+    def __init__(
+        self, me: str, config: DeliveryConfig, epoch: int | None = None, held: HeldFrames | None = None
+    ) -> None:
         self.me = me
         self.config = config
         self.sender = Sender(secrets.randbits(32) if epoch is None else epoch, config)
-        self.receiver = Receiver(config.window)
+        self.receiver = Receiver(config.window, held)
         self._unacked = 0  # frames released in order since our last ack (see DeliveryConfig.ack_every)
         self._ack_due: float | None = None  # when the ack held back for them must go
         self._last_ack = -math.inf  # when we last sent one: a frame after a quiet spell is acked at once
@@ -106,6 +108,11 @@ class Conversation:
     def wakeup(self) -> float | None:
         at, due = self.sender.wakeup(), self._ack_due
         return due if due is not None and (at is None or due < at) else at
+
+    @property
+    def settled(self) -> bool:
+        """Nothing in flight either way: none of our messages unacknowledged, none of theirs held."""
+        return not self.sender.outstanding and not self.receiver.waiting
 
     def counters(self) -> dict[str, Any]:
         sent, received = self.sender.counters, self.receiver.counters
