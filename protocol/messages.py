@@ -203,6 +203,12 @@ class Hello:
 
 
 @dataclass(frozen=True)
+class BareHello:
+    """C -> C: the seed's own probe, the bare word ``hello`` naming no one. A natlab client takes it only from
+    the address it punched for a seed-era peer (the id is then the one the punch named)."""
+
+
+@dataclass(frozen=True)
 class HelloAck:
     """C -> C: the answer to a probe; receiving either confirms the direct path. (natlab extension)"""
 
@@ -289,7 +295,7 @@ class Err:
     code: ErrorCode | None = None
 
 
-TextMessage = Register | Connect | Punch | Hello | HelloAck | Msg | Data | Ack | Keepalive | Ok | Err
+TextMessage = Register | Connect | Punch | Hello | BareHello | HelloAck | Msg | Data | Ack | Keepalive | Ok | Err
 """The messages the seed's text grammar carries."""
 
 Message = TextMessage | Retry | PresenceQuery | PresenceReport | StatsQuery | StatsReport | Sealed
@@ -393,6 +399,11 @@ def _parse_punch(rest: str) -> Punch:
     return Punch(_check_id("punch", peer_id), endpoint, candidates)
 
 
+def _parse_hello(rest: str) -> Hello | BareHello:
+    """``hello <id>`` (natlab's probe), or the bare ``hello`` the seed's client sends."""
+    return BareHello() if rest == "" else Hello(_only_id("hello", rest))
+
+
 def _only_id(verb: str, rest: str) -> str:
     """The one argument of a verb that carries only a peer id (hello, hello-ack)."""
     (peer_id,) = _fields(verb, rest, 1)
@@ -466,7 +477,7 @@ _VERBS: tuple[_Verb[Any], ...] = (
     _Verb("register", Register, _parse_register, lambda m: f"{m.id}{_options(m.candidates)}"),
     _Verb("connect", Connect, _parse_connect, lambda m: f"{m.from_id} {m.to_id}"),
     _Verb("punch", Punch, _parse_punch, lambda m: f"{m.id} {m.addr}{_options(m.candidates)}"),
-    _Verb("hello", Hello, lambda rest: Hello(_only_id("hello", rest)), lambda m: m.id),
+    _Verb("hello", Hello, _parse_hello, lambda m: m.id),
     _Verb("hello-ack", HelloAck, lambda rest: HelloAck(_only_id("hello-ack", rest)), lambda m: m.id),
     _Verb("msg", Msg, _parse_msg, lambda m: f"{m.id} {m.text}"),
     _Verb("data", Data, _parse_data, lambda m: f"{m.id} {m.epoch} {m.seq} {m.floor} {m.text}"),
@@ -480,8 +491,12 @@ _VERBS: tuple[_Verb[Any], ...] = (
     _Verb("keepalive", Keepalive, lambda rest: Keepalive(), lambda m: ""),
     _Verb("ok", Ok, _parse_ok, lambda m: ""),
     _Verb("err", Err, Err, lambda m: m.reason),
+    # The seed's bare probe: read by the hello row above (no arguments), written here as the bare verb.
+    _Verb("hello", BareHello, _parse_hello, lambda m: ""),
 )
-_BY_NAME: dict[str, _Verb[Any]] = {verb.name: verb for verb in _VERBS}
+_BY_NAME: dict[str, _Verb[Any]] = {}
+for _row in _VERBS:
+    _BY_NAME.setdefault(_row.name, _row)  # a name's first row parses it (hello: both forms)
 _BY_TYPE: dict[type[TextMessage], _Verb[Any]] = {verb.type: verb for verb in _VERBS}
 
 VERBS = frozenset(_BY_NAME)

@@ -9,6 +9,7 @@ from protocol import (
     MAX_DATAGRAM,
     VERBS,
     Ack,
+    BareHello,
     Candidates,
     Connect,
     Data,
@@ -42,6 +43,7 @@ GOLDEN = [
     (b"punch bob [2001:db8::1]:9000", Punch("bob", Endpoint("2001:db8::1", 9000))),
     (b"punch bob [::1]:9000", Punch("bob", Endpoint("::1", 9000))),
     (b"hello alice", Hello("alice")),
+    (b"hello", BareHello()),  # the seed's probe names no one
     (b"hello-ack bob", HelloAck("bob")),
     (b"msg alice hi", Msg("alice", "hi")),
     (b"msg alice  two  spaces and a tab\there ", Msg("alice", " two  spaces and a tab\there ")),
@@ -162,7 +164,6 @@ MALFORMED = [
     (b"punch bob 1.2.3.4:65536", "punch", "invalid address '1.2.3.4:65536': port out of range", ErrorKind.BAD_ADDRESS),
     (b"punch bob 1.2.3.4:-1", "punch", "invalid address '1.2.3.4:-1': expected ip:port", ErrorKind.BAD_ADDRESS),
     # hello, hello-ack, msg, ok
-    (b"hello", "hello", "invalid hello cmd", ErrorKind.BAD_ARGUMENTS),
     (b"hello alice bob", "hello", "invalid hello cmd", ErrorKind.BAD_ARGUMENTS),
     (b"hello b@d", "hello", bad_id("'b@d'"), ErrorKind.BAD_ID),
     (b"hello-ack", "hello-ack", "invalid hello-ack cmd", ErrorKind.BAD_ARGUMENTS),

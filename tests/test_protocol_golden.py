@@ -12,6 +12,7 @@ from protocol import (
     TYPE_CODES,
     VERBS,
     Ack,
+    BareHello,
     Candidates,
     Connect,
     Data,
@@ -62,6 +63,7 @@ GOLDEN: dict[str, Message | Frame] = {
     "text-punch-ipv6": Punch("bob", Endpoint("2001:db8::1", 9000)),
     "text-punch-relay": Punch("bob", WAN_B, Candidates(Endpoint("198.18.0.20", 49161))),
     "text-hello": Hello("alice"),
+    "text-hello-bare": BareHello(),  # the seed's own probe
     "text-hello-ack": HelloAck("bob"),
     "text-msg": Msg("alice", " hi  there, café ☕ "),
     "text-msg-newline": Msg("alice", "ends in a newline\n"),

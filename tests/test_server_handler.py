@@ -162,7 +162,7 @@ def test_any_valid_datagram_proves_presence(registered):
         (b"ack alice 7", "malformed"),
         (b"ack alice x 3", "malformed"),
         (b"punch bob nowhere", "malformed"),
-        (b"hello", "malformed"),
+        (b"hello", "not_for_server"),  # the seed's bare probe
         (b"msg bob", "malformed"),
         (b"ok then", "malformed"),
         (b"hello b@d", "malformed"),

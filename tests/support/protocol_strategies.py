@@ -15,6 +15,7 @@ from protocol import (
     SIGNATURE_SIZE,
     VERBS,
     Ack,
+    BareHello,
     Candidates,
     Connect,
     Data,
@@ -67,6 +68,7 @@ text_messages = st.one_of(
     st.builds(Register, ids, st.none() | candidates),
     st.builds(Punch, ids, endpoints, st.none() | candidates),
     st.builds(Msg, ids, texts),
+    st.just(BareHello()),
     st.builds(Err, st.text(max_size=200)),
 )
 """Every text message (an Err's code aside: text cannot carry it)."""
