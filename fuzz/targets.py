@@ -1,22 +1,39 @@
 """The fuzz targets: each takes one input and raises only when it finds a bug (never for bad input).
 
-Each input is one datagram, so the seed corpus is the protocol's golden vectors as they are. The server and
-agent targets build fresh state for every input (two registered peers; an agent that knows its server and
-one peer), then feed it the datagram from the sources that reach different code: a registered peer, the
-server, a stranger.
+Each input is one datagram, so the seed corpus is the protocol's golden vectors as they are, and for the agent
+sealed datagrams that open (:func:`agent_seeds`). The server and agent targets build fresh state for every
+input (two registered peers; an agent registered with its server that knows a keyed peer, bob, and a seed-era
+one, carol), then feed it the datagram from the sources that reach different code: a peer, the server, a
+stranger. The agent's and bob's keys are fixed, so a sealed seed stays one that opens.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
 
+import nacl.public
+import nacl.signing
+
 from client.engine.core import AgentCore, CoreConfig
 from client.engine.outputs import Emit, Output, Send, SendRaw
+from client.engine.path import PathTiming
+from client.engine.peer import Peer
+from client.engine.sealing import Sealer
 from protocol import (
     MAX_DATAGRAM,
+    Ack,
+    Candidates,
+    Data,
     Endpoint,
     Frame,
+    Hello,
+    HelloAck,
+    Keepalive,
+    Keys,
+    Message,
+    Ok,
     ProtocolError,
+    Punch,
     Sealed,
     box_associated_data,
     encode,
@@ -25,11 +42,21 @@ from protocol import (
 )
 from server.handler import Handler
 from server.table import PeerTable
+from trust import Identity
 
 ALICE = Endpoint("198.18.0.11", 40000)
 BOB = Endpoint("198.18.0.12", 50000)
+CAROL = Endpoint("198.18.0.13", 50000)
 STRANGER = Endpoint("198.18.0.66", 6666)
 SERVER = Endpoint("198.18.0.10", 9000)
+
+
+def _identity(seed: int) -> Identity:
+    """A fixed identity (fuzzing needs the same keys every run)."""
+    return Identity(nacl.signing.SigningKey(bytes([seed]) * 32), nacl.public.PrivateKey(bytes([seed + 1]) * 32))
+
+
+ALICE_KEYS, BOB_KEYS = _identity(1), _identity(3)
 
 
 class FuzzFinding(AssertionError):
@@ -72,13 +99,33 @@ def server_target(data: bytes) -> None:
 
 def agent_target(data: bytes) -> None:
     """AgentCore.receive never raises; what it sends encodes within the limit; its events serialise."""
-    core = AgentCore(CoreConfig(id="alice", server=SERVER))
-    _check_outputs(core.start(0.0))
-    _check_outputs(core.receive(b"ok", SERVER, 0.01))
-    _check_outputs(core.receive(b"punch bob 198.18.0.12:50000 relay=-", SERVER, 0.02))
-    for source in (SERVER, BOB, STRANGER):
+    core = AgentCore(CoreConfig(id="alice", server=SERVER, identity=ALICE_KEYS))
+    started = core.start(0.0)
+    _check_outputs(started)
+    register = next(o.message for o in started if isinstance(o, Send) and isinstance(o.message, Frame))
+    _check_outputs(core.receive(encode(Frame(register.txid, Ok())), SERVER, 0.01))
+    keys = Keys(BOB_KEYS.public.sign, BOB_KEYS.public.box)
+    _check_outputs(core.receive(encode(Frame(5, Punch("bob", BOB, Candidates(None)), keys=keys)), SERVER, 0.02))
+    _check_outputs(core.receive(f"punch carol {CAROL}".encode(), SERVER, 0.02))  # a seed-era peer
+    for source in (BOB, CAROL, SERVER, STRANGER):  # bob first: a sealed datagram opens once
         _check_outputs(core.receive(data, source, 0.1))
     _check_outputs(core.tick(0.2))
+
+
+def agent_seeds() -> dict[str, bytes]:
+    """Sealed datagrams from bob that the agent target's alice opens (seeds for fuzz/corpus/agent/)."""
+    bob = Sealer(BOB_KEYS, "bob", wall_offset=0.0, remember=1)
+    alice = Peer.new("alice", PathTiming())
+    bob.introduce(alice, Keys(ALICE_KEYS.public.sign, ALICE_KEYS.public.box), 1.0)
+    messages: dict[str, Message] = {
+        "hello": Hello("bob"),
+        "hello-ack": HelloAck("bob"),
+        "data": Data("bob", 7, 0, 0, "hi alice"),
+        "ack": Ack("bob", 7, 1, ((3, 4),)),
+        "keepalive": Keepalive(),
+        "wrong-id": Hello("mallory"),
+    }
+    return {f"sealed-{name}.bin": encode(bob.seal(alice, message)) for name, message in messages.items()}
 
 
 def _check_outputs(outputs: list[Output]) -> None:

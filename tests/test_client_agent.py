@@ -33,7 +33,8 @@ from client.daemon.config import AgentConfig
 from client.daemon.control import SUBSCRIBER_BACKLOG, ControlServer, Subscription
 from client.daemon.eventlog import EventLog
 from client.engine.events import MessageReceived
-from protocol import Connect, Endpoint, Err, Ok, ProtocolError, Punch, Register, encode, parse
+from protocol import Endpoint
+from tests.support.signal_server import SignalServer
 
 pytestmark = pytest.mark.timeout(120)  # a hung agent or chat fails the test instead of the whole run
 
@@ -53,19 +54,31 @@ def wait_for(condition: Callable[[], Any], what: str, timeout: float = 10.0) -> 
 
 
 class FakeSignalServer:
-    """The signal protocol's server side, on 127.0.0.1, in a thread. ``lies`` overrides the address
-    the server hands out for a peer (a port nobody answers on), to make punching fail."""
+    """The in-memory labs' signal server (tests.support.signal_server: v2 with cookies, keys, proofs and
+    presence, text for seed-era clients) on 127.0.0.1, in a thread. ``lies`` overrides the address the server
+    hands out for a peer (a port nobody answers on), to make punching fail."""
 
     def __init__(self) -> None:
         self.sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
         self.sock.bind(("127.0.0.1", 0))
         self.sock.settimeout(0.05)
         self.addr = Endpoint.of(self.sock.getsockname())
-        self.peers: dict[str, Endpoint] = {}
-        self.lies: dict[str, Endpoint] = {}
+        self.signal = SignalServer()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._serve, name="fake-signal-server", daemon=True)
         self._thread.start()
+
+    @property
+    def lies(self) -> dict[str, Endpoint]:
+        return self.signal.lies
+
+    @lies.setter
+    def lies(self, lies: dict[str, Endpoint]) -> None:
+        self.signal.lies = lies
+
+    @property
+    def peers(self) -> dict[str, Endpoint]:
+        return {peer_id: reg.addr for peer_id, reg in self.signal.peers.items()}
 
     def _serve(self) -> None:
         while not self._stop.is_set():
@@ -73,24 +86,9 @@ class FakeSignalServer:
                 data, addr = self.sock.recvfrom(2048)
             except TimeoutError:
                 continue
-            for reply, to in self._handle(data, Endpoint.of(addr)):
-                self.sock.sendto(encode(reply), to.sockaddr())
-
-    def _handle(self, data: bytes, source: Endpoint) -> list[tuple[Any, Endpoint]]:
-        try:
-            message = parse(data)
-        except ProtocolError as exc:
-            return [(Err(exc.reason), source)] if exc.verb else []
-        match message:
-            case Register(peer_id):
-                self.peers[peer_id] = source
-                return [(Ok(), source)]
-            case Connect(a, b) if a in self.peers and b in self.peers:
-                addr_a, addr_b = self.lies.get(a, self.peers[a]), self.lies.get(b, self.peers[b])
-                return [(Punch(b, addr_b), self.peers[a]), (Punch(a, addr_a), self.peers[b])]
-            case Connect():
-                return [(Err("invalid peers"), source)]
-        return []
+            self.signal.now = time.monotonic()
+            for reply, to in self.signal.receive(data, Endpoint.of(addr)):
+                self.sock.sendto(reply, to.sockaddr())
 
     def close(self) -> None:
         self._stop.set()
@@ -324,6 +322,13 @@ DOCUMENTED_DROPS = [
     "held_full",
     "probe_budget",
     "relay",
+    "unsealed",
+    "bad_mac",
+    "replayed",
+    "old_boot",
+    "no_key",
+    "wrong_id",
+    "unmatched",
 ]
 """The ``dropped`` object's keys as README.md lists them."""
 
@@ -430,10 +435,12 @@ def test_connect_send_and_events(pair: tuple[AgentProcess, AgentProcess]) -> Non
     assert "[peer alice] Hello, World?" in bob.stderr()
 
     events = alice.read_events()
-    assert [e["event"] for e in events] == ["registered", "punch_started", "direct_confirmed", "message_sent"]
+    kinds = ["registered", "punch_started", "direct_confirmed", "message_sent", "message_delivered"]
+    assert [e["event"] for e in events] == kinds  # a keyed peer acknowledges (sealed data and ack)
     assert all(isinstance(e["ts"], float) and abs(e["ts"] - time.time()) < 60 for e in events)
     assert events[1] == {"ts": events[1]["ts"], "event": "punch_started", "peer": "bob", "addr": status["addr"]}
-    assert events[3] == {"ts": events[3]["ts"], "event": "message_sent", "peer": "bob", "text": "Hello, World?"}
+    sent = {"event": "message_sent", "peer": "bob", "text": "Hello, World?"}
+    assert events[3] == {"ts": events[3]["ts"], **sent, "epoch": events[3]["epoch"], "seq": 0}
     assert "[client] punching peer bob (" in alice.stderr()
 
     peer = alice.peer("bob")
@@ -452,7 +459,11 @@ def test_connect_send_and_events(pair: tuple[AgentProcess, AgentProcess]) -> Non
         "retransmitted",
         "duplicates",
         "received",
+        "seed",
+        "online",
+        "last_seen_s",
     }
+    assert peer["seed"] is False  # keyed: authenticated
 
 
 def test_send_connects_first(pair: tuple[AgentProcess, AgentProcess]) -> None:

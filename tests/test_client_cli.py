@@ -146,6 +146,8 @@ def test_every_event_has_a_line() -> None:
         ),
         "turn_allocated": event("turn_allocated", relay="198.18.0.20:49161"),
         "turn_failed": event("turn_failed", reason="turn: no response"),
+        "peer_offline": event("peer_offline", peer="bob", last_seen_s=42.0),
+        "peer_back": event("peer_back", peer="bob"),
     }
     assert set(examples) == set(LINES)
     assert all(not describe(ev).text.startswith("{") for ev in examples.values())
@@ -162,6 +164,10 @@ def test_every_event_has_a_line() -> None:
     assert describe(examples["punch_started"]) == Line("client", "punching peer bob (1.2.3.4:5)")
     assert describe(examples["direct_confirmed"]) == Line("client", "direct path to bob (1.2.3.4:5) in 23 ms")
     assert describe(examples["message_received"]) == Line("peer bob", "gday")
+    seed = event("message_received", peer="carol", text="hi", addr="1.2.3.4:5", seed=True)
+    assert describe(seed) == Line("peer carol, seed-era, unauthenticated", "hi")  # anyone could have sent it
+    assert describe(examples["peer_offline"]) == Line("bob is offline", "")  # printed as [bob is offline]
+    assert describe(examples["peer_back"]) == Line("bob is back", "")
     refused = event("server_error", reason="invalid peers", peer="carol")
     assert describe(refused) == Line("client", "no path to carol: server: invalid peers")
     assert describe({"event": "punch_started"}).text.startswith("{")  # missing fields: raw, no crash

@@ -16,9 +16,11 @@ from dataclasses import dataclass, field
 import pytest
 
 from client.engine.core import AgentCore, CoreConfig, Emit, Log, NoPathError, Output, RequestError, Send
-from client.engine.events import JSON, DirectConfirmed, Registered, ServerError
+from client.engine.events import JSON, DirectConfirmed
 from client.engine.path import PathState, PathTiming
-from protocol import Candidates, Connect, Endpoint, Err, Hello, HelloAck, Msg, Ok, Punch, Register, encode, parse
+from protocol import Connect, Data, Endpoint, Frame, Hello, HelloAck, Keepalive, Keys, Message, Msg, Ok, Sealed, encode
+from tests.support.engine_outputs import frames
+from tests.support.signal_server import SignalServer, Wiretap, answer, register, v2_punch
 
 SERVER = Endpoint("198.18.0.10", 9000)
 TIMING = PathTiming(timeout=5.0, interval=0.020)
@@ -26,26 +28,8 @@ TIMING = PathTiming(timeout=5.0, interval=0.020)
 # -- the lab in memory ------------------------------------------------------------------------------
 
 
-class FakeServer:
-    """The seed's signal server as a pure function: remembers where each id registered from."""
-
-    def __init__(self) -> None:
-        self.peers: dict[str, Endpoint] = {}
-        self.drop_connects = False
-
-    def receive(self, data: bytes, source: Endpoint) -> list[tuple[bytes, Endpoint]]:
-        match parse(data):
-            case Register(peer_id):
-                self.peers[peer_id] = source
-                return [(encode(Ok()), source)]
-            case Connect(a, b) if not self.drop_connects:
-                if a not in self.peers or b not in self.peers:
-                    return [(encode(Err("invalid peers")), source)]
-                return [
-                    (encode(Punch(b, self.peers[b])), self.peers[a]),
-                    (encode(Punch(a, self.peers[a])), self.peers[b]),
-                ]
-        return []
+FakeServer = SignalServer
+"""The signal server every in-memory lab runs (tests.support.signal_server)."""
 
 
 @dataclass
@@ -109,6 +93,7 @@ class Lab:
         self.events: dict[str, list[JSON]] = {}  # as the event log has them
         self.logs: dict[str, list[str]] = {}
         self.wire: list[tuple[Endpoint, Endpoint, bytes]] = []
+        self.tap = Wiretap()
         self._queue: deque[tuple[Endpoint, Endpoint, bytes]] = deque()
 
     def config(self, name: str) -> CoreConfig:
@@ -116,7 +101,9 @@ class Lab:
         return CoreConfig(name, SERVER, TIMING, keepalive=self.keepalive, register_retry=0.25)
 
     def add(self, name: str, nat: Nat | None = None) -> AgentCore:
-        core = self.cores[name] = AgentCore(self.config(name))
+        config = self.config(name)
+        self.tap.identities[name] = config.identity
+        core = self.cores[name] = AgentCore(config)
         self.private[name] = Endpoint(f"10.0.{len(self.cores)}.2", 40000)
         self.nats[name] = nat
         self.events[name], self.logs[name] = [], []
@@ -142,6 +129,7 @@ class Lab:
             source, dst, data = self._queue.popleft()
             self.wire.append((source, dst, data))
             if dst == SERVER:
+                self.server.now = self.now
                 self._queue.extend((SERVER, to, reply) for reply, to in self.server.receive(data, source))
                 continue
             for name, core in self.cores.items():
@@ -170,6 +158,10 @@ class Lab:
         end = self.now + seconds
         self.run_until(lambda: min(c.wakeup() for c in self.cores.values()) > end, limit=seconds + 1)
         self.now = end
+
+    def plain(self) -> list[tuple[Endpoint, Endpoint, Message | Frame | bytes]]:
+        """The wire so far as its readers see it: sealed datagrams opened (tests.support.signal_server.Wiretap)."""
+        return [(source, dst, self.tap.plain(data)) for source, dst, data in self.wire]
 
     def named(self, host: str, name: str) -> list[JSON]:
         return [e for e in self.events[host] if e["event"] == name]
@@ -209,27 +201,10 @@ def test_both_register_once() -> None:
     for name in ("alice", "bob"):
         assert lab.cores[name].registered
         assert lab.named(name, "registered") == [{"event": "registered", "server": "198.18.0.10:9000"}]
-    assert lab.server.peers["bob"] == Endpoint("198.18.0.12", 50001)
-
-
-def test_register_is_retried_until_ok() -> None:
-    core = AgentCore(CoreConfig("alice", SERVER, TIMING, register_retry=0.25))
-    assert core.start(0.0) == [Send(Register("alice", Candidates(None)), SERVER)]
-    assert core.wakeup() == pytest.approx(0.25)
-    assert core.tick(0.1) == []
-    assert core.tick(0.25) == [Send(Register("alice", Candidates(None)), SERVER)]
-    assert core.tick(0.5) == [Send(Register("alice", Candidates(None)), SERVER)]
-    assert core.receive(b"ok", SERVER, 0.6) == [Emit(Registered(server="198.18.0.10:9000"))]
-    assert core.receive(b"ok", SERVER, 0.7) == []  # an ok later answers nothing we wait for
-    assert core.tick(0.75) == []
-    assert core.wakeup() == pytest.approx(10.0)  # only the keepalive is left
-
-
-def test_err_while_registering_is_reported_and_retried() -> None:
-    core = AgentCore(CoreConfig("alice", SERVER, TIMING))
-    core.start(0.0)
-    assert core.receive(b"err invalid register cmd", SERVER, 0.1) == [Emit(ServerError(reason="invalid register cmd"))]
-    assert core.tick(0.25) == [Send(Register("alice", Candidates(None)), SERVER)]
+    registered = lab.server.peers["bob"]
+    assert registered.addr == Endpoint("198.18.0.12", 50001)
+    assert registered.keys == Keys(lab.tap.identities["bob"].public.sign, lab.tap.identities["bob"].public.box)
+    assert lab.server.retries == 2  # each agent's first register had no cookie: retried with the server's
 
 
 def test_keepalive_goes_to_server_and_direct_peers() -> None:
@@ -237,11 +212,17 @@ def test_keepalive_goes_to_server_and_direct_peers() -> None:
     connect(lab)
     lab.wire.clear()
     lab.run_for(10.0)
-    keepalives = [(s, d) for s, d, data in lab.wire if data == b"keepalive"]
+    # To the server a v2 keepalive (with the cookie), to each direct peer a sealed one.
+    keepalives = [(s, d) for s, d, said in lab.plain() if _keepalive(said)]
     alice_public, bob_public = Endpoint("198.18.0.11", 50001), Endpoint("198.18.0.12", 50001)
     assert sorted(keepalives) == sorted(
         [(alice_public, SERVER), (alice_public, bob_public), (bob_public, SERVER), (bob_public, alice_public)]
     )
+
+
+def _keepalive(said: Message | Frame | bytes) -> bool:
+    """A keepalive: sealed to a peer (opened by the wiretap), or a v2 frame (with our cookie) to the server."""
+    return said == Keepalive() or (isinstance(said, Frame) and said.message == Keepalive() and said.cookie is not None)
 
 
 # -- punching through NATs -------------------------------------------------------------------------
@@ -259,7 +240,7 @@ def test_cone_to_cone_goes_direct_both_ways() -> None:
     assert confirmed["time_to_direct_ms"] == 0.0  # the in-memory network has no latency
     assert lab.named("bob", "direct_confirmed")[0]["addr"] == "198.18.0.11:50001"
     # probing stopped as soon as the path was confirmed: one probe each way, one answer or so
-    hellos = [data for _, _, data in lab.wire if data.startswith(b"hello")]
+    hellos = [said for _, _, said in lab.plain() if isinstance(said, Hello | HelloAck)]
     assert len(hellos) <= 4
 
 
@@ -282,7 +263,7 @@ def test_time_to_direct_counts_from_connect_and_from_punch() -> None:
 def test_symmetric_nat_fails_with_the_exact_reason(alice_nat: dict[str, str], bob_nat: dict[str, str]) -> None:
     lab = two_hosts(alice_nat, bob_nat)
     connect(lab)
-    bob_seen_by_server, alice_seen_by_server = lab.server.peers["bob"], lab.server.peers["alice"]
+    bob_seen_by_server, alice_seen_by_server = lab.server.peers["bob"].addr, lab.server.peers["alice"].addr
     for host, peer, addr in [("alice", "bob", bob_seen_by_server), ("bob", "alice", alice_seen_by_server)]:
         assert lab.state(host, peer) is PathState.FAILED
         reason = f"punch failed: no response from {addr} within 5 s"
@@ -301,8 +282,8 @@ def test_full_cone_to_symmetric_answers_the_actual_source() -> None:
     assert lab.state("bob", "alice") is PathState.DIRECT
     actual = lab.cores["alice"].peers["bob"].path.addr
     assert actual is not None
-    assert actual != lab.server.peers["bob"]  # bob's NAT gave the path to alice a port of its own
-    answers = [(s, d) for s, d, data in lab.wire if data == b"hello-ack alice"]
+    assert actual != lab.server.peers["bob"].addr  # bob's NAT gave the path to alice a port of its own
+    answers = [(s, d) for s, d, said in lab.plain() if said == HelloAck("alice")]
     assert answers
     assert all(dst == actual for _, dst in answers)
 
@@ -332,8 +313,8 @@ def test_messages_both_ways_exactly_once() -> None:
     assert [(e["peer"], e["text"]) for e in lab.named("alice", "message_received")] == [("bob", "gday")]
     assert lab.named("bob", "message_received")[0]["addr"] == "198.18.0.11:50001"
     assert [e["text"] for e in lab.named("alice", "message_sent")] == ["Hello, World?", "second", "third"]
-    msgs = [data for _, _, data in lab.wire if data.startswith(b"msg ")]
-    assert len(msgs) == 4
+    sent = [said for _, _, said in lab.plain() if isinstance(said, Data)]
+    assert len(sent) == 4  # each message once, sealed (keepalives and acks carry no text)
     alice_bob = lab.cores["alice"].peer_status("bob")
     assert alice_bob is not None
     assert (alice_bob["sent"], alice_bob["received"]) == (3, 1)
@@ -394,16 +375,20 @@ def test_connect_with_no_answer_gives_up_after_the_timeout() -> None:
     connect(lab)
     path = lab.cores["alice"].peers["bob"].path
     assert (path.state, path.reason) == (PathState.NONE, "server: no answer to connect within 5 s")
-    connects = [data for _, _, data in lab.wire if data == b"connect alice bob"]
+    connects = [
+        said for _, _, said in lab.plain() if isinstance(said, Frame) and said.message == Connect("alice", "bob")
+    ]
     assert 19 <= len(connects) <= 21  # re-sent every 250 ms
+    assert len({frame.txid for frame in connects}) == 1  # one request: its retransmissions keep its txid
+    assert len({frame.proof for frame in connects}) == len(connects)  # each with a fresh proof
 
 
 def test_connect_refuses_bad_requests() -> None:
     core = AgentCore(CoreConfig("alice", SERVER, TIMING))
-    core.start(0.0)
+    [request] = frames(core.start(0.0), SERVER)
     with pytest.raises(RequestError, match=re.escape("not registered with server 198.18.0.10:9000 yet")):
         core.connect("bob", 0.0)
-    core.receive(b"ok", SERVER, 0.0)
+    answer(core, request, Ok(), 0.0)
     with pytest.raises(RequestError, match="cannot connect to yourself"):
         core.connect("alice", 0.0)
     with pytest.raises(RequestError, match="invalid peer id"):
@@ -433,19 +418,26 @@ def test_disconnect_forgets_locally() -> None:
 
 
 def test_probe_from_a_peer_we_never_heard_of_is_dropped_until_the_server_introduces_it() -> None:
-    core = AgentCore(CoreConfig("alice", SERVER, TIMING))
-    core.start(0.0)
-    core.receive(b"ok", SERVER, 0.0)
-    bob = Endpoint("198.18.0.12", 41000)
-    outputs = core.receive(b"hello bob", bob, 1.0)  # bob got his punch first: ours is still on its way
+    alice, bob = AgentCore(CoreConfig("alice", SERVER, TIMING)), AgentCore(CoreConfig("bob", SERVER, TIMING))
+    register(alice)
+    register(bob)
+    at = Endpoint("198.18.0.12", 41000)
+    v2_punch(
+        bob, "alice", Endpoint("198.18.0.11", 40000), 1.0, keys=alice.config.identity
+    )  # bob got his punch first: ours is on its way
+    [probe] = [o.message for o in bob.tick(1.02) if isinstance(o, Send)]
+    outputs = alice.receive(encode(probe), at, 1.02)
     assert [type(o) for o in outputs] == [Log]
-    assert core.peers == {}
-    assert core.dropped()["unknown_peer"] == 1
-    core.receive(f"punch bob {bob}".encode(), SERVER, 1.01)
-    outputs = core.receive(b"hello bob", bob, 1.02)  # bob's next probe
-    assert outputs == [
-        Send(HelloAck("alice"), bob),
-        Emit(DirectConfirmed(peer="bob", addr=str(bob), time_to_direct_ms=10.0)),
+    assert alice.peers == {}
+    assert alice.dropped()["unknown_peer"] == 1
+    v2_punch(alice, "bob", at, 1.03, keys=bob.config.identity)
+    [probe] = [o.message for o in bob.tick(1.04) if isinstance(o, Send)]
+    outputs = alice.receive(encode(probe), at, 1.04)  # bob's next probe
+    [answer_] = [o for o in outputs if isinstance(o, Send)]
+    assert answer_.to == at
+    assert bob.receive(encode(answer_.message), Endpoint("198.18.0.11", 40000), 1.04)  # bob opens it
+    assert [o for o in outputs if isinstance(o, Emit)] == [
+        Emit(DirectConfirmed(peer="bob", addr=str(at), time_to_direct_ms=10.0))
     ]
 
 
@@ -502,17 +494,22 @@ def test_punch_for_ourselves_is_ignored() -> None:
 
 
 def test_wire_messages_are_the_protocols() -> None:
-    # The core speaks protocol.messages; spot-check the probe pair so a rename cannot slip by.
+    # To a seed-era peer the core speaks protocol.messages; spot-check the probe pair so a rename cannot slip by.
     assert encode(Hello("alice")) == b"hello alice"
     assert encode(HelloAck("alice")) == b"hello-ack alice"
     assert encode(Msg("alice", "hi there")) == b"msg alice hi there"
 
 
-def test_a_seed_era_peer_gets_no_ticket() -> None:
+def test_a_keyed_peers_message_is_sealed_data_with_a_ticket() -> None:
     lab = two_hosts(CONE, CONE)
     connect(lab)
-    sent = lab.cores["alice"].send("bob", "fire and forget", lab.now)
-    assert sent.ticket is None  # a plain msg is never acknowledged: nothing to wait for
-    assert [o for o in sent.outputs if isinstance(o, Send)] == [
-        Send(Msg("alice", "fire and forget"), Endpoint("198.18.0.12", 50001))
-    ]
+    sent = lab.cores["alice"].send("bob", "acknowledged, please", lab.now)
+    assert sent.ticket is not None
+    [datagram] = [o for o in sent.outputs if isinstance(o, Send)]
+    assert datagram.to == Endpoint("198.18.0.12", 50001)
+    assert isinstance(datagram.message, Frame)
+    assert isinstance(datagram.message.message, Sealed)
+    assert b"acknowledged" not in encode(datagram.message)  # encrypted
+    plain = lab.tap.plain(encode(datagram.message))
+    assert isinstance(plain, Data)
+    assert plain.text == "acknowledged, please"

@@ -22,7 +22,9 @@ from client.engine.events import (
     MessageSent,
     MessageUndelivered,
     PathChanged,
+    PeerBack,
     PeerForgotten,
+    PeerOffline,
     PunchFailed,
     PunchStarted,
     Registered,
@@ -118,6 +120,20 @@ GOLDEN: list[tuple[Event, str]] = [
         TurnFailed("turn: no response"),
         '{"ts": 1700000000.123457, "event": "turn_failed", "reason": "turn: no response"}',
     ),
+    (
+        MessageReceived("carol", "hi", "198.18.0.12:59800", seed=True),
+        '{"ts": 1700000000.123457, "event": "message_received", "peer": "carol", "text": "hi", '
+        '"addr": "198.18.0.12:59800", "seed": true}',
+    ),
+    (
+        PeerOffline("bob", 42.5),
+        '{"ts": 1700000000.123457, "event": "peer_offline", "peer": "bob", "last_seen_s": 42.5}',
+    ),
+    (
+        PeerOffline("bob"),
+        '{"ts": 1700000000.123457, "event": "peer_offline", "peer": "bob", "last_seen_s": null}',
+    ),
+    (PeerBack("bob"), '{"ts": 1700000000.123457, "event": "peer_back", "peer": "bob"}'),
 ]
 
 

@@ -20,17 +20,16 @@ from client.turn.wire import StunMessage, data_indication, is_turn_datagram, par
 from protocol import (
     MAX_COUNTER,
     MAX_DATAGRAM,
+    Ack,
     Candidates,
-    Connect,
     Data,
     Endpoint,
-    Err,
+    Frame,
+    Hello,
     Msg,
     Ok,
-    Punch,
     Register,
     encode,
-    parse,
 )
 from tests.test_client_core import CONE, SERVER, SYMMETRIC, TIMING, FakeServer, Lab, Nat
 from tests.test_client_turn import PASSWORD, USER, FakeAllocation, FakeTurnServer
@@ -39,28 +38,8 @@ TURN = Endpoint("198.18.0.20", 3478)
 LOST_TURN = "relay lost: turn: no response from 198.18.0.20:3478 within 9.5 s"
 
 
-class ExtendedServer(FakeServer):
-    """The signal server with candidates: extended punches between extended peers."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.candidates: dict[str, Candidates | None] = {}
-
-    def receive(self, data: bytes, source: Endpoint) -> list[tuple[bytes, Endpoint]]:
-        message = parse(data)
-        match message:
-            case Register(peer_id, candidates):
-                self.peers[peer_id], self.candidates[peer_id] = source, candidates
-                return [(encode(Ok()), source)]
-            case Connect(a, b) if a in self.peers and b in self.peers:
-                both = self.candidates[a] is not None and self.candidates[b] is not None
-                return [
-                    (encode(Punch(b, self.peers[b], self.candidates[b] if both else None)), self.peers[a]),
-                    (encode(Punch(a, self.peers[a], self.candidates[a] if both else None)), self.peers[b]),
-                ]
-            case Connect():
-                return [(encode(Err("invalid peers")), source)]
-        return []
+ExtendedServer = FakeServer
+"""The signal server with candidates (tests.support.signal_server does both)."""
 
 
 class RelayingTurnServer(FakeTurnServer):
@@ -106,7 +85,7 @@ class RelayLab(Lab):
 
     def __init__(self, keepalive: float = 10.0) -> None:
         super().__init__(keepalive)
-        self.server: ExtendedServer = ExtendedServer()
+        self.server = ExtendedServer()
         self.turn = RelayingTurnServer()
         self.turn_down = False
         self.block_direct = False
@@ -133,6 +112,7 @@ class RelayLab(Lab):
             if dst == TURN:
                 self._to_turn(source, data)
             elif dst == SERVER:
+                self.server.now = self.now
                 self._queue.extend((SERVER, to, reply) for reply, to in self.server.receive(data, source))
             elif not self._blocked(source, dst):
                 for name, core in self.cores.items():
@@ -199,7 +179,12 @@ def texts(prefix: str, count: int) -> list[str]:
 
 
 def relayed_app_data(lab: RelayLab) -> list[bytes]:
-    return [p for p in lab.turn.payloads if p.startswith((b"data ", b"ack ", b"msg "))]
+    return [p for p in lab.turn.payloads if isinstance(lab.tap.plain(p), Data | Ack | Msg)]
+
+
+def requests(lab: RelayLab) -> list[Frame]:
+    """The v2 requests the hosts sent their server, in order."""
+    return [f for f in (lab.tap.plain(d) for _, dst, d in lab.wire if dst == SERVER) if isinstance(f, Frame)]
 
 
 # -- tests ------------------------------------------------------------------------------------------
@@ -207,7 +192,7 @@ def relayed_app_data(lab: RelayLab) -> list[bytes]:
 
 def test_registers_as_extended_then_with_the_relay() -> None:
     lab = relay_lab(CONE, CONE)
-    registers = [parse(d) for s, dst, d in lab.wire if dst == SERVER and d.startswith(b"register alice")]
+    registers = [f.message for f in requests(lab) if isinstance(f.message, Register) and f.message.id == "alice"]
     relayed = lab.cores["alice"].relay_status()["relay"]
     assert registers[0] == Register("alice", Candidates(None))
     assert registers[-1] == Register("alice", Candidates(Endpoint.parse(relayed)))
@@ -252,7 +237,7 @@ def test_symmetric_cone_goes_relay_and_delivers_200_each_way_exactly_once_in_ord
     status = lab.status("alice", "bob")
     assert status["path"] == "relay"
     assert status["retransmitted"] > 0  # the loss was real
-    assert all(not d.startswith(b"data ") for _, _, d in lab.wire)  # application data never went direct
+    assert not any(isinstance(said, Data) for _, _, said in lab.plain())  # application data never went direct
 
 
 def test_path_upgrades_to_direct_while_messages_flow() -> None:
@@ -277,7 +262,7 @@ def test_path_upgrades_to_direct_while_messages_flow() -> None:
 def test_direct_gets_a_head_start_then_the_relay_stands_by() -> None:
     lab = relay_lab(CONE, CONE)
     connect(lab, "direct")
-    assert [p for p in lab.turn.payloads if p.startswith(b"hello")] == [], "no relay probe before direct"
+    assert [p for p in lab.turn.payloads if isinstance(lab.tap.plain(p), Hello)] == [], "no relay probe before direct"
     lab.run_for(1.0)
     assert lab.named("alice", "relay_confirmed"), "the relay path is confirmed as a standby"
     assert lab.path("alice", "bob") == "direct"
@@ -362,11 +347,14 @@ def test_relay_path_gone_silent_before_turn_is_noticed_dead_still_recovers() -> 
 
 def test_seed_era_peer_gets_plain_msg() -> None:
     lab = relay_lab(CONE, CONE)
-    lab.server.candidates["bob"] = None  # bob registered the seed's way: plain punches both ways
+    bob = lab.server.peers["bob"]
+    bob.keys, bob.candidates = None, None  # as if bob registered the seed's way: plain punches, no keys, both ways
     connect(lab, "direct")
     lab.send_all("alice", "bob", ["hi"])
     assert [d for _, _, d in lab.wire if d.startswith((b"msg ", b"data "))] == [b"msg alice hi"]
     assert lab.received("bob") == ["hi"]
+    assert lab.named("bob", "message_received")[0]["seed"] is True  # unauthenticated, and says so
+    assert lab.status("alice", "bob")["seed"] is True
 
 
 def test_turn_datagrams_are_told_apart_from_the_protocol() -> None:
@@ -403,14 +391,15 @@ def test_send_returns_the_ticket_its_settling_event_names() -> None:
 def test_text_checked_once_against_the_frame_it_will_ride_in() -> None:
     lab = relay_lab(CONE, CONE)
     connect(lab, "direct")
-    # Fits a seed-era `msg` but not a `data` frame whose counters may grow to their maximum.
-    header = len(encode(Msg("alice", "")))
+    # Fits a text `data` frame but not a sealed one whose counters may grow to their maximum.
+    header = len(encode(Data("alice", MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, "")))
     text = "x" * (MAX_DATAGRAM - header)
-    assert len(encode(Msg("alice", text))) == MAX_DATAGRAM
+    assert len(encode(Data("alice", MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, text))) == MAX_DATAGRAM
     with pytest.raises(RequestError, match=r"^message too long: \d+ bytes on the wire, at most 1400$"):
         lab.cores["alice"].send("bob", text, lab.now)
     assert lab.named("alice", "message_sent") == []
-    largest = "x" * (MAX_DATAGRAM - len(encode(Data("alice", MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, ""))))
+    sealed = lab.cores["alice"].sealer.size(Data("alice", MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, "x"))
+    largest = "x" * (MAX_DATAGRAM - sealed + 1)
     lab.send("alice", "bob", largest)
     lab.run_until(lambda: lab.delivered("alice") == 1)
     assert lab.received("bob") == [largest]

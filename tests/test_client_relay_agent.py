@@ -7,11 +7,10 @@ import json
 import pathlib
 import secrets
 from collections.abc import Callable, Iterator
-from typing import Any
 
 import pytest
 
-from protocol import Candidates, Connect, Endpoint, Err, Ok, Punch, Register
+from protocol import Candidates, Endpoint
 from tests.test_client_agent import AgentProcess, FakeSignalServer, sink, wait_for, workdir
 from tests.test_client_turn_coturn import Coturn, _free_udp_ports, running_coturn
 
@@ -24,37 +23,11 @@ pytestmark = [
 
 
 class ExtendedSignalServer(FakeSignalServer):
-    """The fake signal server, storing candidates and sending extended punches between extended peers."""
+    """The fake signal server (it keeps candidates and sends extended punches between extended peers)."""
 
-    def __init__(self) -> None:
-        self.candidates: dict[str, Candidates | None] = {}
-        super().__init__()
-
-    def _handle(self, data: bytes, source: Endpoint) -> list[tuple[Any, Endpoint]]:
-        message = self._parse(data)
-        match message:
-            case Register(peer_id, candidates):
-                self.peers[peer_id], self.candidates[peer_id] = source, candidates
-                return [(Ok(), source)]
-            case Connect(a, b) if a in self.peers and b in self.peers:
-                both = self.candidates[a] is not None and self.candidates[b] is not None
-                addr_a, addr_b = self.lies.get(a, self.peers[a]), self.lies.get(b, self.peers[b])
-                return [
-                    (Punch(b, addr_b, self.candidates[b] if both else None), self.peers[a]),
-                    (Punch(a, addr_a, self.candidates[a] if both else None), self.peers[b]),
-                ]
-            case Connect():
-                return [(Err("invalid peers"), source)]
-        return super()._handle(data, source)
-
-    @staticmethod
-    def _parse(data: bytes) -> object:
-        from protocol import ProtocolError, parse
-
-        try:
-            return parse(data)
-        except ProtocolError:
-            return None
+    @property
+    def candidates(self) -> dict[str, Candidates | None]:
+        return self.signal.candidates
 
 
 def _registered_relay(agent: AgentProcess, server: ExtendedSignalServer) -> Callable[[], bool]:

@@ -18,8 +18,9 @@ import pytest
 from client.engine.bounds import Bounds, TokenBucket
 from client.engine.core import AgentCore, CoreConfig, Log, Output, RequestError, Send
 from client.engine.path import PathState
-from protocol import Endpoint
-from tests.support.engine_outputs import datagrams, events, field
+from protocol import Connect, Endpoint
+from tests.support.engine_outputs import datagrams, events, field, frames
+from tests.support.signal_server import register
 from tests.test_client_core import CONE, SERVER, TIMING
 from tests.test_client_relay import connect as connect_relay_lab
 from tests.test_client_relay import relay_lab
@@ -31,8 +32,7 @@ BOB = Endpoint("198.18.0.12", 41000)
 def registered(bounds: Bounds | None = None, keepalive: float = 10.0) -> AgentCore:
     """Alice, registered with her server at t=0."""
     alice = AgentCore(CoreConfig("alice", SERVER, TIMING, keepalive=keepalive, bounds=bounds or Bounds()))
-    alice.start(0.0)
-    alice.receive(b"ok", SERVER, 0.0)
+    register(alice)
     return alice
 
 
@@ -134,7 +134,8 @@ def test_a_strangers_data_and_ack_for_a_known_peer_do_not_touch_delivery() -> No
     lab.deliver()
     assert lab.delivered("alice") == 1
     assert lab.received("bob") == ["to bob"]
-    assert alice.dropped()["wrong_source"] == 3
+    # bob is keyed: text naming him is dropped whoever sent it (a sealed forgery: tests/test_engine_trust.py).
+    assert alice.dropped()["unsealed"] == 3
 
 
 # -- introductions ----------------------------------------------------------------------------------
@@ -159,7 +160,7 @@ def test_our_own_connects_and_their_punches_are_never_rate_limited() -> None:
     punch(alice, "trudy", addr(1), 1.0)
     assert "trudy" not in alice.peers
     for n in range(2, 32):
-        assert datagrams(alice.connect(f"p{n}", 1.0)) == [f"connect alice p{n}".encode()]
+        assert [f.message for f in frames(alice.connect(f"p{n}", 1.0), SERVER)] == [Connect("alice", f"p{n}")]
         assert [o.to for o in punch(alice, f"p{n}", addr(n), 1.0) if isinstance(o, Send)] == [addr(n)]
     assert alice.dropped()["intro_rate"] == 1
 

@@ -18,12 +18,18 @@ from client.engine.delivery import Frame, HeldFrames, Receiver
 from client.engine.path import PathState
 from protocol import Endpoint, encode
 from tests.support.engine_outputs import datagrams, events, field
+from tests.support.signal_server import register, v2_punch
 from tests.test_client_core import CONE, FULL_CONE, SERVER, TIMING, Lab, Nat
 from tests.test_client_delivery import DIRECT, RELAY, Link, messages
 from tests.test_client_delivery import Lab as DeliveryLab
 from tests.test_engine_bounds import BOB, direct, registered
+from trust import Identity
 
+ALICE = Endpoint("198.18.0.11", 40000)
 VICTIM = Endpoint("198.18.0.99", 4000)  # an address someone had our server name in a punch: nobody answers
+
+
+MALLORY = Identity.generate()
 
 
 def probes_to(outputs: list[Output], to: Endpoint) -> list[bytes]:
@@ -33,9 +39,8 @@ def probes_to(outputs: list[Output], to: Endpoint) -> list[bytes]:
 def punched_into_silence(me: str, bounds: Bounds) -> tuple[AgentCore, list[Output]]:
     """``me`` punched towards :data:`VICTIM` at t=1, and everything it did until the punch gave up."""
     core = AgentCore(CoreConfig(me, SERVER, TIMING, bounds=bounds))
-    core.start(0.0)
-    core.receive(b"ok", SERVER, 0.0)
-    out = core.receive(f"punch mallory {VICTIM}".encode(), SERVER, 1.0)
+    register(core)
+    out = v2_punch(core, "mallory", VICTIM, 1.0, keys=MALLORY)
     while core.peers["mallory"].path.state is PathState.PUNCHING:
         out += core.tick(core.wakeup())
     return core, out
@@ -44,13 +49,15 @@ def punched_into_silence(me: str, bounds: Bounds) -> tuple[AgentCore, list[Outpu
 # -- the probe budget -------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize(("me", "count"), [("alice", 46), ("a" * 32, 13)])
-def test_an_unanswered_punch_sends_at_most_the_probe_budget_in_bytes(me: str, count: int) -> None:
-    # Before the budget: 251 probes (one every 20 ms for 5 s), 2,761 bytes as alice, 9,538 with a 32-char id.
+@pytest.mark.parametrize(("me", "count", "size"), [("alice", 6, 79), ("a" * 32, 3, 133)])
+def test_an_unanswered_punch_sends_at_most_the_probe_budget_in_bytes(me: str, count: int, size: int) -> None:
+    # Before the budget: 251 probes (one every 20 ms for 5 s), 2,761 bytes as alice, 9,538 with a 32-char id;
+    # with it and text probes, 46 and 13. A sealed probe is larger (79 bytes as alice): fewer of them.
     core, out = punched_into_silence(me, Bounds(probe_budget=512))
     sent = probes_to(out, VICTIM)
-    assert sent == [f"hello {me}".encode()] * count
-    assert 512 - len(sent[0]) < sum(map(len, sent)) <= 512
+    assert [len(probe) for probe in sent] == [size] * count
+    assert len(set(sent)) == count  # sealed: each under its own counter
+    assert 512 - size < sum(map(len, sent)) <= 512
     # It still gives up at the deadline, with the same reason, and says why it went quiet.
     status = core.peer_status("mallory")
     assert status is not None
@@ -63,22 +70,27 @@ def test_an_unanswered_punch_sends_at_most_the_probe_budget_in_bytes(me: str, co
 
 
 def test_the_budget_is_per_connect_attempt() -> None:
-    core, out = punched_into_silence("alice", Bounds(probe_budget=110))
-    again = core.connect("mallory", 10.0) + core.receive(f"punch mallory {VICTIM}".encode(), SERVER, 10.1)
+    core, out = punched_into_silence("alice", Bounds(probe_budget=800))  # 10 probes of 79 bytes
+    again = core.connect("mallory", 10.0) + v2_punch(core, "mallory", VICTIM, 10.1, keys=MALLORY)
     while core.peers["mallory"].path.state is PathState.PUNCHING:
         again += core.tick(core.wakeup())
     assert len(probes_to(out, VICTIM)) == len(probes_to(again, VICTIM)) == 10
 
 
 def test_a_probe_from_the_peer_after_the_budget_is_spent_still_confirms() -> None:
-    alice = registered(Bounds(probe_budget=55))  # 5 probes: 80 ms of them
-    alice.receive(f"punch bob {BOB}".encode(), SERVER, 1.0)
+    alice = registered(Bounds(probe_budget=5 * 79))  # 5 sealed probes: 80 ms of them
+    bob = AgentCore(CoreConfig("bob", SERVER, TIMING))
+    register(bob)
+    v2_punch(alice, "bob", BOB, 1.0, keys=bob.config.identity)
     out: list[Output] = []
     while alice.wakeup() < 2.0:
         out += alice.tick(alice.wakeup())
     assert len(probes_to(out, BOB)) == 4  # and the one sent with the punch
-    answer = alice.receive(b"hello bob", BOB, 2.0)  # bob's punch came a second late
-    assert datagrams(answer) == [b"hello-ack alice"]
+    [probe] = probes_to(v2_punch(bob, "alice", ALICE, 2.0, keys=alice.config.identity), ALICE)
+    answer = alice.receive(probe, BOB, 2.0)  # bob's punch came a second late: his first probe
+    [(to, reply)] = [(o.to, o.message) for o in answer if isinstance(o, Send)]
+    assert to == BOB
+    assert [field(e, "peer") for e in events(bob.receive(encode(reply), ALICE, 2.0), "direct_confirmed")] == ["alice"]
     assert [field(e, "time_to_direct_ms") for e in events(answer, "direct_confirmed")] == [1000.0]
 
 
@@ -111,7 +123,8 @@ class LatencyLab(Lab):
             _, _, source, dst, data = heapq.heappop(self._flight)
             if dst == SERVER:
                 for reply, to in self.server.receive(data, source):
-                    late = reply.startswith(b"punch") and to == self.server.peers.get(self.late)
+                    punch = reply.startswith(b"\xf5\x02\x14")  # a v2 punch
+                    late = punch and self.late in self.server.peers and to == self.server.peers[self.late].addr
                     self._send(SERVER, to, reply, self.one_way + (self.punch_delay if late else 0.0))
                 continue
             for name, core in self.cores.items():

@@ -11,7 +11,7 @@ from typing import Any
 
 from client.engine.core import Output, Send
 from client.engine.events import JSON
-from protocol import Ack, Data, Message, encode, parse
+from protocol import Ack, Data, Frame, Message, encode
 from tests.support.engine_outputs import field, kind
 from tests.test_client_core import CONE, Lab, Nat
 from tests.test_client_relay import ExtendedServer
@@ -34,16 +34,21 @@ class LossyLab(Lab):
         kept: list[Output] = []
         for output in outputs:
             if isinstance(output, Send):
-                self.sent.append((self.now, name, output.message))
-                if self.lose(output.message):
-                    self.lost.append(output.message)
+                said = self.tap.plain(encode(output.message))  # sealed between the agents: what is inside
+                if isinstance(said, Frame | bytes):
+                    kept.append(output)  # a request to the server
+                    continue
+                self.sent.append((self.now, name, said))
+                if self.lose(said):
+                    self.lost.append(said)
                     continue
             kept.append(output)
         super().perform(name, kept)
 
     def on_wire(self, verb: type[Message], host: str) -> list[tuple[float, Any]]:
-        """The ``verb`` messages ``host`` sent, as they were encoded, parsed back: what the peer read."""
-        return [(t, parse(encode(m))) for t, name, m in self.sent if name == host and isinstance(m, verb)]
+        """The ``verb`` messages ``host`` sent, as they were encoded, sealed, opened and parsed: what the peer
+        read."""
+        return [(t, m) for t, name, m in self.sent if name == host and isinstance(m, verb)]
 
     def of_kind(self, host: str, name: str) -> list[JSON]:
         return [e for e in self.events[host] if kind(e) == name]

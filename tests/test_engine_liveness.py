@@ -17,8 +17,9 @@ import pytest
 from client.engine.core import AgentCore, CoreConfig, Output, Send
 from client.engine.drops import Drop
 from client.engine.path import PathState
-from protocol import Endpoint, Message, encode
+from protocol import Connect, Endpoint, Frame, Hello, HelloAck, Message, encode
 from tests.support.engine_outputs import events, field
+from tests.support.signal_server import register
 from tests.test_client_core import CONE, SERVER, SYMMETRIC, TIMING, Nat
 from tests.test_client_relay import RelayLab, connect
 
@@ -34,9 +35,8 @@ ELSEWHERE = Endpoint("198.18.0.66", 41000)  # anyone else, using bob's id
 def direct_to_bob(now: float = 1.0) -> AgentCore:
     """Alice, registered, with a confirmed direct path to the extended peer bob at :data:`BOB` since ``now``."""
     alice = AgentCore(CoreConfig("alice", SERVER, TIMING, keepalive=KEEPALIVE))
-    alice.start(0.0)
-    alice.receive(b"ok", SERVER, 0.0)
-    alice.receive(f"punch bob {BOB} relay=-".encode(), SERVER, now)
+    register(alice)
+    alice.receive(f"punch bob {BOB} relay=-".encode(), SERVER, now)  # a text natlab client: no keys
     confirmed = events(alice.receive(b"hello-ack bob", BOB, now), "direct_confirmed")
     assert [field(e, "addr") for e in confirmed] == [str(BOB)]
     return alice
@@ -106,7 +106,7 @@ class TimedLab(RelayLab):
 
     def __init__(self, keepalive: float = KEEPALIVE) -> None:
         super().__init__(keepalive)
-        self.timed: list[tuple[float, str, Endpoint, bytes]] = []
+        self.timed: list[tuple[float, str, Endpoint, Message | Frame | bytes]] = []
         self.connects: list[tuple[float, str]] = []
 
     def perform(self, name: str, outputs: list[Output]) -> None:
@@ -115,17 +115,17 @@ class TimedLab(RelayLab):
                 self._note(name, output.message, output.to)
         super().perform(name, outputs)
 
-    def _note(self, name: str, message: Message, to: Endpoint) -> None:
-        data = encode(message)
-        if to == SERVER and data.startswith(b"connect "):
+    def _note(self, name: str, message: Message | Frame, to: Endpoint) -> None:
+        said = self.tap.plain(encode(message))
+        if to == SERVER and isinstance(said, Frame) and isinstance(said.message, Connect):
             self.connects.append((self.now, name))
         elif to != SERVER:
-            self.timed.append((self.now, name, to, data))
+            self.timed.append((self.now, name, to, said))
 
 
-def hellos(lab: TimedLab, host: str) -> list[tuple[float, bytes]]:
-    """When ``host`` sent a probe or an answer on the direct path, and which."""
-    return [(when, data) for when, name, _, data in lab.timed if data.startswith(b"hello") and name == host]
+def hellos(lab: TimedLab, host: str) -> list[tuple[float, Message]]:
+    """When ``host`` sent a probe or an answer on the direct path, and which (opened: they are sealed)."""
+    return [(when, said) for when, name, _, said in lab.timed if isinstance(said, Hello | HelloAck) and name == host]
 
 
 def timed_relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str]) -> TimedLab:
@@ -153,7 +153,7 @@ def test_a_silent_direct_path_fails_over_to_the_relay_keeps_probing_and_comes_ba
     # Background probing of the lost address, every direct_retry (1 s), for as long as the relay is used.
     since = lab.now
     lab.run_for(10.0)
-    probes = [when for when, data in hellos(lab, "alice") if when > since and data == b"hello alice"]
+    probes = [when for when, said in hellos(lab, "alice") if when > since and said == Hello("alice")]
     assert 9 <= len(probes) <= 11
     assert all(0.99 <= b - a <= 1.01 for a, b in itertools.pairwise(probes))
     lab.block_direct = False

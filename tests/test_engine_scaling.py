@@ -15,7 +15,10 @@ from client.engine.delivery import DeliveryConfig
 from client.engine.events import MessageReceived
 from client.engine.paths import PathKeeper
 from client.engine.peer import Peer
-from protocol import Ack, Data, Endpoint, encode, parse
+from client.engine.presence import PER_PERIOD
+from protocol import Ack, Data, Endpoint, Frame, Keepalive, Ok, PresenceQuery, Sealed, encode, parse
+from tests.support.engine_outputs import frames
+from tests.support.signal_server import answer, register
 
 SERVER = Endpoint("198.18.0.10", 9000)
 ALICE = Endpoint("198.18.0.11", 40000)
@@ -71,8 +74,7 @@ def bob_knowing(others: int) -> AgentCore:
     """Bob, registered, with a direct path to alice (an extended peer) and to ``others`` more peers."""
     delivery = DeliveryConfig(ack_every=16)  # as the agent has it
     bob = AgentCore(CoreConfig("bob", SERVER, delivery=delivery, bounds=ROOMY))
-    bob.start(T0)
-    bob.receive(b"ok", SERVER, T0)
+    register(bob, T0)
     introduce(bob, others)
     bob.receive(f"punch alice {ALICE} relay=-".encode(), SERVER, T0)
     bob.receive(b"hello alice", ALICE, T0)
@@ -121,23 +123,42 @@ def test_the_keepalive_period_still_visits_every_peer(visits: Visits) -> None:
     visits.clear()
     outputs = bob.tick(T0 + 10.0)  # CoreConfig's keepalive period
     assert len(visits.wakeups) == 1001
-    keepalives = [parse(encode(o.message)) for o in outputs if hasattr(o, "message")]
+    sent = [parse(encode(o.message)) for o in outputs if hasattr(o, "message")]
+    keepalives = [m for m in sent if m == Keepalive() or (isinstance(m, Frame) and m.message == Keepalive())]
     assert len(keepalives) == 1002  # the server and every direct peer
+    queries = [m for m in sent if isinstance(m, Frame) and isinstance(m.message, PresenceQuery)]
+    assert len(queries) == PER_PERIOD  # presence, a few peers a period: the server limits requests per IP
 
 
 def test_a_relay_or_registration_change_reschedules_every_peer(visits: Visits) -> None:
     bob = AgentCore(CoreConfig("bob", SERVER, bounds=ROOMY))
-    bob.start(T0)
+    [request] = frames(bob.start(T0), SERVER)
     introduce(bob, 50)
     visits.clear()
-    bob.receive(b"ok", SERVER, T0)  # registered now: a reconnect may depend on it
+    answer(bob, request, Ok(), T0)  # registered now: a reconnect may depend on it
     assert len(visits.wakeups) == 50
 
 
 @pytest.mark.parametrize(
     "data",
-    [b"keepalive", b"hello mallory", b"hello-ack mallory", b"data mallory 1 5 0 x", b"data alice 7 1 0 x"],
-    ids=["keepalive", "hello-new-id", "hello-ack-new-id", "data-new-id", "data-known-id-wrong-address"],
+    [
+        b"keepalive",
+        b"hello mallory",
+        b"hello-ack mallory",
+        b"data mallory 1 5 0 x",
+        b"data alice 7 1 0 x",
+        encode(Frame(0, Sealed("mallory", 1, 0, bytes(40)))),
+        encode(Frame(0, Sealed("alice", 1, 0, bytes(40)))),
+    ],
+    ids=[
+        "keepalive",
+        "hello-new-id",
+        "hello-ack-new-id",
+        "data-new-id",
+        "data-known-id-wrong-address",
+        "sealed-new-id",
+        "sealed-known-id-no-key",
+    ],
 )
 def test_a_strangers_datagram_looks_at_no_peer(visits: Visits, data: bytes) -> None:
     bob = bob_knowing(1000)

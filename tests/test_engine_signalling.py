@@ -1,5 +1,5 @@
-"""The core and its signal server, pinned at the public API: which waiting connect an ``err`` answers, that a
-punch's ``relay=`` starts relay probing only while our own TURN allocation is up, and that an ``ok`` for an
+"""The core and its signal server, pinned at the public API: an ``err`` answers the connect its transaction id
+names, a punch's relay starts relay probing only while our own TURN allocation is up, and an ``ok`` for an
 older register does not stop the announcement of a relay that changed since. Pure cores, time passed in.
 
 Events are read through tests.support.engine_outputs, so the tests do not depend on how an event is
@@ -10,11 +10,13 @@ from __future__ import annotations
 
 from client.engine.core import AgentCore, CoreConfig, Log, Output, SendRaw
 from client.turn.relay import RelayConfig
-from protocol import Candidates, Connect, Endpoint, Register
-from tests.support.engine_outputs import events, field, kind, messages
+from protocol import Candidates, Connect, Endpoint, Err, ErrorCode, Frame, Ok, Register
+from tests.support.engine_outputs import events, field, frames, kind
+from tests.support.signal_server import answer, register, v2_punch
 from tests.test_client_core import SERVER, TIMING
 from tests.test_client_relay import TURN, RelayingTurnServer
 from tests.test_client_turn import PASSWORD, USER
+from trust import Identity
 
 ALICE = Endpoint("198.18.0.11", 40000)  # alice's address as the servers see it (no NAT)
 BOB = Endpoint("198.18.0.12", 41000)
@@ -26,8 +28,7 @@ BOB_RELAY = Endpoint("198.18.0.20", 49999)
 
 def registered(config: CoreConfig) -> AgentCore:
     core = AgentCore(config)
-    core.start(0.0)
-    assert kind(events(core.receive(b"ok", SERVER, 0.0))[0]) == "registered"
+    assert [kind(e) for e in events(register(core))] == ["registered"]
     return core
 
 
@@ -36,28 +37,33 @@ def with_relay() -> CoreConfig:
     return CoreConfig("alice", SERVER, TIMING, relay=RelayConfig(TURN, USER, lambda: PASSWORD))
 
 
-# -- err answers the oldest waiting connect ---------------------------------------------------------
+# -- err answers the connect its transaction id names ----------------------------------------------
 
 
-def test_an_err_answers_the_oldest_waiting_connect_and_the_next_err_the_next() -> None:
+def test_an_err_answers_the_connect_its_transaction_id_names() -> None:
     alice = registered(CoreConfig("alice", SERVER, TIMING))
-    alice.connect("carol", 1.0)
-    alice.connect("dave", 1.1)
-    alice.connect("erin", 1.2)
-    out = alice.receive(b"err invalid peers", SERVER, 1.15)
-    assert [(field(e, "peer"), field(e, "reason")) for e in events(out, "server_error")] == [("carol", "invalid peers")]
-    carol = alice.peer_status("carol")
-    assert carol is not None
-    assert (carol["path"], carol["reason"]) == ("none", "server: invalid peers")
-    assert alice.connect_settled("carol")
-    assert not alice.connect_settled("dave")
+    [carol] = frames(alice.connect("carol", 1.0), SERVER)
+    [dave] = frames(alice.connect("dave", 1.1), SERVER)
+    [erin] = frames(alice.connect("erin", 1.2), SERVER)
+    assert len({carol.txid, dave.txid, erin.txid}) == 3
+    out = answer(alice, dave, Err("invalid peers", ErrorCode.INVALID_PEERS), 1.15)
+    assert [(field(e, "peer"), field(e, "reason")) for e in events(out, "server_error")] == [("dave", "invalid peers")]
+    status = alice.peer_status("dave")
+    assert status is not None
+    assert (status["path"], status["reason"]) == ("none", "server: invalid peers")
+    assert alice.connect_settled("dave")
+    assert not alice.connect_settled("carol")
     assert not alice.connect_settled("erin")
-    # Only the connects still waiting are repeated.
-    repeated = messages(alice.tick(1.5), SERVER)
-    assert sorted(m.to_id for m in repeated if isinstance(m, Connect)) == ["dave", "erin"]
-    out = alice.receive(b"err invalid peers", SERVER, 1.6)
-    assert [field(e, "peer") for e in events(out, "server_error")] == ["dave"]
-    assert not alice.connect_settled("erin")
+    # Only the connects still waiting are repeated, each under its own transaction id.
+    repeated = frames(alice.tick(1.5), SERVER)
+    assert sorted((f.message.to_id, f.txid) for f in repeated if isinstance(f.message, Connect)) == sorted(
+        [("carol", carol.txid), ("erin", erin.txid)]
+    )
+    # An err naming no request of ours (a late one, a spoofed one) settles nothing.
+    out = answer(alice, dave, Err("invalid peers", ErrorCode.INVALID_PEERS), 1.6)
+    assert events(out, "server_error") == []
+    assert alice.dropped()["unmatched"] == 1
+    assert not alice.connect_settled("carol")
 
 
 # -- relay probing needs our own allocation ---------------------------------------------------------
@@ -66,7 +72,7 @@ def test_an_err_answers_the_oldest_waiting_connect_and_the_next_err_the_next() -
 def test_a_punch_with_relay_starts_no_relay_probing_while_our_allocation_is_down() -> None:
     alice = registered(with_relay())  # the TURN server never answers: no allocation
     assert not alice.relay_up
-    out = alice.receive(f"punch bob {BOB} relay={BOB_RELAY}".encode(), SERVER, 1.0)
+    out = v2_punch(alice, "bob", BOB, 1.0, keys=Identity.generate(), relay=BOB_RELAY)
     assert [field(e, "addr") for e in events(out, "punch_started")] == [str(BOB)]
     assert [o for o in out if isinstance(o, SendRaw)] == []
     seen: list[Output] = []
@@ -101,22 +107,25 @@ def allocate(alice: AgentCore, turn: RelayingTurnServer, outputs: list[Output], 
     return rest
 
 
-def registers(outputs: list[Output]) -> list[Register]:
-    return [m for m in messages(outputs, SERVER) if isinstance(m, Register)]
+def registers(outputs: list[Output]) -> list[Frame]:
+    return [f for f in frames(outputs, SERVER) if isinstance(f.message, Register)]
 
 
 def test_an_ok_for_an_older_register_does_not_stop_announcing_a_relay_that_came_up_since() -> None:
     alice, turn = AgentCore(with_relay()), RelayingTurnServer()
     started = allocate(alice, turn, alice.start(0.0), 0.0)
-    assert registers(started) == [Register("alice", Candidates(None))]  # sent before the allocation
+    [first] = registers(started)
+    assert first.message == Register("alice", Candidates(None))  # sent before the allocation
     assert alice.relay_up
     relayed = alice.relay.relayed if alice.relay is not None else None
     assert relayed is not None
     # The ok answering that first register arrives after the relay came up, before the next register.
-    assert [kind(e) for e in events(alice.receive(b"ok", SERVER, 0.1))] == ["registered"]
-    assert registers(alice.tick(0.1)) == [Register("alice", Candidates(relayed))]
-    assert registers(alice.tick(0.35)) == [Register("alice", Candidates(relayed))]  # retried until ok
-    alice.receive(b"ok", SERVER, 0.4)
+    assert [kind(e) for e in events(answer(alice, first, Ok(), 0.1))] == ["registered"]
+    [second] = registers(alice.tick(0.1))
+    assert second.message == Register("alice", Candidates(relayed))
+    assert second.txid != first.txid  # another request
+    assert [f.txid for f in registers(alice.tick(0.35))] == [second.txid]  # retried until ok
+    answer(alice, second, Ok(), 0.4)
     assert registers(alice.tick(0.65)) == []
     assert alice.wakeup() > 0.65 + 1.0  # done: nothing left to announce
 
@@ -124,9 +133,9 @@ def test_an_ok_for_an_older_register_does_not_stop_announcing_a_relay_that_came_
 def test_a_late_ok_while_registered_does_not_stop_announcing_a_new_relay() -> None:
     alice, turn = AgentCore(with_relay()), RelayingTurnServer()
     turn.deaf = True  # the first allocation attempts get no answer
-    alice.start(0.0)
-    alice.tick(0.25)  # the register is repeated: two are in flight
-    alice.receive(b"ok", SERVER, 0.3)
+    [first] = registers(alice.start(0.0))
+    assert [f.txid for f in registers(alice.tick(0.25))] == [first.txid]  # repeated: two copies in flight
+    answer(alice, first, Ok(), 0.3)
     assert registers(alice.tick(0.5)) == []  # registered, nothing new to announce
     turn.deaf = False
     now = 0.5
@@ -135,5 +144,5 @@ def test_a_late_ok_while_registered_does_not_stop_announcing_a_new_relay() -> No
         allocate(alice, turn, alice.tick(now), now)
     relayed = alice.relay.relayed if alice.relay is not None else None
     assert relayed is not None
-    alice.receive(b"ok", SERVER, now)  # the answer to the repeated register, late
-    assert registers(alice.tick(now)) == [Register("alice", Candidates(relayed))]
+    answer(alice, first, Ok(), now)  # the answer to the repeated register, late
+    assert [f.message for f in registers(alice.tick(now))] == [Register("alice", Candidates(relayed))]

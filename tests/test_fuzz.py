@@ -7,6 +7,8 @@ from pathlib import Path
 import pytest
 
 import fuzz.targets
+from client.engine.events import MessageReceived
+from client.engine.outputs import Emit
 from fuzz.report import read
 from fuzz.targets import TARGETS, FuzzFinding, agent_target, protocol_target, server_target
 from protocol import Frame, Sealed, encode
@@ -65,10 +67,10 @@ def test_the_server_target_finds_a_reply_its_own_parser_refuses(monkeypatch):
 def test_the_agent_target_finds_an_event_that_is_not_json(monkeypatch):
     from client.engine.events import MessageReceived
 
-    agent_target(b"msg bob hi")
+    agent_target(b"msg carol hi")  # a seed-era peer's text
     monkeypatch.setattr(MessageReceived, "json_line", lambda self, ts=None: "{not json")
     with pytest.raises(ValueError, match="Expecting property name"):
-        agent_target(b"msg bob hi")
+        agent_target(b"msg carol hi")  # a seed-era peer's text
 
 
 def test_the_report_reads_executions_rate_and_coverage():
@@ -94,3 +96,24 @@ def test_a_v2_frame_reaches_the_agent_and_the_server_without_harm():
     frame = encode(Frame(1, Sealed("bob", 1, 1, bytes(16))))
     server_target(frame)
     agent_target(frame)
+
+
+def test_the_agent_corpus_holds_sealed_datagrams_that_open():
+    """The sealed seeds are current (fixed keys: the same bytes every time) and take the agent past the seal: a
+    sealed data from bob is shown as his message; one naming another id inside is counted ``wrong_id``."""
+    seeds = fuzz.targets.agent_seeds()
+    for name, datagram in seeds.items():
+        assert (CORPUS / "agent" / name).read_bytes() == datagram, f"regenerate fuzz/corpus/agent/{name}"
+    shown: list[MessageReceived] = []
+    original = fuzz.targets._check_outputs
+
+    def noting(outputs):
+        shown.extend(o.event for o in outputs if isinstance(o, Emit) and isinstance(o.event, MessageReceived))
+        original(outputs)
+
+    fuzz.targets._check_outputs = noting
+    try:
+        agent_target(seeds["sealed-data.bin"])
+    finally:
+        fuzz.targets._check_outputs = original
+    assert [(e.peer, e.text, e.seed) for e in shown] == [("bob", "hi alice", False)]

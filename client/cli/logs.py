@@ -16,10 +16,13 @@ CHAT_LOGGER = "client.chat"
 
 
 class PrefixFormatter(logging.Formatter):
-    """``[<speaker>] <message>``; the speaker is the record's ``speaker``, else ``client``."""
+    """``[<speaker>] <message>``; the speaker is the record's ``speaker``, else ``client``; an empty message
+    leaves ``[<speaker>]`` alone."""
 
     def format(self, record: logging.LogRecord) -> str:
-        return f"[{getattr(record, 'speaker', SPEAKER)}] {super().format(record)}"
+        text = super().format(record)
+        speaker = getattr(record, "speaker", SPEAKER)
+        return f"[{speaker}] {text}" if text else f"[{speaker}]"  # a line that is all speaker: [bob is back]
 
 
 class _CurrentStdout:

@@ -100,10 +100,11 @@ class Agent:
 
     def __init__(self, config: AgentConfig, events: EventLog) -> None:
         self.config = config
-        self.core = AgentCore(config.core())
+        self._loop = asyncio.get_running_loop()
+        # The core keeps the loop's clock; proofs and session boots need wall-clock time: the offset, once.
+        self.core = AgentCore(config.core(wall_offset=time.time() - self._loop.time()))
         self.events = events
         self.local: Endpoint | None = None
-        self._loop = asyncio.get_running_loop()
         self._socket: DatagramSocket | None = None
         self._timer: asyncio.TimerHandle | None = None
         self._waiters: set[asyncio.Future[None]] = set()
@@ -149,7 +150,7 @@ class Agent:
             "key": self.config.identity.public.fingerprint,
             "key_file": self.config.key_file,
             **self.core.relay_status(),
-            "peers": self.core.peer_statuses(),
+            "peers": self.core.peer_statuses(self._loop.time()),
             "dropped": self.core.dropped(),
         }
 
@@ -158,7 +159,7 @@ class Agent:
         self._request(self.core.connect(peer, self._loop.time()))
         while not self.core.connect_settled(peer):
             await self._changed()
-        return self.core.peer_status(peer)
+        return self.core.peer_status(peer, self._loop.time())
 
     async def settle(self, peer: str) -> dict[str, Any] | None:
         """Wait until the path to ``peer`` has settled (direct confirmed, or punching gave up with the relay
@@ -166,11 +167,11 @@ class Agent:
         check_id(peer)
         while not self.core.path_settled(peer):
             await self._changed()
-        return self.core.peer_status(peer)
+        return self.core.peer_status(peer, self._loop.time())
 
     def peer(self, peer: str) -> dict[str, Any] | None:
         """The peer's status now (``None`` if unknown)."""
-        return self.core.peer_status(peer)
+        return self.core.peer_status(peer, self._loop.time())
 
     async def _changed(self) -> None:
         """Wait until the core has done something (a datagram, a tick, a request)."""
@@ -190,7 +191,7 @@ class Agent:
 
     def disconnect(self, peer: str) -> dict[str, Any] | None:
         self._request(self.core.disconnect(peer))
-        return self.core.peer_status(peer)
+        return self.core.peer_status(peer, self._loop.time())
 
     async def send(self, peer: str, text: str, wait: bool = False) -> dict[str, Any] | None:
         """Send one message; the peer's status. With ``wait``, once the peer has acknowledged it
@@ -200,7 +201,7 @@ class Agent:
         reason = None if outcome is None or not wait else await outcome
         if reason is not None:
             raise RequestError(f"not delivered to {peer}: {reason}")
-        return self.core.peer_status(peer)
+        return self.core.peer_status(peer, self._loop.time())
 
     def _submit(self, peer: str, text: str) -> asyncio.Future[str | None] | None:
         """Send and return a future of the outcome (``None`` delivered, else why not), by the message's

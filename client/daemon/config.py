@@ -101,7 +101,8 @@ class AgentConfig:
     """Ephemeral unless :func:`with_identity` loaded ``key_file`` (the agent does at start)."""
     bounds: Bounds = field(default_factory=Bounds)
 
-    def core(self) -> CoreConfig:
+    def core(self, wall_offset: float = 0.0) -> CoreConfig:
+        """The core's configuration; ``wall_offset``: wall-clock seconds minus the loop's clock (see CoreConfig)."""
         timing = PathTiming(self.punch_timeout, self.punch_interval)
         relay = None
         if self.turn is not None:
@@ -118,6 +119,7 @@ class AgentConfig:
             delivery=DeliveryConfig(deadline=self.delivery_deadline, ack_every=16),
             identity=self.identity,
             bounds=self.bounds,
+            wall_offset=wall_offset,
         )
 
 

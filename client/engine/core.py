@@ -15,6 +15,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import math
+import os
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,16 +29,20 @@ from client.engine.errors import NoPathError, RequestError, WindowFullError, che
 from client.engine.events import Disconnected, TurnAllocated, TurnFailed
 from client.engine.messaging import Messenger, Sent
 from client.engine.outputs import Emit, Log, Output, Send, SendRaw
-from client.engine.path import PathState, PathTiming
+from client.engine.path import Answer, PathState, PathTiming
 from client.engine.paths import PathKeeper
 from client.engine.peer import Peer
 from client.engine.peer_table import PeerTable
+from client.engine.presence import Watch, on_report
 from client.engine.routes import Route
+from client.engine.sealing import NotAFrame, Sealer
 from client.engine.server_link import ServerLink
+from client.engine.signer import Random, Signer
 from client.turn import outputs as turn
 from client.turn.relay import Relay, RelayConfig
 from protocol import (
     Ack,
+    BareHello,
     Connect,
     Data,
     Endpoint,
@@ -46,16 +51,22 @@ from protocol import (
     Hello,
     HelloAck,
     Keepalive,
+    Keys,
     Message,
     Msg,
     Ok,
+    PresenceQuery,
+    PresenceReport,
     ProtocolError,
     Punch,
     Register,
-    encode,
+    Retry,
+    Sealed,
+    StatsQuery,
+    StatsReport,
     parse,
 )
-from trust import Identity
+from trust import AuthError, Identity
 
 __all__ = [
     "AgentCore",
@@ -91,9 +102,17 @@ class CoreConfig:
     identity: Identity = field(default_factory=Identity.generate)
     """Our keys (trust.keys): loaded from the host's key file by the agent, or ephemeral."""
     bounds: Bounds = field(default_factory=Bounds)
+    wall_offset: float = 0.0
+    """Wall-clock (Unix) seconds minus ``now``, measured by the shell at start (``time.time() - loop.time()``):
+    proofs carry wall-clock timestamps, and sessions' boots are wall-clock ns."""
+    random: Random = os.urandom
+    """Random bytes for proofs' nonces and transaction ids (a test passes its own)."""
 
 
-Handler = Callable[["AgentCore", Any, Endpoint, float, bool], list[Output]]
+Handler = Callable[["AgentCore", Any, Endpoint, float, bool, bool], list[Output]]
+"""A peer message's handler: (core, message, source, now, via_relay, sealed)."""
+ReplyHandler = Callable[["AgentCore", Frame, Any, float], list[Output]]
+"""A server frame's handler: (core, frame, its message, now)."""
 
 
 class AgentCore:
@@ -107,9 +126,16 @@ class AgentCore:
         self.introductions = TokenBucket(bounds.intro_rate, bounds.intro_burst)
         self.held = HeldFrames(bounds.max_held)
         self.relay = None if config.relay is None else Relay(config.relay)
-        self.carrier = Carrier(self.relay, self._turn)
-        self.server = ServerLink(config.id, config.server, config.register_retry, config.timing.timeout, self._relayed)
+        self.sealer = Sealer(config.identity, config.id, config.wall_offset, remember=bounds.max_peers)
+        self.carrier = Carrier(self.relay, self._turn, self.sealer.seal)
+        signer = Signer(config.identity, config.wall_offset, config.random)
+        self.server = ServerLink(
+            config.id, config.server, config.register_retry, config.timing.timeout, self._relayed, signer=signer
+        )
         self.messenger = Messenger(config.id, config.delivery, self.carrier, self.held)
+        # Every path's probes per attempt, from the byte budget: a probe is a sealed hello (a seed-era peer's,
+        # `hello <our id>` in text, is smaller: it gets fewer bytes than its budget).
+        probe_bytes = self.sealer.size(Hello(config.id))
         self.paths = PathKeeper(
             config.id,
             timing=config.timing,
@@ -119,15 +145,16 @@ class AgentCore:
             server=self.server,
             messenger=self.messenger,
             drops=self.drops,
+            probe_bytes=probe_bytes,
         )
         self._next_keepalive = 0.0
+        self.watch = Watch()
         # Per-peer work is for the peers an entry point touched (a datagram: its sender), not every peer:
         # the clock knows when each is due; a change every peer depends on (our relay, registration) walks all.
         self.clock = PeerClock()
         self._touched = Touched(self.paths.shared_state())
-        # Every path's probes per attempt, from the byte budget: a probe is `hello <our id>`.
-        timing = dataclasses.replace(config.timing, probes=bounds.probes(len(encode(Hello(config.id)))))
-        self.table = PeerTable(bounds, timing, self.clock, self._touched, self.drops)
+        timing = dataclasses.replace(config.timing, probes=bounds.probes(probe_bytes))
+        self.table = PeerTable(bounds, timing, self.clock, self._touched, self.drops, sealer=self.sealer)
         self.peers: dict[str, Peer] = self.table.peers
 
     @property
@@ -143,7 +170,7 @@ class AgentCore:
     def start(self, now: float) -> list[Output]:
         """Begin registering (and allocating a relay); call once when the socket is open."""
         self._next_keepalive = now + self.config.keepalive
-        out: list[Output] = [self.server.start(now)]
+        out = self.server.start(now)
         if self.relay is not None:
             out += self._turn(self.relay.start(now), now)
         return out
@@ -169,7 +196,9 @@ class AgentCore:
         due = self.clock.due(now)
         if now >= self._next_keepalive:
             self._next_keepalive = now + self.config.keepalive
-            out += [Send(Keepalive(), self.config.server), *self.paths.keepalives(list(self.peers.values()), now)]
+            out += self.server.keepalive(now)
+            out += self.paths.keepalives(list(self.peers.values()), now)
+            out += self.server.ask_presence(self.watch.next(self.peers.values()), now)
             if self.relay is not None:
                 out += self._turn(self.relay.check(now), now)
             due = list(self.peers)  # every keepalive period, every peer, whatever the clock says
@@ -278,13 +307,13 @@ class AgentCore:
             self.clock.schedule(peer_id, now + self.config.delivery.rto_initial)
         return sent
 
-    def peer_status(self, peer_id: str) -> dict[str, Any] | None:
-        """One peer as status JSON shows it, or ``None`` if unknown."""
+    def peer_status(self, peer_id: str, now: float | None = None) -> dict[str, Any] | None:
+        """One peer as status JSON shows it, or ``None`` if unknown (``now``: for the last-seen age)."""
         peer = self.peers.get(peer_id)
-        return None if peer is None else peer.status(self.relay_up)
+        return None if peer is None else peer.status(self.relay_up, now)
 
-    def peer_statuses(self) -> list[dict[str, Any]]:
-        return [s for peer_id in sorted(self.peers) if (s := self.peer_status(peer_id)) is not None]
+    def peer_statuses(self, now: float | None = None) -> list[dict[str, Any]]:
+        return [s for peer_id in sorted(self.peers) if (s := self.peer_status(peer_id, now)) is not None]
 
     def dropped(self) -> dict[str, int]:
         """The ``dropped`` object of status JSON: what was dropped or forgotten, by reason (every reason, 0 too)."""
@@ -302,20 +331,55 @@ class AgentCore:
 
     def _datagram(self, data: bytes, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
         try:
-            message = parse(data)
+            item = parse(data)
         except ProtocolError as exc:
             self.drops.count(Drop.MALFORMED)
             return [Log(logging.DEBUG, f"dropped datagram from {source}: {exc.reason}")]
-        if isinstance(message, Frame):
-            return [Log(logging.DEBUG, f"dropped v2 frame from {source}: this agent speaks text")]
+        if type(item) is Frame:
+            return self._frame(item, source, now, via_relay)
+        message: Message = item  # type: ignore[assignment]
         why = self._unwanted(message, source)
         if why is not None:
             return self._drop(why, message, source)
         handler = _HANDLERS.get(type(message))
-        return [] if handler is None else handler(self, message, source, now, via_relay)
+        return [] if handler is None else handler(self, message, source, now, via_relay, False)
+
+    def _frame(self, frame: Frame, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
+        """A v2 frame: a sealed peer datagram, or our server's answer (anything else is not for us)."""
+        message = frame.message
+        kind = type(message)
+        if kind is Sealed:
+            return self._sealed(frame, message, source, now, via_relay)  # type: ignore[arg-type]
+        handler = _REPLY_HANDLERS.get(kind)
+        if handler is None:
+            # A peer's frame outside a seal proves nothing; a request is for servers.
+            return self._drop(Drop.UNSEALED if kind in _FROM_PEERS_V2 else Drop.NOT_FOR_AGENT, message, source)
+        if via_relay or source != self.config.server:
+            return self._drop(Drop.NOT_FROM_SERVER, message, source)
+        return handler(self, frame, message, now)
+
+    def _sealed(self, frame: Frame, sealed: Sealed, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
+        """A keyed peer's datagram: opened under its session (or dropped, counted by why), then handled as
+        the same message in text would be, but authenticated."""
+        if sealed.id == self.config.id:
+            return self._drop(Drop.OWN_ID, sealed, source)
+        peer = self.peers.get(sealed.id)
+        try:
+            message = self.sealer.open(frame, sealed, peer)
+        except AuthError as exc:
+            return self._drop(Drop(exc.reason), sealed, source)
+        except NotAFrame as exc:
+            self.drops.count(Drop.MALFORMED)
+            return [Log(logging.DEBUG, f"dropped sealed datagram from {sealed.id} at {source}: {exc}")]
+        if type(message) is Keepalive:
+            if peer is None:
+                return self._drop(Drop.UNKNOWN_PEER, sealed, source)
+            self._heard(peer, now, source, via_relay)
+            return []
+        return _HANDLERS[type(message)](self, message, source, now, via_relay, True)
 
     def _unwanted(self, message: Message, source: Endpoint) -> Drop | None:
-        """Why a well-formed message is not for us, or ``None``."""
+        """Why a well-formed text message is not for us, or ``None``."""
         # By exact type, in sets: a chain of isinstance checks on unions costs more than the data's handling.
         kind = type(message)
         if kind in _FROM_PEERS:
@@ -325,6 +389,8 @@ class AgentCore:
             return Drop.NOT_FOR_AGENT
         if kind in _FROM_SERVERS and source != self.config.server:
             return Drop.NOT_FROM_SERVER
+        if kind in _TEXT_REPLIES:
+            return Drop.UNMATCHED  # our server answers our v2 requests in v2: this answers nothing of ours
         return None
 
     def _drop(self, reason: Drop, message: Message, source: Endpoint) -> list[Output]:
@@ -361,7 +427,8 @@ class AgentCore:
 
     # -- message handlers ----------------------------------------------------------------------------
 
-    def _on_punch(self, punch: Punch, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
+    def _on_punch(self, punch: Punch, keys: Keys | None, source: Endpoint, now: float) -> list[Output]:
+        """Our server introduces ``punch.id`` at ``punch.addr``, with its keys (``None``: a seed-era peer)."""
         if punch.id == self.config.id:
             return [Log(logging.WARNING, f"ignoring punch to ourselves at {punch.addr}")]
         out: list[Output] = []
@@ -375,10 +442,14 @@ class AgentCore:
             peer, out = self.table.admit(punch.id, now, self.relay_up)
             if peer is None:
                 return out
+        try:
+            self.sealer.introduce(peer, keys, now)  # before the first probe: it is sealed
+        except AuthError as exc:
+            return out + self._drop(Drop(exc.reason), punch, source)
         self._heard(peer, now)
         started = None if peer.pending is None else peer.pending.started
         peer.pending = None
-        peer.extended = punch.candidates is not None
+        peer.extended = punch.candidates is not None or keys is not None
         before = peer.path.started
         out += self.paths.perform(peer, peer.path.punch(punch.addr, now, started), now, via_relay=False)
         if peer.path.started != before:
@@ -389,85 +460,149 @@ class AgentCore:
             out += self.paths.perform(peer, peer.relay.punch(relay, now, started, head_start), now, via_relay=True)
         return out
 
-    def _on_ok(self, ok: Ok, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        return self.server.on_ok()
+    def _on_text_punch(self, punch: Punch, source: Endpoint, now: float, via_relay: bool, sealed: bool) -> list[Output]:
+        return self._on_punch(punch, None, source, now)  # no keys in text: a seed-era peer
 
-    def _on_err(self, err: Err, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        self._touched.everyone = True  # it answers some peer's connect
-        return self.server.on_err(err, self.peers)
+    def _on_v2_punch(self, frame: Frame, punch: Punch, now: float) -> list[Output]:
+        return self._on_punch(punch, frame.keys, self.config.server, now)
 
-    def _on_probe(self, message: Hello | HelloAck, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
+    def _on_ok(self, frame: Frame, ok: Ok, now: float) -> list[Output]:
+        out = self.server.on_ok(frame.txid)
+        return self._drop(Drop.UNMATCHED, ok, self.config.server) if out is None else out
+
+    def _on_err(self, frame: Frame, err: Err, now: float) -> list[Output]:
+        out = self.server.on_err(frame.txid, err, self.peers)
+        if out is None:
+            return self._drop(Drop.UNMATCHED, err, self.config.server)
+        self._touched.everyone = True  # it may answer some peer's connect
+        return out
+
+    def _on_retry(self, frame: Frame, retry: Retry, now: float) -> list[Output]:
+        out = self.server.on_retry(frame.txid, retry.cookie, self.peers, now)
+        if out is None:
+            return self._drop(Drop.UNMATCHED, retry, self.config.server)
+        self._touched.everyone = True  # a connect resent now is due again later
+        return out
+
+    def _on_presence(self, frame: Frame, report: PresenceReport, now: float) -> list[Output]:
+        peer = self.peers.get(report.peer_id)
+        if not self.server.on_presence(frame.txid, report.peer_id) or peer is None:
+            return self._drop(Drop.UNMATCHED, report, self.config.server)
+        return on_report(peer, report, now)
+
+    def _on_probe(
+        self, message: Hello | HelloAck, source: Endpoint, now: float, via_relay: bool, sealed: bool
+    ) -> list[Output]:
         out: list[Output] = []
         peer = self.peers.get(message.id)
         if peer is None:
-            peer, out = self._admit_prober(message.id, now, authenticated=False)
+            peer, out = self._admit_prober(message.id, now, authenticated=sealed)
             if peer is None:
                 return out + self._drop(Drop.UNKNOWN_PEER, message, source)
+        elif not sealed and not peer.seed:
+            # A keyed peer's probes are sealed; one whose punch has not come yet probes again after it.
+            return self._drop(Drop.UNSEALED, message, source)
+        return out + self._probed(peer, message, source, now, via_relay)
+
+    def _probed(
+        self,
+        peer: Peer,
+        message: Hello | HelloAck,
+        source: Endpoint,
+        now: float,
+        via_relay: bool,
+        *,
+        answer: bool = True,
+    ) -> list[Output]:
+        """A probe (or answer) from ``peer`` at ``source``: the path is confirmed there; a probe is answered
+        (``answer``) with a hello-ack, which the seed's client does not know (our probes reach it anyway)."""
         self._heard(peer, now)
         started = None if peer.pending is None else peer.pending.started
         peer.pending = None
         path = peer.relay if via_relay else peer.path
         if via_relay:
             peer.extended = True  # only an extended peer has a relay
-        if isinstance(message, Hello):
-            return out + self.paths.perform(peer, path.on_hello(source, now, started), now, via_relay)
-        return out + self.paths.perform(peer, path.on_hello_ack(source, now, started), now, via_relay)
+        if isinstance(message, HelloAck):
+            return self.paths.perform(peer, path.on_hello_ack(source, now, started), now, via_relay)
+        actions = path.on_hello(source, now, started)
+        if answer:
+            return self.paths.perform(peer, actions, now, via_relay)
+        return self.paths.perform(peer, [a for a in actions if not isinstance(a, Answer)], now, via_relay)
 
-    def _on_msg(self, msg: Msg, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        peer = self._sender(msg.id, source, via_relay)
+    def _on_bare_hello(
+        self, message: BareHello, source: Endpoint, now: float, via_relay: bool, sealed: bool
+    ) -> list[Output]:
+        """The seed's probe names no one: it is the seed-era peer's whose punched address it came from."""
+        seeds = [peer for peer in self.table.addresses.at(source, via_relay) if peer.seed]
+        if not seeds:
+            return self._drop(Drop.UNKNOWN_SOURCE, message, source)
+        return [o for peer in seeds for o in self._probed(peer, Hello(peer.id), source, now, via_relay, answer=False)]
+
+    def _on_msg(self, msg: Msg, source: Endpoint, now: float, via_relay: bool, sealed: bool) -> list[Output]:
+        peer = self._sender(msg.id, source, via_relay, sealed)
         if isinstance(peer, Drop):
             return self._drop(peer, msg, source)
         self._heard(peer, now, source, via_relay)
         return self.messenger.on_msg(peer, msg, source)
 
-    def _on_data(self, data: Data, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        peer = self._sender(data.id, source, via_relay)
+    def _on_data(self, data: Data, source: Endpoint, now: float, via_relay: bool, sealed: bool) -> list[Output]:
+        peer = self._sender(data.id, source, via_relay, sealed)
         if isinstance(peer, Drop):
             return self._drop(peer, data, source)
         peer.extended = True
         self._heard(peer, now, source, via_relay)
         return self.messenger.on_data(peer, data, source, now, via_relay)
 
-    def _on_ack(self, ack: Ack, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        peer = self._sender(ack.id, source, via_relay)
+    def _on_ack(self, ack: Ack, source: Endpoint, now: float, via_relay: bool, sealed: bool) -> list[Output]:
+        peer = self._sender(ack.id, source, via_relay, sealed)
         if isinstance(peer, Drop):
             return self._drop(peer, ack, source)
         self._heard(peer, now, source, via_relay)
         return self.messenger.on_ack(peer, ack, now)
 
-    def _on_keepalive(self, keepalive: Keepalive, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        # It kept a NAT mapping open on its way here, and says the peer on that path is alive. It names no
-        # peer: the address book finds whose path uses its source, in O(1) however many peers we know.
+    def _on_keepalive(
+        self, keepalive: Keepalive, source: Endpoint, now: float, via_relay: bool, sealed: bool
+    ) -> list[Output]:
+        # A text keepalive (a keyed peer's are sealed and name it). It kept a NAT mapping open on its way here,
+        # and says a seed-era peer on that path is alive. It names no peer: the address book finds whose path
+        # uses its source, in O(1) however many peers we know.
         peers = self.table.addresses.at(source, via_relay)
-        if not peers:
-            return self._drop(Drop.UNKNOWN_SOURCE, keepalive, source)
-        for peer in peers:
+        seeds = [peer for peer in peers if peer.seed]
+        if not seeds:
+            return self._drop(Drop.UNSEALED if peers else Drop.UNKNOWN_SOURCE, keepalive, source)
+        for peer in seeds:
             self._heard(peer, now, source, via_relay)
         return []
 
     # -- introductions -------------------------------------------------------------------------------
 
     def _admit_prober(self, peer_id: str, now: float, authenticated: bool) -> tuple[Peer | None, list[Output]]:
-        """A probe from an id we do not know. Nothing proves who sent a text probe, so today it admits no one
-        (a stranger's 1,500 `hello <new id>` would be 1,500 peers): the race where the peer's probe comes
-        before our punch is settled by its next probes, which it sends until ours answer.
+        """A probe from an id we do not know. Nothing proves who sent a text probe, so it admits no one (a
+        stranger's 1,500 `hello <new id>` would be 1,500 peers): the race where the peer's probe comes before
+        our punch is settled by its next probes, which it sends until ours answer.
 
-        The hook for authenticated probes (issue 10, item 3): a probe proven to come from ``peer_id``'s key
-        calls this with ``authenticated=True`` and is admitted as an introduction we did not ask for
-        (rate-limited, within the table's bounds)."""
+        A sealed probe that opened under the session of a peer we forgot (its key was introduced by our
+        server; see :mod:`client.engine.sealing`) is ``authenticated``: it brings the peer back, with its
+        session, as an introduction we did not ask for (rate-limited, within the table's bounds)."""
         if not authenticated or not self.introductions.take(now):
             return None, []
-        return self.table.admit(peer_id, now, self.relay_up)
+        peer, out = self.table.admit(peer_id, now, self.relay_up)
+        if peer is not None:
+            self.sealer.restore(peer)
+        return peer, out
 
     # -- helpers -------------------------------------------------------------------------------------
 
-    def _sender(self, peer_id: str, source: Endpoint, via_relay: bool) -> Peer | Drop:
-        """The known peer a msg, data or ack comes from, or why it is dropped: an id we do not know, or an
-        address none of its paths uses (a stranger's data or ack must not reset or settle anything; one
-        who can send from the peer's own address is stopped only by authentication)."""
+    def _sender(self, peer_id: str, source: Endpoint, via_relay: bool, sealed: bool) -> Peer | Drop:
+        """The known peer a msg, data or ack comes from, or why it is dropped: an id we do not know, text for
+        a peer that seals (or not yet introduced), or an address none of its paths uses (a stranger's data or
+        ack must not reset or settle anything; a seed-era peer's text, which proves nothing, is taken only
+        from its path)."""
         peer = self.peers.get(peer_id)
         if peer is None:
             return Drop.UNKNOWN_PEER
+        if not sealed and not peer.seed:
+            return Drop.UNSEALED
         if not (peer.relay if via_relay else peer.path).knows(source):
             return Drop.WRONG_SOURCE
         return peer
@@ -483,23 +618,56 @@ class AgentCore:
 
 
 _HANDLERS: dict[type, Handler] = {
-    Punch: AgentCore._on_punch,
-    Ok: AgentCore._on_ok,
-    Err: AgentCore._on_err,
+    Punch: AgentCore._on_text_punch,
     Hello: AgentCore._on_probe,
+    BareHello: AgentCore._on_bare_hello,
     HelloAck: AgentCore._on_probe,
     Msg: AgentCore._on_msg,
     Data: AgentCore._on_data,
     Ack: AgentCore._on_ack,
     Keepalive: AgentCore._on_keepalive,
 }
-"""Message type -> handler, for the messages an agent acts on (after :meth:`AgentCore._unwanted`)."""
+"""Message type -> handler, for the peer messages an agent acts on, in text (after
+:meth:`AgentCore._unwanted`) or sealed, and a text punch."""
+
+_REPLY_HANDLERS: dict[type, ReplyHandler] = {
+    Punch: AgentCore._on_v2_punch,
+    Ok: AgentCore._on_ok,
+    Err: AgentCore._on_err,
+    Retry: AgentCore._on_retry,
+    PresenceReport: AgentCore._on_presence,
+}
+"""Message type -> handler, for the v2 frames our server sends us."""
 
 
 _FROM_PEERS = frozenset((Hello, HelloAck, Msg, Data, Ack))
+_FROM_PEERS_V2 = frozenset((Hello, HelloAck, Data, Ack, Keepalive))
 _TO_SERVERS = frozenset((Register, Connect))
 _FROM_SERVERS = frozenset((Punch, Ok, Err))
+_TEXT_REPLIES = frozenset((Ok, Err))
+
+_VERBS: dict[type, str] = {
+    Register: "register",
+    Connect: "connect",
+    Punch: "punch",
+    Hello: "hello",
+    BareHello: "hello",
+    HelloAck: "hello-ack",
+    Msg: "msg",
+    Data: "data",
+    Ack: "ack",
+    Keepalive: "keepalive",
+    Ok: "ok",
+    Err: "err",
+    Retry: "retry",
+    PresenceQuery: "presence-query",
+    PresenceReport: "presence-report",
+    StatsQuery: "stats-query",
+    StatsReport: "stats-report",
+    Sealed: "sealed",
+}
 
 
 def _verb(message: Message) -> str:
-    return encode(message).split(b" ", 1)[0].decode()
+    """What a log line calls a message: its verb (text) or type name (v2)."""
+    return _VERBS.get(type(message), type(message).__name__)

@@ -41,6 +41,21 @@ class Drop(enum.StrEnum):
     """A connect attempt whose probes stopped at the budget, unanswered."""
     RELAY = "relay"
     """A datagram from the TURN server that the relay dropped or was refused."""
+    UNSEALED = "unsealed"
+    """A text peer datagram (hello, hello-ack, msg, data, ack, keepalive) for a keyed peer, whose datagrams are
+    all sealed: whoever sent it, it proves nothing."""
+    BAD_MAC = "bad_mac"
+    """A sealed datagram that did not open under the sender's session (forged, altered, or another key's)."""
+    REPLAYED = "replayed"
+    """A sealed datagram whose counter the sender's session has seen (a replay), or older than its window."""
+    OLD_BOOT = "old_boot"
+    """A sealed datagram from an older boot of the sender than one already authenticated (a replay)."""
+    NO_KEY = "no_key"
+    """A sealed datagram from a peer we know without keys (a seed-era peer, or one whose punch has not come)."""
+    WRONG_ID = "wrong_id"
+    """A sealed datagram that opened, but whose inner frame names another id than its sender."""
+    UNMATCHED = "unmatched"
+    """A reply from our server whose transaction id answers no request of ours (late, or a text reply)."""
 
 
 class Drops:

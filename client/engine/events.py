@@ -177,6 +177,8 @@ class MessageReceived(Event):
     peer: str
     text: str
     addr: str
+    seed: bool = _optional(False)
+    """From a seed-era peer: its text datagrams are not authenticated (anyone could have sent it)."""
 
 
 @dataclass(frozen=True)
@@ -260,6 +262,28 @@ class TurnFailed(Event):
     reason: str
 
 
+@dataclass(frozen=True)
+class PeerOffline(Event):
+    """Our server says ``peer`` (one we have a path or a chat with) is offline; ``last_seen_s`` since it last
+    heard the peer (``None``: it does not remember it). A chat prints ``[bob is offline]``."""
+
+    name = "peer_offline"
+    line = ""
+    speaker = "{peer} is offline"
+    peer: str
+    last_seen_s: float | None = None
+
+
+@dataclass(frozen=True)
+class PeerBack(Event):
+    """``peer``, reported offline before, is online again. A chat prints ``[bob is back]``."""
+
+    name = "peer_back"
+    line = ""
+    speaker = "{peer} is back"
+    peer: str
+
+
 def ticket_of(settled: MessageDelivered | MessageUndelivered) -> Ticket:
     """The ticket of the message a settling event is about (as :class:`MessageSent`'s send returned it)."""
     return Ticket(settled.peer, settled.epoch, settled.seq)
@@ -283,6 +307,8 @@ KINDS: dict[str, type[Event]] = {
         MessageUndelivered,
         TurnAllocated,
         TurnFailed,
+        PeerOffline,
+        PeerBack,
     )
 }
 """Event name -> its class: every kind of event there is."""
@@ -296,6 +322,12 @@ _VARIANTS: dict[str, str] = {
     "path_changed": "direct path to {peer} ({addr}) (upgraded from relay)",
 }
 """The line for an event that has a variant (see :func:`_template`)."""
+
+
+_SPEAKER_VARIANTS: dict[str, str] = {
+    "message_received": "peer {peer}, seed-era, unauthenticated",
+}
+"""Who a line speaks for when its event has a variant (a seed-era peer's message, see :func:`_speaker`)."""
 
 
 def event(name: str, **fields: Any) -> Event:
@@ -316,6 +348,12 @@ def _template(ev: Mapping[str, Any]) -> str | None:
     return _VARIANTS[name] if variant else LINES.get(name)
 
 
+def _speaker(kind: type[Event], ev: Mapping[str, Any]) -> str:
+    """The speaker template: a seed-era peer's message says that nothing proves who sent it."""
+    name = ev.get("event", "")
+    return _SPEAKER_VARIANTS[name] if name == "message_received" and ev.get("seed") else kind.speaker
+
+
 @dataclass(frozen=True)
 class Line:
     """An event as a human line: ``text`` and who it speaks for (``client``, or ``peer bob`` for a message
@@ -333,7 +371,7 @@ def describe(ev: Event | Mapping[str, Any]) -> Line:
     try:
         if template is None or kind is None:
             return Line("client", str(data.get("event", "")))
-        return Line(kind.speaker.format(**data), template.format(**data))
+        return Line(_speaker(kind, data).format(**data), template.format(**data))
     except (KeyError, ValueError, TypeError):
         # An event from another version of the agent, missing a field: show it raw, never crash a chat.
         return Line("client", str(dict(data)))

@@ -18,7 +18,7 @@ from client.engine.outputs import Emit, Output
 from client.engine.path_events import no_path_reason
 from client.engine.peer import Peer
 from client.engine.reliable import Conversation
-from protocol import MAX_COUNTER, MAX_DATAGRAM, Ack, Data, Endpoint, Message, Msg, encode
+from protocol import MAX_COUNTER, MAX_DATAGRAM, MIN_BOX, Ack, Data, Endpoint, Frame, Message, Msg, Sealed, encode
 
 
 class Carrier(Protocol):
@@ -46,21 +46,25 @@ class Sent:
     outputs: list[Output]
 
 
-def check_text(me: str, text: str, extended: bool) -> None:
-    """:class:`RequestError` unless ``text`` can go as one message (``data`` when ``extended``, else ``msg``)."""
+def check_text(me: str, text: str, extended: bool, sealed: bool = False) -> None:
+    """:class:`RequestError` unless ``text`` can go as one message (``data`` when ``extended``, else ``msg``;
+    ``sealed``: a data frame sealed for a keyed peer)."""
     if not text.strip():
         raise RequestError("empty message")
     if "\n" in text or "\r" in text:
         raise RequestError("a message is one line (no line breaks)")
-    size = _head(me, extended) + (len(text) if text.isascii() else len(text.encode("utf-8")))
+    size = _head(me, extended, sealed) + (len(text) if text.isascii() else len(text.encode("utf-8")))
     if size > MAX_DATAGRAM:
         raise RequestError(f"message too long: {size} bytes on the wire, at most {MAX_DATAGRAM}")
 
 
 @functools.lru_cache(maxsize=64)
-def _head(me: str, extended: bool) -> int:
+def _head(me: str, extended: bool, sealed: bool) -> int:
     """Bytes a message's datagram has besides its text: the largest, as a data frame's counters may grow to
     their maximum. Worked out once from a real frame (not re-encoded per message)."""
+    if sealed:
+        inner = len(encode(Frame(0, Data(me, MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, "x"))))
+        return len(encode(Frame(0, Sealed(me, 0, 0, bytes(inner + MIN_BOX))))) - 1
     frame = Data(me, MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, "x") if extended else Msg(me, "x")
     return len(encode(frame)) - 1
 
@@ -78,13 +82,14 @@ class Messenger:
     def send(self, peer_id: str, peer: Peer | None, text: str, now: float, relay_up: bool) -> Sent:
         """One chat message on the path in use; :class:`NoPathError` if there is none."""
         if peer is None or not self.carrier.can_send(peer):
-            check_text(self.me, text, peer is not None and peer.extended)  # a bad text is the first error
+            extended = peer is not None and peer.extended
+            check_text(self.me, text, extended, peer is not None and peer.session is not None)  # the first error
             raise NoPathError(peer_id, no_path_reason(peer, relay_up))
         conversation = peer.conversation
         if conversation is not None and conversation.sender.outstanding >= self.delivery.window:
             # Before the text is looked at: a flood retries a full window often, and the check is cheap.
             raise WindowFullError(f"cannot send to {peer_id}: {WindowFull(self.delivery.window)}")
-        check_text(self.me, text, peer.extended)
+        check_text(self.me, text, peer.extended, peer.session is not None)
         if not peer.extended:
             peer.sent += 1
             message = Msg(self.me, text)
@@ -99,14 +104,14 @@ class Messenger:
 
     def on_msg(self, peer: Peer, msg: Msg, source: Endpoint) -> list[Output]:
         peer.received += 1
-        return [Emit(MessageReceived(msg.id, msg.text, str(source)))]
+        return [Emit(MessageReceived(msg.id, msg.text, str(source), seed=peer.seed))]
 
     def on_data(self, peer: Peer, data: Data, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
         ack, texts = self.conversation(peer).on_data(data, now)
         out = [] if ack is None else self.carrier.reply(peer, ack, source, now, via_relay)
         peer.received += len(texts)
         addr = str(source)
-        return out + [Emit(MessageReceived(data.id, t, addr)) for t in texts]
+        return out + [Emit(MessageReceived(data.id, t, addr, seed=peer.seed)) for t in texts]
 
     def on_ack(self, peer: Peer, ack: Ack, now: float) -> list[Output]:
         if peer.conversation is None:

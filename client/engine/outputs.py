@@ -5,14 +5,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from client.engine.events import Event
-from protocol import Endpoint, Message
+from protocol import Endpoint, Frame, Message
 
 
 @dataclass(frozen=True)
 class Send:
-    """Send ``message`` to ``to`` from the agent's one UDP socket."""
+    """Send ``message`` to ``to`` from the agent's one UDP socket: a text message, or a v2 frame (a request to
+    our server, or a sealed datagram to a keyed peer)."""
 
-    message: Message
+    message: Message | Frame
     to: Endpoint
 
 

@@ -11,13 +11,13 @@ from client.engine.clock import PeerClock
 from client.engine.drops import Drop, Drops
 from client.engine.events import PathChanged
 from client.engine.messaging import Messenger
-from client.engine.outputs import Emit, Log, Output, Send
+from client.engine.outputs import Emit, Log, Output
 from client.engine.path import Action, Answer, Changed, Ignored, Moved, PathState, PathTiming, Probe, Spent
 from client.engine.path_events import change_reason, direct_path_event, relay_path_event
 from client.engine.peer import Peer
 from client.engine.routes import Route
 from client.engine.server_link import ServerLink
-from protocol import Hello, HelloAck, Keepalive, encode
+from protocol import Hello, HelloAck, Keepalive
 
 LIVENESS_PERIODS = 3
 """Keepalive periods of silence after which a path to an extended peer counts as lost."""
@@ -37,6 +37,7 @@ class PathKeeper:
         server: ServerLink,
         messenger: Messenger,
         drops: Drops,
+        probe_bytes: int,
     ) -> None:
         self.me = me
         self.timing = timing
@@ -46,7 +47,8 @@ class PathKeeper:
         self.server = server
         self.messenger = messenger
         self.drops = drops
-        self.probe_bytes = len(encode(Hello(me)))
+        self.probe_bytes = probe_bytes
+        """Bytes of one probe as the budget counts them (a sealed hello)."""
 
     def perform(self, peer: Peer, actions: list[Action], now: float, via_relay: bool) -> list[Output]:
         """Turn a path's actions into datagrams (via the relay for the relay path), events and log lines."""
@@ -55,9 +57,9 @@ class PathKeeper:
         for action in actions:
             match action:
                 case Probe(to):
-                    out += self.carrier.via_relay(to, Hello(me), now) if via_relay else [Send(Hello(me), to)]
+                    out += self.carrier.to(peer, to, Hello(me), now, via_relay)
                 case Answer(to):
-                    out += self.carrier.via_relay(to, HelloAck(me), now) if via_relay else [Send(HelloAck(me), to)]
+                    out += self.carrier.to(peer, to, HelloAck(me), now, via_relay)
                 case Changed(_, new):
                     if via_relay:
                         out += relay_path_event(path, new)
@@ -185,7 +187,7 @@ class PathKeeper:
         out: list[Output] = []
         for peer in peers:
             if peer.path.state is PathState.DIRECT and peer.path.addr is not None:
-                out.append(Send(Keepalive(), peer.path.addr))
+                out += self.carrier.to(peer, peer.path.addr, Keepalive(), now, via_relay=False)
             if peer.relay.state is PathState.DIRECT and peer.relay.addr is not None:
-                out += self.carrier.via_relay(peer.relay.addr, Keepalive(), now)
+                out += self.carrier.to(peer, peer.relay.addr, Keepalive(), now, via_relay=True)
         return out

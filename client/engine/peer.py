@@ -14,6 +14,7 @@ from client.engine.path import Path, PathState, PathTiming
 from client.engine.reliable import Conversation
 from client.engine.routes import Route
 from protocol import Endpoint
+from trust import PeerSession
 
 RELAYED_SUFFIX = "; relayed, still probing direct"
 
@@ -25,6 +26,8 @@ class PendingConnect:
     started: float
     deadline: float
     next_send: float
+    txid: int = 0
+    """The connect's transaction id: its retransmissions keep it, and the server's answers carry it."""
 
 
 @dataclass
@@ -47,6 +50,20 @@ class Peer:
     """What the route in use was last worked out from (:meth:`routing`): unchanged, so is the route."""
     active: float = 0.0
     """When the peer was last introduced, heard from on a path, or sent a message: what idleness counts from."""
+    introduced: bool = False
+    """Our server's punch named the peer (a local connect alone does not tell whether it has keys)."""
+    session: PeerSession | None = None
+    """The AEAD session with a keyed peer (its keys came in the punch): every datagram to and from it is
+    sealed. ``None`` for a seed-era peer (introduced without keys) and before the punch."""
+    online: bool | None = None
+    """What our server last said of the peer's presence (``None``: not asked yet)."""
+    last_seen: float | None = None
+    """When (``now``'s clock) our server last heard the peer, as of its last presence report."""
+
+    @property
+    def seed(self) -> bool:
+        """A seed-era peer: introduced without keys, so it talks text, and nothing it sends is authenticated."""
+        return self.introduced and self.session is None
 
     def routing(self, relay_up: bool) -> tuple[object, ...]:
         """Everything :meth:`route` and :meth:`path_name` depend on."""
@@ -98,7 +115,8 @@ class Peer:
         times = [t for t in (self.path.started, self.relay.started) if t is not None]
         return min(times, default=None)
 
-    def status(self, relay_up: bool) -> dict[str, Any]:
+    def status(self, relay_up: bool, now: float | None = None) -> dict[str, Any]:
+        """As status JSON shows the peer; ``now`` gives the presence's last-seen age (else it is ``None``)."""
         route = self.route(relay_up)
         addr = route[1] if route is not None else self.path.addr
         counters = {"delivered": 0, "retransmitted": 0, "duplicates": 0}
@@ -115,4 +133,7 @@ class Peer:
             "sent": self.sent,
             **counters,
             "received": self.received,
+            "seed": self.seed,
+            "online": self.online,
+            "last_seen_s": None if now is None or self.last_seen is None else round(max(0.0, now - self.last_seen), 1),
         }

@@ -21,12 +21,22 @@ from client.engine.events import PeerForgotten
 from client.engine.outputs import Emit, Log, Output
 from client.engine.path import PathTiming
 from client.engine.peer import Peer
+from client.engine.sealing import Sealer
 
 
 class PeerTable:
     """Peer id -> :class:`Peer`, within :class:`Bounds`; ``clock`` and ``touched`` are the core's."""
 
-    def __init__(self, bounds: Bounds, timing: PathTiming, clock: PeerClock, touched: Touched, drops: Drops) -> None:
+    def __init__(
+        self,
+        bounds: Bounds,
+        timing: PathTiming,
+        clock: PeerClock,
+        touched: Touched,
+        drops: Drops,
+        *,
+        sealer: Sealer,
+    ) -> None:
         self.bounds = bounds
         self.timing = timing
         self.peers: dict[str, Peer] = {}
@@ -34,6 +44,7 @@ class PeerTable:
         self._clock = clock
         self._touched = touched
         self._drops = drops
+        self._sealer = sealer
 
     def admit(self, peer_id: str, now: float, relay_up: bool) -> tuple[Peer | None, list[Output]]:
         """A new peer, touched, making room by forgetting the oldest idle peer if the table is full; ``None``
@@ -60,6 +71,7 @@ class PeerTable:
         self.addresses.remove(peer.id)
         if peer.conversation is not None:
             peer.conversation.receiver.close()
+        self._sealer.forget(peer)  # its session outlives it (bounded): a replay of its datagrams stays one
         self._drops.count(reason)
         return [Emit(PeerForgotten(peer.id, why))]
 

@@ -1,21 +1,63 @@
-"""The agent's dialogue with its signal server: register (with our relay candidate) until ``ok``, announce a
-changed relay again, and the connects that wait for the server's ``punch``. Pure, time passed in."""
+"""The agent's dialogue with its signal server, in protocol v2 (PROTOCOL.md). Pure, time passed in.
+
+Every request is a v2 frame under a transaction id of its own, which its retransmissions keep and every
+answer carries: an ``ok`` or ``err`` names the register or connect it answers, and an ``err`` refuses that
+one connect (the text protocol could only guess: the oldest waiting one). Every request carries the latest
+cookie the server gave us, and every keyed one a fresh proof (:class:`~client.engine.signer.Signer`): a
+retransmission gets a new nonce, as the server takes each proof once.
+
+- register: our id, our relay candidate, our public keys; repeated every ``retry`` until its ``ok``; again
+  (a new request) when our relay changes, and when the server no longer takes our cookie on a keepalive.
+- keepalive: every keepalive period, a v2 keepalive with our cookie and no proof (the cookie shows the
+  address). A ``retry`` in answer means the cookie expired (the server's secret rotates every 60 s) or our
+  address changed (a NAT rebinding): either way we register again, with a proof and the new cookie, which
+  also moves our registration to the new address.
+- retry: the server did not process the request; take its cookie and send the request again at once (a
+  retry carrying the cookie we already had answers an older copy: the next retransmission has it).
+- connect: with a proof; repeated until the punch comes or the connect times out.
+- presence-query: with a proof, for the peers we have paths or chats with, once a keepalive period; answered
+  by a presence-report (or an err, logged).
+"""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import logging
+from collections import deque
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from client.engine.events import Registered, ServerError
-from client.engine.outputs import Emit, Output, Send
+from client.engine.outputs import Emit, Log, Output, Send
 from client.engine.peer import Peer, PendingConnect
-from protocol import Candidates, Connect, Endpoint, Err, Register
+from client.engine.signer import Signer
+from protocol import Candidates, Connect, Endpoint, Err, Frame, Keepalive, Message, PresenceQuery, Register
+
+RECENT_REGISTERS = 8
+"""Registers remembered by transaction id: an ok for any of them (a late one too) says we are registered."""
+
+
+@dataclass
+class Request:
+    """A request waiting for its answer: resent under the same ``txid`` until it comes."""
+
+    txid: int
+    message: Message
+    next_send: float
 
 
 class ServerLink:
-    """Registration and pending connects; ``relayed()`` is our relayed address to announce (or ``None``)."""
+    """Registration, keepalives, pending connects and presence queries; ``relayed()`` is our relayed address to
+    announce (or ``None``)."""
 
     def __init__(
-        self, me: str, server: Endpoint, retry: float, timeout: float, relayed: Callable[[], Endpoint | None]
+        self,
+        me: str,
+        server: Endpoint,
+        retry: float,
+        timeout: float,
+        relayed: Callable[[], Endpoint | None],
+        *,
+        signer: Signer,
     ) -> None:
         self.me = me
         self.server = server
@@ -23,60 +65,118 @@ class ServerLink:
         """Seconds between registers (and connects) the server has not answered yet."""
         self.timeout = timeout
         """Seconds a connect may wait for its punch."""
+        self.signer = signer
         self.registered = False
-        self.reannouncing = False
-        """Our relay changed since the server last said ok: register again until it does."""
+        self.cookie: bytes | None = None
+        """The server's latest cookie, echoed in every request."""
         self._relayed = relayed
-        self._last_register: Register | None = None  # the most recent register sent (with our candidates)
-        self._next_register = 0.0
-
-    def start(self, now: float) -> Send:
-        self._next_register = now + self.retry
-        return self._send_register()
+        self._register: Request | None = None  # the register waiting for its ok
+        self._registers: deque[int] = deque(maxlen=RECENT_REGISTERS)
+        self._keepalive: int | None = None  # the last keepalive's txid
+        self._queries: dict[int, str] = {}  # this keepalive period's presence queries: txid -> peer id
 
     @property
-    def due(self) -> bool:
-        """Whether a register is still wanted."""
-        return not self.registered or self.reannouncing
+    def reannouncing(self) -> bool:
+        """Registered, and a newer register (our relay changed, or a refresh) waits for its ok."""
+        return self.registered and self._register is not None
+
+    def start(self, now: float) -> list[Output]:
+        self._new_register(now)
+        return self.tick(now)
 
     def tick(self, now: float) -> list[Output]:
-        if not self.due or now < self._next_register:
+        request = self._register
+        if request is None or now < request.next_send:
             return []
-        self._next_register = now + self.retry
-        return [self._send_register()]
+        request.next_send = now + self.retry
+        return [self._send(request.txid, request.message, now)]
 
     def wakeup(self) -> float | None:
-        return self._next_register if self.due else None
+        return None if self._register is None else self._register.next_send
 
     def reannounce(self, now: float) -> None:
-        """Our relay changed: register again (with the new candidates) until the server says ok."""
-        self.reannouncing = True
-        self._next_register = now
+        """Our relay changed: register again (a new request, with the new candidates) until the server says ok."""
+        self._new_register(now)
 
-    def on_ok(self) -> list[Output]:
-        # The ok may answer an earlier register than the last one sent; the last one is in flight, so only
-        # candidates that changed since it was sent still need announcing.
-        self.reannouncing = self._last_register != self._register()
+    def keepalive(self, now: float) -> list[Output]:
+        """The keepalive period's request: a keepalive (nothing while a register is on its way: it refreshes us)."""
+        if not self.registered or self._register is not None:
+            return []
+        self._keepalive = txid = self.signer.txid()
+        return [Send(Frame(txid, Keepalive(), cookie=self.cookie), self.server)]
+
+    def ask_presence(self, peer_ids: list[str], now: float) -> list[Output]:
+        """A presence query for each of ``peer_ids`` (the last period's unanswered ones are given up)."""
+        self._queries.clear()
+        out: list[Output] = []
+        for peer_id in peer_ids if self.registered else []:
+            txid = self.signer.txid()
+            self._queries[txid] = peer_id
+            out.append(self._send(txid, PresenceQuery(self.me, peer_id), now))
+        return out
+
+    # -- answers (each ``None`` when it answers no request of ours) --------------------------------------
+
+    def on_ok(self, txid: int) -> list[Output] | None:
+        if txid not in self._registers:
+            return None
+        if self._register is not None and self._register.txid == txid:
+            self._register = None
+        # An ok for an older register also says we are registered; a newer one (newer candidates) still waits.
         if self.registered:
             return []
         self.registered = True
         return [Emit(Registered(server=str(self.server)))]
 
-    def on_err(self, err: Err, peers: dict[str, Peer]) -> list[Output]:
-        # `err` carries no request id: while unregistered it answers our register; otherwise it answers
-        # the oldest connect still waiting for its punch (the seed's `err invalid peers`), if any.
-        waiting = [(p.pending.started, peer_id) for peer_id, p in peers.items() if p.pending]
-        if not self.registered or not waiting:
-            return [Emit(ServerError(reason=err.reason))]
-        _, peer_id = min(waiting)
-        return self.refuse(peers[peer_id], err.reason)
+    def on_err(self, txid: int, err: Err, peers: Mapping[str, Peer]) -> list[Output] | None:
+        reason = err.reason or (err.code.phrase if err.code is not None else "refused")
+        if txid in self._registers:
+            return [Emit(ServerError(reason=reason))]  # the register is repeated until ok
+        peer = _connecting(txid, peers)
+        if peer is not None:
+            return self.refuse(peer, reason)
+        peer_id = self._queries.pop(txid, None)
+        if peer_id is not None:
+            return [Log(logging.INFO, f"presence of {peer_id}: server: {reason}")]
+        return None
+
+    def on_retry(self, txid: int, cookie: bytes, peers: Mapping[str, Peer], now: float) -> list[Output] | None:
+        fresh = cookie != self.cookie
+        self.cookie = cookie
+        request = self._register
+        if request is not None and txid == request.txid:
+            return self._resend(request, now) if fresh else []
+        if txid in self._registers:
+            return []  # an older register's: the one waiting goes with the new cookie
+        if txid == self._keepalive:
+            self._keepalive = None
+            # The cookie expired, or our address changed (a NAT rebinding): a register moves us if it did.
+            if self._register is None:
+                self._new_register(now)
+            return self.tick(now)
+        peer = _connecting(txid, peers)
+        if peer is not None and peer.pending is not None:
+            return self._resend_connect(peer, peer.pending, now) if fresh else []
+        peer_id = self._queries.get(txid)
+        if peer_id is not None:
+            return [self._send(txid, PresenceQuery(self.me, peer_id), now)] if fresh else []
+        return None
+
+    def on_presence(self, txid: int, peer_id: str) -> bool:
+        """Whether a presence report about ``peer_id`` answers our query ``txid``."""
+        if self._queries.get(txid) != peer_id:
+            return False
+        del self._queries[txid]
+        return True
+
+    # -- connects ------------------------------------------------------------------------------------
 
     def start_connect(self, peer: Peer, now: float) -> list[Output]:
         """Ask the server to introduce us to ``peer`` (both paths start over)."""
         peer.path.reset()
         peer.relay.reset()
-        peer.pending = PendingConnect(now, now + self.timeout, now + self.retry)
-        return [Send(Connect(self.me, peer.id), self.server)]
+        pending = peer.pending = PendingConnect(now, now + self.timeout, now + self.retry, self.signer.txid())
+        return [self._send(pending.txid, Connect(self.me, peer.id), now)]
 
     def tick_pending(self, peer: Peer, now: float) -> list[Output]:
         pending = peer.pending
@@ -87,17 +187,35 @@ class ServerLink:
         if now < pending.next_send:
             return []
         # Datagrams get lost: repeat the request until the punch comes (duplicate punches are ignored).
-        pending.next_send = now + self.retry
-        return [Send(Connect(self.me, peer.id), self.server)]
+        return self._resend_connect(peer, pending, now)
 
     def refuse(self, peer: Peer, reason: str) -> list[Output]:
         peer.pending = None
         peer.path.reset(f"server: {reason}")
         return [Emit(ServerError(reason=reason, peer=peer.id))]
 
-    def _register(self) -> Register:
-        return Register(self.me, Candidates(self._relayed()))
+    # -- helpers -------------------------------------------------------------------------------------
 
-    def _send_register(self) -> Send:
-        self._last_register = self._register()
-        return Send(self._last_register, self.server)
+    def _new_register(self, now: float) -> None:
+        """A new register (our candidates now), sent at the next tick, which is ``now``."""
+        self._register = Request(self.signer.txid(), Register(self.me, Candidates(self._relayed())), now)
+        self._registers.append(self._register.txid)
+
+    def _resend(self, request: Request, now: float) -> list[Output]:
+        request.next_send = now
+        return self.tick(now)
+
+    def _resend_connect(self, peer: Peer, pending: PendingConnect, now: float) -> list[Output]:
+        pending.next_send = now + self.retry
+        return [self._send(pending.txid, Connect(self.me, peer.id), now)]
+
+    def _send(self, txid: int, message: Message, now: float) -> Send:
+        """``message`` as a request: our cookie, a fresh proof, and our keys in a register."""
+        keys = self.signer.keys if isinstance(message, Register) else None
+        return Send(self.signer.prove(Frame(txid, message, keys=keys, cookie=self.cookie), now), self.server)
+
+
+def _connecting(txid: int, peers: Mapping[str, Peer]) -> Peer | None:
+    """The peer whose waiting connect is ``txid``. A walk of the peers (at most the table's bound), for an
+    answer from our server's address only."""
+    return next((p for p in peers.values() if p.pending is not None and p.pending.txid == txid), None)

@@ -11,7 +11,7 @@ from typing import Any
 
 from client.engine.core import Emit, Output, Send
 from client.engine.events import JSON, Event
-from protocol import Endpoint, Message, encode
+from protocol import Endpoint, Frame, Message, encode
 
 
 def _json(ev: Event | JSON) -> JSON:
@@ -39,5 +39,12 @@ def datagrams(outputs: list[Output]) -> list[bytes]:
 
 
 def messages(outputs: list[Output], to: Endpoint) -> list[Message]:
-    """The protocol messages ``outputs`` send to ``to``."""
-    return [o.message for o in outputs if isinstance(o, Send) and o.to == to]
+    """The protocol messages ``outputs`` send to ``to``: text messages, and the messages of v2 frames (a sealed
+    datagram's is its ``Sealed``: read the plaintext with ``tests.support.signal_server.Wiretap``)."""
+    sent = [o.message for o in outputs if isinstance(o, Send) and o.to == to]
+    return [m.message if isinstance(m, Frame) else m for m in sent]
+
+
+def frames(outputs: list[Output], to: Endpoint) -> list[Frame]:
+    """The v2 frames ``outputs`` send to ``to``."""
+    return [o.message for o in outputs if isinstance(o, Send) and o.to == to and isinstance(o.message, Frame)]
