@@ -104,7 +104,7 @@ class Lab:
         config = self.config(name)
         self.tap.identities[name] = config.identity
         core = self.cores[name] = AgentCore(config)
-        self.private[name] = Endpoint(f"10.0.{len(self.cores)}.2", 40000)
+        self.private[name] = Endpoint(f"198.18.{len(self.cores)}.10", 40000)  # its LAN address, as in the lab
         self.nats[name] = nat
         self.events[name], self.logs[name] = [], []
         self.perform(name, core.start(self.now))
@@ -291,7 +291,7 @@ def test_full_cone_to_symmetric_answers_the_actual_source() -> None:
 def test_no_nat_at_all() -> None:
     lab = two_hosts(None, None)
     connect(lab)
-    assert lab.cores["alice"].peers["bob"].path.addr == Endpoint("10.0.2.2", 40000)
+    assert lab.cores["alice"].peers["bob"].path.addr == Endpoint("198.18.2.10", 40000)
 
 
 # -- messages --------------------------------------------------------------------------------------
