@@ -17,7 +17,6 @@ from protocol import (
     Err,
     ErrorCode,
     Frame,
-    Keepalive,
     Keys,
     Ok,
     Register,
@@ -77,8 +76,9 @@ def test_retry_takes_the_cookie_and_resends_at_once_under_the_same_txid_with_a_n
     [connect_] = frames(core.connect("bob", 0.4), SERVER)
     assert (connect_.message, connect_.cookie) == (Connect("alice", "bob"), COOKIE)
     assert verified(core, connect_)
-    [keepalive] = frames(core.tick(10.0), SERVER)[:1]
-    assert (keepalive.message, keepalive.cookie, keepalive.proof) == (Keepalive(), COOKIE, None)
+    [refresh] = frames(core.tick(10.0), SERVER)[:1]  # the keepalive period's register
+    assert (refresh.message, refresh.cookie) == (Register("alice", Candidates(None)), COOKIE)
+    assert verified(core, refresh)
 
 
 def test_a_register_is_retried_until_its_own_ok_and_answers_to_nothing_are_dropped() -> None:
@@ -109,21 +109,24 @@ def test_an_err_to_the_register_is_reported_and_the_register_retried() -> None:
     assert [e.reason for e in events(out)] == ["stale or replayed proof"]  # type: ignore[attr-defined]
 
 
-def test_a_retry_to_a_keepalive_registers_again_with_the_new_cookie() -> None:
+def test_each_keepalive_period_registers_again_once_and_a_retry_resends_it_with_the_new_cookie() -> None:
     core = alice()
     register(core)
-    [keepalive] = frames(core.tick(10.0), SERVER)
-    assert keepalive.message == Keepalive()
+    [refresh] = frames(core.tick(10.0), SERVER)
+    # The register again, a new request: it keeps the mapping and presence fresh, and puts us back in the
+    # server's table whatever happened (a rebinding, a server restart, an expiry while we were cut off).
+    assert isinstance(refresh.message, Register)
+    assert verified(core, refresh)
+    assert not core.server.reannouncing  # sent once: not repeated until its ok
+    assert frames(core.tick(10.3), SERVER) == []
     new = b"\x02" + bytes(16)
-    [again] = frames(answer(core, keepalive, Retry(new), 10.01), SERVER)
-    # The cookie expired, or our address changed (a NAT rebinding): a register, with a proof, moves us.
-    assert isinstance(again.message, Register)
-    assert (again.cookie, again.txid != keepalive.txid) == (new, True)
+    [again] = frames(answer(core, refresh, Retry(new), 10.4), SERVER)
+    assert (again.txid, again.message, again.cookie) == (refresh.txid, refresh.message, new)
     assert verified(core, again)
-    assert core.server.reannouncing  # registered still, the refresh waiting for its ok
-    answer(core, again, Ok(), 10.02)
-    assert not core.server.reannouncing
+    assert answer(core, refresh, Ok(), 10.5) == []
     assert core.registered
+    [next_period] = frames(core.tick(20.0), SERVER)
+    assert (next_period.txid != refresh.txid, next_period.cookie) == (True, new)
 
 
 def test_the_lab_server_sees_every_request_with_the_cookie_it_gave_and_a_proof_it_verifies() -> None:
@@ -138,14 +141,14 @@ def test_the_lab_server_sees_every_request_with_the_cookie_it_gave_and_a_proof_i
     ]
     for frame in requests:
         sender = getattr(frame.message, "id", None) or getattr(frame.message, "from_id", None)
-        if sender is not None:  # a keepalive has no proof
+        if sender is not None:
             assert verify_proof(lab.tap.identities[sender].public.sign, frame)
 
 
 def test_cookie_rotation_and_a_nat_rebinding_keep_the_registration() -> None:
     lab = two_hosts(CONE, CONE)
     lab.server.rotate()  # the server's secret rotated: every cookie given so far is refused
-    lab.run_for(10.0)  # a keepalive period: each keepalive gets a Retry, and each agent registers again
+    lab.run_for(10.0)  # a keepalive period: each agent's register gets a Retry, and goes again with the cookie
     assert lab.server.retries == 4
     assert all(core.registered and not core.server.reannouncing for core in lab.cores.values())
     # alice's NAT forgets her mapping (a reboot): her next keepalive comes from a new port, gets a Retry (the

@@ -18,9 +18,10 @@ from client.engine.peer import Peer
 from client.engine.routes import Route
 from protocol import PresenceReport
 
-PER_PERIOD = 8
-"""Presence queries a keepalive period at most: the server limits requests per source IP (20 a second, 50 at
-once, by default; agents behind one NAT share them), and registers and connects must never wait for
+PER_PERIOD = 4
+"""Presence queries a keepalive period at most. The server limits requests per source IP (20 a second, 50 at
+once, by default; agents behind one NAT share them), and remembers a bounded number of proofs (its replay
+guard is sized for about one per peer per keepalive period): registers and connects must never wait for
 presence. With more peers to watch, they take turns."""
 
 

@@ -7,11 +7,13 @@ cookie the server gave us, and every keyed one a fresh proof (:class:`~client.en
 retransmission gets a new nonce, as the server takes each proof once.
 
 - register: our id, our relay candidate, our public keys; repeated every ``retry`` until its ``ok``; again
-  (a new request) when our relay changes, and when the server no longer takes our cookie on a keepalive.
-- keepalive: every keepalive period, a v2 keepalive with our cookie and no proof (the cookie shows the
-  address). A ``retry`` in answer means the cookie expired (the server's secret rotates every 60 s) or our
-  address changed (a NAT rebinding): either way we register again, with a proof and the new cookie, which
-  also moves our registration to the new address.
+  (a new request) when our relay changes.
+- keepalive: every keepalive period, once registered, the register again (a new request, sent once: the next
+  period sends another). It keeps our NAT mapping and our presence fresh like a keepalive, and, being a
+  register with a proof, also puts us back in the server's table whatever happened meanwhile: our address
+  changed (a NAT rebinding: the cookie, bound to the old address, gets a retry first), the server restarted,
+  or it expired us while we were cut off for three keepalive periods. (A v2 keepalive would do the first two
+  only after a retry, and the third never.) The server verifies one signature per agent per period.
 - retry: the server did not process the request; take its cookie and send the request again at once (a
   retry carrying the cookie we already had answers an older copy: the next retransmission has it).
 - connect: with a proof; repeated until the punch comes or the connect times out.
@@ -30,7 +32,7 @@ from client.engine.events import Registered, ServerError
 from client.engine.outputs import Emit, Log, Output, Send
 from client.engine.peer import Peer, PendingConnect
 from client.engine.signer import Signer
-from protocol import Candidates, Connect, Endpoint, Err, Frame, Keepalive, Message, PresenceQuery, Register
+from protocol import Candidates, Connect, Endpoint, Err, Frame, Message, PresenceQuery, Register
 
 RECENT_REGISTERS = 8
 """Registers remembered by transaction id: an ok for any of them (a late one too) says we are registered."""
@@ -72,7 +74,7 @@ class ServerLink:
         self._relayed = relayed
         self._register: Request | None = None  # the register waiting for its ok
         self._registers: deque[int] = deque(maxlen=RECENT_REGISTERS)
-        self._keepalive: int | None = None  # the last keepalive's txid
+        self._refresh: int | None = None  # the last keepalive period's register
         self._queries: dict[int, str] = {}  # this keepalive period's presence queries: txid -> peer id
 
     @property
@@ -99,11 +101,13 @@ class ServerLink:
         self._new_register(now)
 
     def keepalive(self, now: float) -> list[Output]:
-        """The keepalive period's request: a keepalive (nothing while a register is on its way: it refreshes us)."""
+        """The keepalive period's request: the register, sent once (nothing while a register waits for its ok:
+        it is repeated anyway)."""
         if not self.registered or self._register is not None:
             return []
-        self._keepalive = txid = self.signer.txid()
-        return [Send(Frame(txid, Keepalive(), cookie=self.cookie), self.server)]
+        self._refresh = txid = self.signer.txid()
+        self._registers.append(txid)
+        return [self._send(txid, self._message(), now)]
 
     def ask_presence(self, peer_ids: list[str], now: float) -> list[Output]:
         """A presence query for each of ``peer_ids`` (the last period's unanswered ones are given up)."""
@@ -146,14 +150,11 @@ class ServerLink:
         request = self._register
         if request is not None and txid == request.txid:
             return self._resend(request, now) if fresh else []
+        if txid == self._refresh:
+            # The cookie expired, or our address changed (a NAT rebinding): the register again, with it.
+            return [self._send(txid, self._message(), now)] if fresh else []
         if txid in self._registers:
             return []  # an older register's: the one waiting goes with the new cookie
-        if txid == self._keepalive:
-            self._keepalive = None
-            # The cookie expired, or our address changed (a NAT rebinding): a register moves us if it did.
-            if self._register is None:
-                self._new_register(now)
-            return self.tick(now)
         peer = _connecting(txid, peers)
         if peer is not None and peer.pending is not None:
             return self._resend_connect(peer, peer.pending, now) if fresh else []
@@ -198,8 +199,12 @@ class ServerLink:
 
     def _new_register(self, now: float) -> None:
         """A new register (our candidates now), sent at the next tick, which is ``now``."""
-        self._register = Request(self.signer.txid(), Register(self.me, Candidates(self._relayed())), now)
+        self._register = Request(self.signer.txid(), self._message(), now)
         self._registers.append(self._register.txid)
+
+    def _message(self) -> Register:
+        """Our register as of now: our id and relay candidate."""
+        return Register(self.me, Candidates(self._relayed()))
 
     def _resend(self, request: Request, now: float) -> list[Output]:
         request.next_send = now
