@@ -147,6 +147,8 @@ def test_extended_and_seed_clients_get_the_punches_they_understand(server, clien
     assert carol.recv(4096) == f"punch alice {own(alice)} relay=198.18.0.20:49160".encode()
     assert request(alice, address, b"connect alice bob") == f"punch bob {own(bob)}".encode()
     assert bob.recv(4096) == f"punch alice {own(alice)}".encode()
+    # A text client is held to 3x what it sent: carol's keepalive (every 10 s) is the credit for a third punch.
+    carol.sendto(b"keepalive", address.sockaddr())
     assert request(bob, address, b"connect bob carol") == f"punch carol {own(carol)}".encode()
     assert carol.recv(4096) == f"punch bob {own(bob)}".encode()
 
@@ -186,10 +188,10 @@ def test_server_survives_a_crashing_handler(server, client, monkeypatch, caplog)
     running, address = server
     real_handle = running.handler.handle
 
-    def handle(data, source, now):
+    def handle(data, source, now, wall_ms):
         if data == b"boom":
             raise RuntimeError("handler bug")
-        return real_handle(data, source, now)
+        return real_handle(data, source, now, wall_ms)
 
     monkeypatch.setattr(running.handler, "handle", handle)
     alice = client()
@@ -252,7 +254,7 @@ def test_state_file_shows_relay_and_extended(server, client, state_file):
 
 
 def test_peers_expire_periodically(state_file, client, caplog):
-    caplog.set_level(logging.INFO, logger="server.handler")
+    caplog.set_level(logging.INFO, logger="server.presence")
     config = Config(Endpoint(LOOPBACK, 0), state_file, peer_ttl=0.2, expire_interval=0.05, state_interval=0.05)
     with running_server(config) as (_, address):
         alice = client()
