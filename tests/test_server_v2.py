@@ -173,7 +173,8 @@ def test_a_malformed_v2_request_gets_err_400_and_another_version_505(lab: Lab) -
 
 def test_register_needs_keys_and_a_proof(both: Lab) -> None:
     alice = both.alice
-    assert is_err(both.answer(alice.register(keys=None, txid=5), ALICE_AT), ErrorCode.BAD_PROOF)
+    [sent] = both.send(alice.register(keys=None, txid=5), ALICE_AT)
+    assert sent.item == Frame(5, Err("register needs keys and a proof", ErrorCode.BAD_PROOF)), "under its txid"
     assert is_err(both.answer(alice.register(proof=False, txid=6), ALICE_AT), ErrorCode.BAD_PROOF)
     assert both.handler.counters["bad_proof"] == 2
 
