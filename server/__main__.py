@@ -118,6 +118,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the lab's registry of keyed ids (registry.json, written by `python3 -m trust make-keys`)",
     )
     parser.add_argument(
+        "--require-keys",
+        action="store_true",
+        help="refuse v2 ids that are not in --registry (403 'id not in the registry') instead of binding each "
+        "to the key that first registers it; text clients may still register ids no key holds",
+    )
+    parser.add_argument(
         "--unkeyed-share",
         type=share,
         default=DEFAULT_UNKEYED_SHARE,
@@ -153,7 +159,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"log lines per second of each kind; the rest are counted in one line (default {DEFAULT_PER_SECOND})",
     )
     parser.add_argument("--log-level", type=str.lower, default="info", choices=["debug", "info", "warning", "error"])
-    return parser.parse_args(argv)
+    args = parser.parse_args(argv)
+    if args.require_keys and args.registry is None:
+        parser.error("--require-keys needs --registry (the keyed ids it admits)")
+    return args
 
 
 async def _run(config: Config, logs: RateLimitedHandler) -> None:
@@ -191,6 +200,7 @@ def config_of(args: argparse.Namespace) -> Config:
         rate=args.rate,
         burst=args.burst,
         registry=args.registry,
+        require_keys=args.require_keys,
     )
 
 
@@ -202,6 +212,8 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), handlers=[logs])
     if args.registry is not None:
         log.info("registry: %d keyed ids (%s)", len(args.registry), ", ".join(args.registry))
+        if args.require_keys:
+            log.info("--require-keys: v2 ids outside the registry are refused")
     try:
         asyncio.run(_run(config_of(args), logs))
     except OSError as exc:

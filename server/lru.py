@@ -8,7 +8,7 @@ one of these. What forgetting an entry means is the owner's to say (and to keep 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -39,11 +39,20 @@ class BoundedLRU(Generic[K, V]):
             self._entries.move_to_end(key)
             return value
         value = make()
+        self.put(key, value)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        """Store ``value`` for ``key``, now the most recent (forgetting the oldest when full); O(1)."""
         self._entries[key] = value
+        self._entries.move_to_end(key)
         if len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
             self.evicted += 1
-        return value
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        """Every entry, least recently used first."""
+        return iter(self._entries.items())
 
     def peek(self, key: K) -> V | None:
         """The entry for ``key`` without making it recent, or ``None``."""
