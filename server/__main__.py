@@ -17,6 +17,7 @@ from pathlib import Path
 
 from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint
 from server.app import DEFAULT_LISTEN, Config, serve
+from server.event_loop import CHOICES, LoopUnavailable, choose
 from server.logs import DEFAULT_PER_SECOND, RateLimitedHandler
 from server.ratelimit import DEFAULT_BURST, DEFAULT_RATE
 from server.table import (
@@ -159,6 +160,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"log lines per second of each kind; the rest are counted in one line (default {DEFAULT_PER_SECOND})",
     )
     parser.add_argument("--log-level", type=str.lower, default="info", choices=["debug", "info", "warning", "error"])
+    parser.add_argument(
+        "--loop",
+        choices=CHOICES,
+        default="auto",
+        help="event loop: uvloop when importable (auto, the default), uvloop (fail without it) or asyncio",
+    )
     args = parser.parse_args(argv)
     if args.require_keys and args.registry is None:
         parser.error("--require-keys needs --registry (the keyed ids it admits)")
@@ -215,7 +222,14 @@ def main(argv: list[str] | None = None) -> int:
         if args.require_keys:
             log.info("--require-keys: v2 ids outside the registry are refused")
     try:
-        asyncio.run(_run(config_of(args), logs))
+        loop = choose(args.loop)
+    except LoopUnavailable as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("event loop: %s", loop.name)
+    try:
+        with asyncio.Runner(loop_factory=loop.factory) as runner:
+            runner.run(_run(config_of(args), logs))
     except OSError as exc:
         log.error("cannot serve on %s: %s", args.listen, exc)
         return 1
