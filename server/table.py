@@ -161,6 +161,8 @@ class PeerTable:
         request proved (``None``: unkeyed); ``in_registry`` exempts it from the per-ip quota. Whether the
         request may do so (keys, proofs, addresses) is the caller's to check first."""
         old = self._peers.get(peer_id)
+        if old is not None and self._only_seen(old, now, (addr, candidates, keys, in_registry)):
+            return Registration(Outcome.REFRESHED, self._seen(old, now))
         holder = self._by_addr.get(addr)
         displaced = self._peers[holder] if holder is not None and holder != peer_id else None
         leaving = [p for p in (old, displaced) if p is not None]
@@ -200,8 +202,19 @@ class PeerTable:
         peer = self.at(addr, now)
         if peer is None or (peer.keyed and not keyed_too):
             return None
+        return self._seen(peer, now)
+
+    def _only_seen(self, old: Peer, now: float, stored: tuple[object, ...]) -> bool:
+        """Whether registering ``old``'s id again at ``now`` with ``stored`` (address, candidates, keys, registry
+        standing) changes nothing but its ``last_seen``: the same values, and ``old`` still alive. Most
+        registers are these (clients re-register to stay present) and a refresh is never refused, so
+        :meth:`register` takes the shortcut of a :meth:`touch` for them."""
+        return (old.addr, old.candidates, old.keys, old.in_registry) == stored and self._live(old, now)
+
+    def _seen(self, peer: Peer, now: float) -> Peer:
+        """``peer`` seen at ``now``, re-inserted at the end: the table stays in ``last_seen`` order."""
         peer = replace(peer, last_seen=now)
-        del self._peers[peer.id]  # re-inserted at the end: the table stays in last_seen order
+        del self._peers[peer.id]
         self._peers[peer.id] = peer
         self.version += 1
         return peer

@@ -356,3 +356,30 @@ def test_at_and_touch_can_leave_keyed_peers_alone(table):
     assert table.touch(A1, now=5, keyed_too=False) is None, "a text datagram does not vouch for a keyed peer"
     assert table.lookup("alice", now=5).last_seen == 0
     assert table.touch(A1, now=6).last_seen == 6
+
+
+@pytest.mark.parametrize("candidates", [None, Candidates(RELAY1)], ids=["seed", "extended"])
+def test_plain_refresh_is_a_full_register(table, candidates):
+    """A register that changes nothing but last_seen takes a shortcut (most registers are these); it must
+    leave the table as the full path does: peer updated, in last_seen order, counted as a change."""
+    table.register("alice", A1, now=0, candidates=candidates)
+    table.register("bob", B1, now=2)
+    version = table.version
+    result = table.register("alice", A1, now=5, candidates=candidates)
+    assert (result.outcome, result.previous, result.replaced, result.relay_changed) == (
+        Outcome.REFRESHED,
+        None,
+        None,
+        False,
+    )
+    assert result.peer == Peer("alice", A1, registered_at=0, last_seen=5, candidates=candidates)
+    assert table.version > version
+    assert [p.id for p in table.expire(now=12.5)] == ["bob"]  # alice, registered first, is now behind bob
+    assert [p.id for p in table.expire(now=15.5)] == ["alice"]
+
+
+def test_a_refresh_that_changes_keys_or_standing_stores_them(table):
+    table.register("alice", A1, now=0)
+    assert table.register("alice", A1, now=1, keys=KEYS).peer == Peer("alice", A1, 0, 1, keys=KEYS)
+    stored = table.register("alice", A1, now=2, keys=KEYS, in_registry=True).peer
+    assert stored == Peer("alice", A1, 0, 2, keys=KEYS, in_registry=True)
