@@ -70,14 +70,20 @@ defaults (16 ids, 20 requests a second) would refuse them; the token bucket is s
 request, so its cost is in the figure."""
 
 
-def natlab(loop: str, port: int = 9000, python: str = "python3", files: str = "/tmp") -> Mode:
-    """natlab's signal server on ``loop`` (asyncio or uvloop), answering text ``register``; as the lab runs
-    it, with a state file (in ``files``), but with :data:`LIMITS`."""
-    state = f"{files}/natlab-server-{loop}.json"
-    listen = ("--listen", f"{HOST}:{port}", "--state-file", state)
-    return Mode(
-        f"natlab register, {loop}", "register", port, (python, "-m", "server", *listen, *LIMITS, "--loop", loop)
-    )
+SIGNED = "signed-register"
+PROOFS = ("--max-proofs", "1000000")
+"""For the signed register: a replay guard that a run of a few seconds cannot fill (it remembers every proof
+for 30 s, 16,384 by default: see the README)."""
+
+
+def natlab(loop: str, port: int = 9000, python: str = "python3", files: str = "/tmp", kind: str = "register") -> Mode:
+    """natlab's signal server on ``loop`` (asyncio or uvloop) answering ``kind`` (the seed's text ``register``,
+    or protocol v2's signed one); as the lab runs it, with a state file (in ``files``), but with
+    :data:`LIMITS` (and :data:`PROOFS`)."""
+    state = f"{files}/natlab-server-{kind}-{loop}.json"
+    options = ("--listen", f"{HOST}:{port}", "--state-file", state, *LIMITS, *(PROOFS if kind == SIGNED else ()))
+    name = f"natlab {'v2 signed register' if kind == SIGNED else 'register'}, {loop}"
+    return Mode(name, kind, port, (python, "-m", "server", *options, "--loop", loop))
 
 
 def coturn(port: int = 3478, files: str = "/tmp") -> Mode:
@@ -91,7 +97,7 @@ def coturn(port: int = 3478, files: str = "/tmp") -> Mode:
     return Mode(COTURN, "stun-binding", port, command)
 
 
-MODES = (natlab("asyncio"), natlab("uvloop"), coturn())
+MODES = (natlab("asyncio"), natlab("uvloop"), natlab("uvloop", kind=SIGNED), coturn())
 
 
 def lab_image() -> str:
@@ -155,7 +161,7 @@ def report(results: dict[str, dict[str, Any]], settings: Settings) -> list[str]:
     for name, result in results.items():
         cpu, cost = result["server_cpu"], result["server_us_per_reply"]
         line = (
-            f"    {name:24s} {result['per_s']:9,.0f} req/s  (server CPU {cpu:4.0%}, {cost:5.1f} us/request; "
+            f"    {name:32s} {result['per_s']:9,.0f} req/s  (server CPU {cpu:4.0%}, {cost:5.1f} us/request; "
             f"generator CPU {result['generator_cpu']:4.0%})"
         )
         if reference is not None and name != COTURN:

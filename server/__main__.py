@@ -28,6 +28,7 @@ from server.table import (
     MISSED_KEEPALIVES,
 )
 from trust import KeyFileError, Registry
+from trust.proofs import DEFAULT_MAX_ENTRIES
 
 log = logging.getLogger("server")
 
@@ -159,6 +160,14 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help=f"log lines per second of each kind; the rest are counted in one line (default {DEFAULT_PER_SECOND})",
     )
+    parser.add_argument(
+        "--max-proofs",
+        type=count,
+        default=DEFAULT_MAX_ENTRIES,
+        metavar="N",
+        help=f"proofs the replay guard remembers for their 30 s window; a full guard refuses new ones (503), "
+        f"so N / 30 is the keyed requests a second the server admits for long (default {DEFAULT_MAX_ENTRIES})",
+    )
     parser.add_argument("--log-level", type=str.lower, default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
         "--loop",
@@ -208,6 +217,7 @@ def config_of(args: argparse.Namespace) -> Config:
         burst=args.burst,
         registry=args.registry,
         require_keys=args.require_keys,
+        max_proofs=args.max_proofs,
     )
 
 

@@ -23,7 +23,8 @@ from server.handler import Handler
 from server.ratelimit import DEFAULT_BURST, DEFAULT_MAX_SOURCES, DEFAULT_RATE, RequestLimiter
 from server.state import StateWriter, render_state
 from server.table import DEFAULT_IDS_PER_IP, DEFAULT_MAX_PEERS, DEFAULT_TTL, DEFAULT_UNKEYED_SHARE, PeerTable
-from trust import Registry
+from trust import Registry, ReplayGuard
+from trust.proofs import DEFAULT_MAX_ENTRIES
 
 log = logging.getLogger(__name__)
 
@@ -52,12 +53,15 @@ class Config:
     """Keyed ids and their public keys (``--registry``): admitted only with a proof by their key."""
     require_keys: bool = False
     """Refuse v2 ids that are not in the registry (``--require-keys``) rather than bind them on first use."""
+    max_proofs: int = DEFAULT_MAX_ENTRIES
+    """Proofs the replay guard remembers at once (``--max-proofs``): a full guard refuses new ones."""
 
     def handler(self) -> Handler:
-        """A handler with this configuration's peer table, request limit and keyed ids."""
+        """A handler with this configuration's peer table, request limit, keyed ids and replay guard."""
         table = PeerTable(self.peer_ttl, self.max_peers, self.ids_per_ip, self.unkeyed_share)
         limiter = RequestLimiter(self.rate, self.burst, self.max_sources) if self.rate > 0 else None
-        return Handler(table, limiter, gate=Gate(self.registry, self.require_keys))
+        gate = Gate(self.registry, self.require_keys, ReplayGuard(max_entries=self.max_proofs))
+        return Handler(table, limiter, gate=gate)
 
 
 class SignalProtocol(asyncio.DatagramProtocol):

@@ -8,15 +8,16 @@ import os
 import socket
 import sys
 import threading
+import time
 
 import pytest
 from aioice import stun
 
 from client.diagnostics import request_rate
 from client.diagnostics.rate_loop import Load, Mark, RateError
-from client.diagnostics.request_kinds import Answer, stun_binding, text_register
+from client.diagnostics.request_kinds import Answer, signed_register, stun_binding, text_register
 from client.turn.wire import CLASS_ERROR, CLASS_REQUEST, CLASS_RESPONSE, encode, parse_stun
-from protocol import Endpoint
+from protocol import Endpoint, Frame, parse
 from scenarios import server_rate
 from server.handler import Handler
 from server.table import PeerTable
@@ -39,6 +40,27 @@ def test_text_register_is_answered_ok_by_the_real_handler():
     assert to == source
     assert exchange.answer(reply) is Answer.REPLY
     assert exchange.answer(b"err invalid id") is Answer.OTHER
+
+
+def test_signed_register_follows_the_retry_and_is_answered_by_the_real_handler():
+    """Without a cookie: Retry (resend, with the cookie); then a proof the server verifies: Ok."""
+    handler = Handler(PeerTable())
+    exchange, source = signed_register(7), Endpoint(LOOPBACK, 40007)
+    request = exchange.request()
+    [(retry, _)] = handler.handle(request, source, now=1.0, wall_ms=time.time_ns() // 1_000_000)
+    assert exchange.answer(retry) is Answer.RESEND
+    second = exchange.request()
+    first_frame, second_frame = parse(request), parse(second)
+    assert isinstance(first_frame, Frame)
+    assert isinstance(second_frame, Frame)
+    assert (first_frame.cookie, second_frame.txid) == (None, first_frame.txid + 1)
+    assert second_frame.cookie is not None
+    [(ok, _)] = handler.handle(second, source, now=1.0, wall_ms=time.time_ns() // 1_000_000)
+    assert exchange.answer(ok) is Answer.REPLY
+    assert exchange.answer(retry) is Answer.OTHER  # a Retry for an earlier transaction
+    peer = handler.table.lookup("rate-7", now=1.0)
+    assert peer is not None
+    assert peer.keyed
 
 
 def test_stun_binding_requests_are_real_and_each_a_new_transaction():
@@ -68,13 +90,17 @@ def test_summary_of_a_window():
 
 
 @two_cpus
-def test_natlab_server_rate_on_each_loop(tmp_path):
-    for loop in ("asyncio", "uvloop"):
-        [port] = free_udp_ports(1)
-        mode = server_rate.natlab(loop, port, python=sys.executable, files=str(tmp_path))
-        result = request_rate.run(Endpoint(LOOPBACK, port), mode.kind, QUICK, command=mode.server)
-        _assert_server_measured(result)
-        assert len(json.loads((tmp_path / f"natlab-server-{loop}.json").read_text())["peers"]) == QUICK.sockets
+@pytest.mark.parametrize(
+    ("loop", "kind"), [("asyncio", "register"), ("uvloop", "register"), ("uvloop", server_rate.SIGNED)]
+)
+def test_natlab_server_rate_with_the_bench_command(tmp_path, loop, kind):
+    """Each client registered its own id (keyed, for the signed register), and nothing was lost."""
+    [port] = free_udp_ports(1)
+    mode = server_rate.natlab(loop, port, python=sys.executable, files=str(tmp_path), kind=kind)
+    _assert_server_measured(request_rate.run(Endpoint(LOOPBACK, port), mode.kind, QUICK, command=mode.server))
+    peers = json.loads((tmp_path / f"natlab-server-{kind}-{loop}.json").read_text())["peers"]
+    assert sorted(peer["id"] for peer in peers) == sorted(f"rate-{n}" for n in range(QUICK.sockets))
+    assert {peer["keyed"] for peer in peers} == {kind == server_rate.SIGNED}
 
 
 @two_cpus
@@ -225,7 +251,8 @@ def test_bench_runs_the_generator_with_the_server_after_a_double_dash():
     split = command.index("--")
     assert command[:4] == ["python3", "-m", "client.diagnostics.request_rate", "127.0.0.1:9000"]
     assert command[split + 1 :] == [
-        "python3", "-m", "server", "--listen", "127.0.0.1:9000", "--state-file", "/tmp/natlab-server-uvloop.json",
+        "python3", "-m", "server", "--listen", "127.0.0.1:9000",
+        "--state-file", "/tmp/natlab-server-register-uvloop.json",
         "--ids-per-ip", "1024", "--rate", "10000000", "--burst", "10000000", "--loop", "uvloop",
     ]  # fmt: skip
     assert request_rate._parse_args(command[3:]).command == list(mode.server)

@@ -104,8 +104,11 @@ def wait_ready(sock: socket.socket, exchange: Exchange, server: subprocess.Popen
         with contextlib.suppress(ConnectionRefusedError):  # nothing listens yet: ICMP port unreachable
             sock.send(exchange.request())
             with contextlib.suppress(TimeoutError):
-                while exchange.answer(data := sock.recv(RECV_SIZE)) is not Answer.REPLY:
-                    other[:] = [data]  # (a late answer to an earlier probe, or a refusal): wait on
+                while (answer := exchange.answer(data := sock.recv(RECV_SIZE))) is not Answer.REPLY:
+                    if answer is Answer.RESEND:
+                        sock.send(exchange.request())  # (with what the server just sent, a cookie say)
+                    else:
+                        other[:] = [data]  # a late answer to an earlier probe, or a refusal: wait on
                 return True
         return False
 

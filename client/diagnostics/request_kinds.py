@@ -3,23 +3,27 @@
 A factory takes the index of a source socket (each socket is one client: its own source port) and returns
 that socket's :class:`Exchange`, which makes each request and says whether a datagram answers the request
 outstanding. The generator keeps one request outstanding per socket and only ever calls these two methods,
-so a new kind (a signed protocol-v2 ``register``, whose exchange would hold the socket's identity and the
-server's cookie, and answer :attr:`Answer.RESEND` to a ``Retry``) is one more factory in :data:`KINDS`.
+so a new kind is one more factory in :data:`KINDS`.
 
-The checks run once per reply in the generator's hot loop, so they compare bytes rather than parse: the
-natlab reply is exactly ``ok``; a STUN reply must be a Binding success response (type 0x0101) carrying the
-request's transaction id (RFC 8489 section 6.3.3's match).
+The checks run once per reply in the generator's hot loop, so they compare bytes before they parse: the
+text reply is exactly ``ok``; a STUN reply must be a Binding success response (type 0x0101) carrying the
+request's transaction id (RFC 8489 section 6.3.3's match); a v2 reply must be the ``Ok`` frame under the
+request's transaction id, and a ``Retry`` under it is parsed for its cookie.
 """
 
 from __future__ import annotations
 
 import enum
 import os
+import time
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 from typing import Protocol
 
 from client.turn.wire import HEADER_LENGTH, binding_request
-from protocol import Ok, Register, encode
+from protocol import Candidates, Frame, Keys, Ok, Proof, ProtocolError, Register, Retry, encode, parse, signing_bytes
+from trust import Identity, make_proof
 
 
 class Answer(enum.Enum):
@@ -98,5 +102,49 @@ def stun_binding(index: int) -> Exchange:
     return StunBinding()
 
 
-KINDS: dict[str, RequestFactory] = {"register": text_register, "stun-binding": stun_binding}
+class SignedRegister:
+    """Protocol v2's ``register`` of one keyed id: its own identity (a fresh key pair, so a free id that the
+    server binds to it on first use), the cookie the server gave this socket, a new transaction id and a new
+    proof (timestamp, nonce, Ed25519 signature) for every request, as a natlab client sends them."""
+
+    def __init__(self, peer_id: str) -> None:
+        self._identity = Identity.generate()
+        public = self._identity.public
+        self._register = Register(peer_id, Candidates(None))
+        self._keys = Keys(public.sign, public.box)
+        self._cookie: bytes | None = None
+        self._txid = 0
+        self._ok = b""
+
+    def request(self) -> bytes:
+        self._txid += 1
+        self._ok = encode(Frame(self._txid, Ok()))
+        frame = Frame(self._txid, self._register, keys=self._keys, cookie=self._cookie)
+        proof = make_proof(self._identity, partial(signing_bytes, frame), time.time_ns() // 1_000_000)
+        return encode(replace(frame, proof=Proof(*proof)))
+
+    def answer(self, data: bytes) -> Answer:
+        if data == self._ok:
+            return Answer.REPLY
+        try:
+            frame = parse(data)
+        except ProtocolError:
+            return Answer.OTHER
+        if isinstance(frame, Frame) and frame.txid == self._txid and isinstance(frame.message, Retry):
+            self._cookie = frame.message.cookie  # bound to this socket's address: echoed from now on
+            return Answer.RESEND
+        return Answer.OTHER
+
+
+def signed_register(index: int) -> Exchange:
+    """natlab's protocol v2: a signed ``register rate-<index>`` with the socket's cookie, answered ``Ok``
+    (a ``Retry`` first, which brings the cookie). Each request costs the server an Ed25519 verification."""
+    return SignedRegister(f"rate-{index}")
+
+
+KINDS: dict[str, RequestFactory] = {
+    "register": text_register,
+    "signed-register": signed_register,
+    "stun-binding": stun_binding,
+}
 """The kinds ``--kind`` names."""
