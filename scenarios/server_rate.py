@@ -71,17 +71,14 @@ request, so its cost is in the figure."""
 
 
 SIGNED = "signed-register"
-PROOFS = ("--max-proofs", "1000000")
-"""For the signed register: a replay guard that a run of a few seconds cannot fill (it remembers every proof
-for 30 s, 16,384 by default: see the README)."""
 
 
 def natlab(loop: str, port: int = 9000, python: str = "python3", files: str = "/tmp", kind: str = "register") -> Mode:
     """natlab's signal server on ``loop`` (asyncio or uvloop) answering ``kind`` (the seed's text ``register``,
     or protocol v2's signed one); as the lab runs it, with a state file (in ``files``), but with
-    :data:`LIMITS` (and :data:`PROOFS`)."""
+    :data:`LIMITS`."""
     state = f"{files}/natlab-server-{kind}-{loop}.json"
-    options = ("--listen", f"{HOST}:{port}", "--state-file", state, *LIMITS, *(PROOFS if kind == SIGNED else ()))
+    options = ("--listen", f"{HOST}:{port}", "--state-file", state, *LIMITS)
     name = f"natlab {'v2 signed register' if kind == SIGNED else 'register'}, {loop}"
     return Mode(name, kind, port, (python, "-m", "server", *options, "--loop", loop))
 

@@ -27,8 +27,7 @@ from server.table import (
     DEFAULT_UNKEYED_SHARE,
     MISSED_KEEPALIVES,
 )
-from trust import KeyFileError, Registry
-from trust.proofs import DEFAULT_MAX_ENTRIES
+from trust import DEFAULT_MAX_KEYS, KeyFileError, Registry
 
 log = logging.getLogger("server")
 
@@ -161,12 +160,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help=f"log lines per second of each kind; the rest are counted in one line (default {DEFAULT_PER_SECOND})",
     )
     parser.add_argument(
-        "--max-proofs",
+        "--max-proof-keys",
         type=count,
-        default=DEFAULT_MAX_ENTRIES,
+        default=DEFAULT_MAX_KEYS,
         metavar="N",
-        help=f"proofs the replay guard remembers for their 30 s window; a full guard refuses new ones (503), "
-        f"so N / 30 is the keyed requests a second the server admits for long (default {DEFAULT_MAX_ENTRIES})",
+        help=f"signing keys whose latest proof timestamp the replay guard remembers, the key admitted longest "
+        f"ago forgotten first (default {DEFAULT_MAX_KEYS}, about 16 MB when full)",
     )
     parser.add_argument("--log-level", type=str.lower, default="info", choices=["debug", "info", "warning", "error"])
     parser.add_argument(
@@ -217,7 +216,7 @@ def config_of(args: argparse.Namespace) -> Config:
         burst=args.burst,
         registry=args.registry,
         require_keys=args.require_keys,
-        max_proofs=args.max_proofs,
+        max_proof_keys=args.max_proof_keys,
     )
 
 

@@ -23,8 +23,7 @@ from server.handler import Handler
 from server.ratelimit import DEFAULT_BURST, DEFAULT_MAX_SOURCES, DEFAULT_RATE, RequestLimiter
 from server.state import StateWriter, render_state
 from server.table import DEFAULT_IDS_PER_IP, DEFAULT_MAX_PEERS, DEFAULT_TTL, DEFAULT_UNKEYED_SHARE, PeerTable
-from trust import Registry, ReplayGuard
-from trust.proofs import DEFAULT_MAX_ENTRIES
+from trust import DEFAULT_MAX_KEYS, Registry, ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -53,14 +52,15 @@ class Config:
     """Keyed ids and their public keys (``--registry``): admitted only with a proof by their key."""
     require_keys: bool = False
     """Refuse v2 ids that are not in the registry (``--require-keys``) rather than bind them on first use."""
-    max_proofs: int = DEFAULT_MAX_ENTRIES
-    """Proofs the replay guard remembers at once (``--max-proofs``): a full guard refuses new ones."""
+    max_proof_keys: int = DEFAULT_MAX_KEYS
+    """Signing keys the replay guard remembers (``--max-proof-keys``), the key admitted longest ago forgotten
+    first."""
 
     def handler(self) -> Handler:
         """A handler with this configuration's peer table, request limit, keyed ids and replay guard."""
         table = PeerTable(self.peer_ttl, self.max_peers, self.ids_per_ip, self.unkeyed_share)
         limiter = RequestLimiter(self.rate, self.burst, self.max_sources) if self.rate > 0 else None
-        gate = Gate(self.registry, self.require_keys, ReplayGuard(max_entries=self.max_proofs))
+        gate = Gate(self.registry, self.require_keys, ReplayGuard(max_keys=self.max_proof_keys))
         return Handler(table, limiter, gate=gate)
 
 

@@ -7,10 +7,10 @@
   (``key_mismatch``). With ``--require-keys`` such ids are refused outright (403 ``not_in_registry``).
 - A keyed request carries a proof (:mod:`trust.proofs`) made with its id's key: the signature must verify
   (else 401 ``bad_proof``), then the replay guard must find it fresh: within ±30 s of the server's wall
-  clock and its (key, nonce) not seen before (else 409 ``stale``, ``future`` or ``replayed``; a full
-  guard, 503 ``proofs_full``).
+  clock and its timestamp greater than any its key had admitted (else 409 ``stale``, ``future`` or
+  ``replayed``).
 
-The signature is checked before the replay guard (only a key holder can then fill the guard), and after the
+The signature is checked before the replay guard (only a key holder can then move its key's record), and after the
 cheap checks (keys, addresses) in the callers, so a request refused anyway costs no signature check. Time is
 passed in (``wall_ms``: wall-clock ms since the Unix epoch, as proofs carry it).
 """
@@ -30,7 +30,6 @@ _VERDICTS = {
     Verdict.STALE: Refusal("stale", ErrorCode.STALE_PROOF, "stale proof (clock more than 30 s off?)"),
     Verdict.FUTURE: Refusal("future", ErrorCode.STALE_PROOF, "proof from the future (clock more than 30 s off?)"),
     Verdict.REPLAYED: Refusal("replayed", ErrorCode.STALE_PROOF, "replayed proof"),
-    Verdict.FULL: Refusal("proofs_full", ErrorCode.TABLE_FULL, "too many fresh proofs: try again"),
 }
 
 
@@ -72,5 +71,5 @@ class Gate:
         proof = frame.proof
         if proof is None or not verify_proof(sign_key, frame):
             return BAD_PROOF
-        verdict = self.proofs.admit(sign_key, proof.timestamp_ms, proof.nonce, wall_ms)
+        verdict = self.proofs.admit(sign_key, proof.timestamp_ms, wall_ms)
         return None if verdict.admitted else _VERDICTS[verdict]

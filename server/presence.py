@@ -11,8 +11,8 @@ from __future__ import annotations
 import itertools
 import logging
 
+from common.lru import BoundedLRU
 from protocol import PresenceReport
-from server.lru import BoundedLRU
 from server.table import PeerTable
 
 log = logging.getLogger(__name__)

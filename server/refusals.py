@@ -29,7 +29,6 @@ TRUST_KINDS = (
     "stale",
     "future",
     "replayed",
-    "proofs_full",
     "key_mismatch",
     "not_in_registry",
     "wrong_address",
@@ -37,7 +36,7 @@ TRUST_KINDS = (
     "unauthenticated",
 )
 """What the server's trust rules refused: v2 requests without a valid cookie (answered with a Retry), proofs
-(missing or bad signature; the replay guard's verdicts: stale, from the future, replayed, guard full), ids
+(missing or bad signature; the replay guard's verdicts: stale, from the future, replayed), ids
 held by another key or not in the registry under ``--require-keys``, requests not from the id's registered
 address, text requests on a keyed id (or from a keyed peer's address), presence queries from an id that is
 not a registered keyed peer."""

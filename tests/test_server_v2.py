@@ -28,7 +28,7 @@ from server.auth import Gate
 from server.handler import COUNTERS, Handler
 from server.table import PeerTable
 from tests.support.v2peer import WALL_MS, V2Peer
-from trust import Identity, Registry, ReplayGuard
+from trust import Identity, Registry
 
 ALICE_AT = Endpoint("198.18.0.11", 40000)
 BOB_AT = Endpoint("198.18.0.12", 50000)
@@ -231,19 +231,39 @@ def test_a_replayed_register_is_refused(both: Lab) -> None:
 
 @pytest.mark.parametrize(("offset_ms", "counter"), [(-31_000, "stale"), (31_000, "future")])
 def test_a_proof_outside_the_window_is_refused(both: Lab, offset_ms: int, counter: str) -> None:
-    datagram = both.alice.register(wall_ms=WALL_MS + offset_ms)
+    datagram = both.alice.register(exact_ms=WALL_MS + offset_ms)
     assert is_err(both.answer(datagram, ALICE_AT, wall_ms=WALL_MS), ErrorCode.STALE_PROOF)
     assert both.handler.counters[counter] == 1
     assert both.answer(both.alice.register(wall_ms=WALL_MS + 29_000), ALICE_AT) == Ok(), "within 30 s"
 
 
-def test_a_full_replay_guard_refuses_rather_than_grows() -> None:
-    alice = V2Peer.new("alice")
-    gate = Gate(Registry({"alice": alice.identity.public}), proofs=ReplayGuard(max_entries=1))
-    lab = Lab(Handler(PeerTable(), gate=gate), alice, V2Peer.new("bob"))
-    lab.admit(alice, ALICE_AT)
-    assert is_err(lab.answer(alice.register(txid=2), ALICE_AT), ErrorCode.TABLE_FULL)
-    assert lab.handler.counters["proofs_full"] == 1
+def test_a_proof_no_later_than_the_keys_last_admitted_one_is_refused(both: Lab) -> None:
+    """WireGuard's rule: alice's last admitted proof is her prover's latest (the fixture's register); a new
+    proof at that same millisecond, or one made earlier, is refused even with a new nonce and txid."""
+    last = both.alice.prover.last_ms
+    for txid, exact_ms in ((7, last), (8, last - 1)):
+        answer = both.answer(both.alice.register(txid=txid, exact_ms=exact_ms), ALICE_AT)
+        assert answer == Err("replayed proof", ErrorCode.STALE_PROOF)
+    assert both.handler.counters["replayed"] == 2
+    assert both.answer(both.alice.register(txid=9, exact_ms=last + 1), ALICE_AT) == Ok()
+
+
+def test_requests_from_one_prover_in_one_millisecond_are_all_admitted(both: Lab) -> None:
+    """A register, a connect and a presence query sent at once: the prover makes each timestamp greater."""
+    alice = both.alice
+    assert both.answer(alice.register(txid=20), ALICE_AT) == Ok()
+    assert len(both.send(alice.connect("bob", txid=21), ALICE_AT)) == 2
+    assert isinstance(both.answer(alice.presence("bob", txid=22), ALICE_AT), PresenceReport)
+    assert both.handler.counters["replayed"] == 0
+
+
+def test_requests_reordered_on_the_way_the_later_proof_first_refuse_the_earlier(both: Lab) -> None:
+    """The price of remembering one timestamp per key: of two requests overtaking each other, the one made
+    first is refused (409 replayed); the client sends it again with a new proof, as after any loss."""
+    made_first, made_second = both.alice.register(txid=30), both.alice.connect("bob", txid=31)
+    assert len(both.send(made_second, ALICE_AT)) == 2
+    assert both.answer(made_first, ALICE_AT) == Err("replayed proof", ErrorCode.STALE_PROOF)
+    assert both.answer(both.alice.register(txid=30), ALICE_AT) == Ok()
 
 
 def test_a_keyed_peer_that_moved_re_registers_from_its_new_address(both: Lab) -> None:
@@ -530,7 +550,7 @@ def test_the_longest_punches_and_reports_fit_a_datagram() -> None:
 
 def test_every_counter_of_a_refusal_starts_at_zero() -> None:
     assert set(COUNTERS) >= {
-        "retry", "bad_proof", "stale", "future", "replayed", "proofs_full", "key_mismatch", "not_in_registry",
+        "retry", "bad_proof", "stale", "future", "replayed", "key_mismatch", "not_in_registry",
         "wrong_address", "keyed_id", "unauthenticated", "amplification",
     }  # fmt: skip
     assert Handler(PeerTable()).counters == dict.fromkeys(COUNTERS, 0)

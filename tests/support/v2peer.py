@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from functools import partial
 from typing import Any
 
@@ -21,7 +21,7 @@ from protocol import (
     encode,
     signing_bytes,
 )
-from trust import Identity, make_proof
+from trust import Identity, Prover, make_proof
 
 WALL_MS = 1_750_000_000_000
 """The tests' wall clock (ms since the Unix epoch): proofs are made at it, and the handler judges them by it."""
@@ -31,11 +31,16 @@ _UNSET = b""
 
 @dataclass
 class V2Peer:
-    """One keyed client: its id, its identity, and the latest cookie the server gave it (echoed by default)."""
+    """One keyed client: its id, its identity, and the latest cookie the server gave it (echoed by default).
+    Its proofs come from one :class:`~trust.Prover`, as a real client's: each timestamp greater than the last."""
 
     id: str
     identity: Identity
     cookie: bytes | None = None
+    prover: Prover = field(init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        self.prover = Prover(self.identity)
 
     @classmethod
     def new(cls, peer_id: str) -> V2Peer:
@@ -55,13 +60,18 @@ class V2Peer:
         keys: Keys | None = None,
         cookie: bytes | None = _UNSET,
         signer: Identity | None = None,
-        nonce: bytes | None = None,
+        exact_ms: int | None = None,
     ) -> bytes:
-        """``message`` in a frame with the cookie (``cookie=None``: none) and a proof made at ``wall_ms`` by
-        ``signer`` (default: this peer's identity; ``proof=False``: none)."""
+        """``message`` in a frame with the cookie (``cookie=None``: none) and a proof by this peer's prover with
+        ``wall_ms`` as its clock (``proof=False``: none); by ``signer`` instead, or at exactly ``exact_ms``
+        (an old, equal or out-of-window timestamp, say), a proof made outside the prover."""
         frame = Frame(txid, message, keys=keys, cookie=self.cookie if cookie is _UNSET else cookie)
         if proof:
-            made = make_proof(signer or self.identity, partial(signing_bytes, frame), wall_ms, nonce)
+            bytes_to_sign = partial(signing_bytes, frame)
+            if signer is None and exact_ms is None:
+                made = self.prover.proof(bytes_to_sign, wall_ms)
+            else:
+                made = make_proof(signer or self.identity, bytes_to_sign, wall_ms if exact_ms is None else exact_ms)
             frame = replace(frame, proof=Proof(*made))
         return encode(frame)
 

@@ -1,8 +1,9 @@
 """A dictionary that holds at most ``capacity`` entries and forgets the least recently used one first.
 
 The server keeps per-source state (token buckets, amplification budgets) for sources it cannot
-authenticate, so a flood of new source addresses must not grow it without bound: every per-source map is
-one of these. What forgetting an entry means is the owner's to say (and to keep safe).
+authenticate, and the replay guard (:mod:`trust.proofs`) a record per signing key, so a flood of new source
+addresses or new keys must not grow them without bound: every such map is one of these. What forgetting an
+entry means is the owner's to say (and to keep safe).
 """
 
 from __future__ import annotations
