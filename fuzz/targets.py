@@ -1,15 +1,22 @@
 """The fuzz targets: each takes one input and raises only when it finds a bug (never for bad input).
 
-Each input is one datagram, so the seed corpus is the protocol's golden vectors as they are, and for the agent
-sealed datagrams that open (:func:`agent_seeds`). The server and agent targets build fresh state for every
-input (two registered peers; an agent registered with its server that knows a keyed peer, bob, and a seed-era
-one, carol), then feed it the datagram from the sources that reach different code: a peer, the server, a
-stranger. The agent's and bob's keys are fixed, so a sealed seed stays one that opens.
+Each input is one datagram, so the seed corpus is the protocol's golden vectors as they are. The server and
+agent targets build fresh state for every input (two registered peers; an agent registered with its server
+that knows a keyed peer, bob, and a seed-era one, carol), then feed it the datagram from the sources that
+reach different code: a peer, the server, a stranger.
+
+The server's state is deterministic (fixed keys, a fixed cookie secret, a fixed wall clock), so seeds can
+carry a valid cookie and proof and reach the code behind them: :func:`server_seeds` makes those (alice's
+authenticated connect, presence and stats queries, keepalive and re-register), kept in
+fuzz/corpus/server/auth-*.bin. The agent's and bob's keys are fixed too, so :func:`agent_seeds` makes sealed
+datagrams that open, kept in fuzz/corpus/agent/sealed-*.bin.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import replace
+from functools import partial
 
 import nacl.public
 import nacl.signing
@@ -23,6 +30,7 @@ from protocol import (
     MAX_DATAGRAM,
     Ack,
     Candidates,
+    Connect,
     Data,
     Endpoint,
     Frame,
@@ -32,17 +40,24 @@ from protocol import (
     Keys,
     Message,
     Ok,
+    PresenceQuery,
+    Proof,
     ProtocolError,
     Punch,
+    Register,
     Sealed,
+    StatsQuery,
     box_associated_data,
     encode,
     parse,
     signing_bytes,
 )
+from server.auth import Gate
+from server.budget import AMPLIFICATION_FACTOR
+from server.cookies import Cookies
 from server.handler import Handler
 from server.table import PeerTable
-from trust import Identity
+from trust import Identity, Registry, make_proof
 
 ALICE = Endpoint("198.18.0.11", 40000)
 BOB = Endpoint("198.18.0.12", 50000)
@@ -86,15 +101,62 @@ def protocol_target(data: bytes) -> None:
     check(parse(canonical) == parsed, "a text message did not survive parse(encode(m))")
 
 
-def server_target(data: bytes) -> None:
-    """Handler.handle never raises; every reply is within the limit and parses."""
-    handler = Handler(PeerTable(ttl=120, max_peers=4))
-    handler.handle(b"register alice relay=198.18.0.20:49160", ALICE, 0.0)
+SERVER_WALL_MS = 1_750_000_000_000
+"""The server target's wall clock: its seeds' proofs are made at it."""
+SETUP_MS = SERVER_WALL_MS - 1_000
+"""alice's own register in :func:`fuzz_server` is made earlier than every seed: the server admits a key's
+proof only if its timestamp is greater than the last it admitted. Each seed meets a fresh server, so seeds
+need no :class:`~trust.Prover` among themselves; their timestamps are fixed so that the corpus is too."""
+FUZZ_ALICE = ALICE_KEYS
+"""alice's fixed identity (the server's registry holds it): seeds made with it keep working."""
+
+
+def fuzz_server() -> Handler:
+    """A server with alice registered (v2, keyed, from the registry) and bob (text, seed-era), deterministic."""
+    gate = Gate(Registry({"alice": FUZZ_ALICE.public}))
+    handler = Handler(PeerTable(ttl=120, max_peers=4), gate=gate, cookies=Cookies(secret_source=bytes))
+    setup = _signed(Register("alice", Candidates(None)), 1, keys=True, timestamp_ms=SETUP_MS)
+    handler.handle(setup, ALICE, 0.0, SERVER_WALL_MS)
     handler.handle(b"register bob", BOB, 0.0)
+    return handler
+
+
+def _signed(message: Message, txid: int, keys: bool = False, timestamp_ms: int = SERVER_WALL_MS) -> bytes:
+    """A request from alice at ALICE with her cookie (the fixed secret's) and a proof (a fixed nonce)."""
+    cookie = Cookies(secret_source=bytes).issue(ALICE, 0.0)
+    public = Keys(FUZZ_ALICE.public.sign, FUZZ_ALICE.public.box) if keys else None
+    frame = Frame(txid, message, keys=public, cookie=cookie)
+    proof = make_proof(FUZZ_ALICE, partial(signing_bytes, frame), timestamp_ms, bytes([txid]) * 16)
+    return encode(replace(frame, proof=Proof(*proof)))
+
+
+def server_seeds() -> dict[str, bytes]:
+    """Requests alice's address may send the fuzz server with everything valid: the seeds that reach past the
+    cookie and proof checks (fuzz/corpus/server/auth-<name>.bin)."""
+    return {
+        "connect": _signed(Connect("alice", "bob"), 2),
+        "presence": _signed(PresenceQuery("alice", "bob"), 3),
+        "stats": _signed(StatsQuery(), 4),
+        "keepalive": _signed(Keepalive(), 5),
+        "register": _signed(Register("alice", Candidates(ALICE)), 6, keys=True),
+    }
+
+
+def server_target(data: bytes) -> None:
+    """Handler.handle never raises; every reply is within the limit and parses; an address that has not
+    echoed a cookie is sent at most 3x what it sent."""
+    handler = fuzz_server()
+    received = {BOB: len(b"register bob"), ALICE: 0, STRANGER: 0}
+    sent = {BOB: len(b"ok")}
     for now, source in enumerate((ALICE, STRANGER), start=1):
-        for reply, _ in handler.handle(data, source, float(now)):
+        received[source] += len(data)
+        for reply, to in handler.handle(data, source, float(now), SERVER_WALL_MS + now):
             check(len(reply) <= MAX_DATAGRAM, f"a reply of {len(reply)} bytes")
             parse(reply)  # the server never sends what its own parser refuses
+            sent[to] = sent.get(to, 0) + len(reply)
+    for address, total in sent.items():
+        allowed = AMPLIFICATION_FACTOR * received.get(address, 0)
+        check(total <= allowed or handler.budget.is_validated(address), f"{total} bytes to {address}: over 3x")
 
 
 def agent_target(data: bytes) -> None:

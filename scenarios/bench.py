@@ -6,11 +6,15 @@ relays enabled and without (median and p95 of ATTEMPTS, as the agent measures it
 connect to the first delivered (acknowledged) message for cone-symmetric (`time_to_first_message_ms`); and
 relayed throughput for one cone-symmetric pair with 1,000-byte messages (`client flood`), next to coturn's
 own `turnutils_uclient` in the same lab; direct throughput for the cone-cone pair, next to raw UDP between the
-same two containers through the same routers (`client udp-rate`).
+same two containers through the same routers (`client udp-rate`); and the signal server's sustained requests per
+second on one CPU next to coturn's, from the same load generator (`scenarios/server_rate.py`).
+
+`python -m scenarios.bench --only server-rate` measures only the last (no lab, one container; seconds).
 """
 
 from __future__ import annotations
 
+import argparse
 import math
 import os
 import re
@@ -23,6 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any
 
+from scenarios import server_rate
 from scenarios.harness import REPO, Lab, LabError
 from scenarios.lab_status import interactive_lab
 
@@ -132,11 +137,17 @@ def spread(samples: list[float]) -> str:
     return f"median {statistics.median(samples):6.2f} ms, p95 {p95(samples):6.2f} ms (n={len(samples)})"
 
 
-def main() -> int:
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m scenarios.bench", description=__doc__.split("\n")[0])
+    parser.add_argument("--only", choices=["server-rate"], help="measure only this figure (no lab, images kept)")
+    if parser.parse_args(argv).only == "server-rate":
+        return server_rate.main()
     make("lab-down")
     remove_images()
     cold = make("lab-up")
     down = make("lab-down")
+    rate_settings = server_rate.Settings.from_env()
+    rate = server_rate.measure(server_rate.lab_image(), rate_settings)  # no lab running: its CPUs are free
     warm = make("lab-up")
     direct = connect_to_direct_samples()
     direct_flood, raw = direct_throughput()
@@ -165,6 +176,8 @@ def main() -> int:
         f"raw UDP (client udp-rate): {raw['per_s']:.0f} msg/s, {raw['mb_per_s']:.2f} MB/s "
         f"({raw['received']}/{raw['sent']} received)"
     )
+    for line in server_rate.report(rate, rate_settings):
+        print(line)
     print("The lab is left up; `make lab-down` stops it.")
     return 0
 

@@ -1,5 +1,6 @@
 """`make lab-status`: the interactive lab at a glance: profiles, addresses, who is registered, the signal
-server's counters, each pair's path.
+server's counters, each host's presence (online or offline, and since when the server has not heard it),
+each pair's path.
 
 Everything shown comes from the running lab: its containers' ``natlab.role`` labels, addresses and
 environment, its networks, and each service's state document (:data:`scenarios.harness.STATE_COMMAND`), so
@@ -11,10 +12,12 @@ from __future__ import annotations
 import ipaddress
 import json
 import sys
+import time
 from collections.abc import Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import docker.errors
@@ -104,14 +107,43 @@ def counters(views: Sequence[ServiceView]) -> list[str]:
     return lines
 
 
-def render(project: str, networks: Mapping[str, ipaddress.IPv4Network], views: Sequence[ServiceView]) -> str:
-    """The whole status text."""
+def presence(views: Sequence[ServiceView], wall_now: float) -> list[str]:
+    """Each host's presence as the signal server's state file has it: online (registered) or offline (expired
+    recently, or never heard), and how long ago the server last heard it; nothing without a server state."""
+    server = next((v.state for v in views if v.service.role is Role.SERVER and v.state), None)
+    if server is None:
+        return []
+    heard = {gone["id"]: ("offline", gone["last_seen"]) for gone in server.get("gone", [])}
+    heard |= {peer["id"]: ("online", peer["last_seen"]) for peer in server.get("peers", [])}
+    lines = []
+    for view in views:
+        if view.service.role is Role.HOST:
+            host_id = (view.state or {}).get("id") or view.service.name
+            state, last_seen = heard.get(host_id, ("offline", None))
+            age = "never heard" if last_seen is None else f"last heard {_age(last_seen, wall_now)} ago"
+            lines.append(f"  {view.service.name:<9} {state:<8} {age}")
+    return ["presence (signal server):", *lines] if lines else []
+
+
+def _age(iso: str, wall_now: float) -> str:
+    seconds = max(0, round(wall_now - datetime.fromisoformat(iso).timestamp()))
+    return f"{seconds} s" if seconds < 120 else f"{seconds // 60} min {seconds % 60} s"
+
+
+def render(
+    project: str,
+    networks: Mapping[str, ipaddress.IPv4Network],
+    views: Sequence[ServiceView],
+    wall_now: float | None = None,
+) -> str:
+    """The whole status text (``wall_now``: the time presence ages are counted to, default now)."""
     placed = ", ".join(f"{name} {subnet}" for name, subnet in networks.items()) or "-"
     lines = [f"natlab lab '{project}': {placed}", f"  {'SERVICE':<9} {'STATE':<10} {'ADDRESSES':<27} DETAIL"]
     for view in views:
         addresses = " ".join(view.service.addresses.values())
         lines.append(f"  {view.service.name:<9} {view.health:<10} {addresses:<27} {describe(view)}")
     lines += counters(views)
+    lines += presence(views, time.time() if wall_now is None else wall_now)
     lines.append("paths:")
     pairs = [line for v in views if v.service.role is Role.HOST for line in paths(v.service.name, v.state)]
     lines.append("\n".join(pairs) if pairs else "  none yet (try: docker compose exec alice client bob)")

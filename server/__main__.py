@@ -17,6 +17,7 @@ from pathlib import Path
 
 from protocol import ID_SYNTAX, MAX_DATAGRAM, Endpoint
 from server.app import DEFAULT_LISTEN, Config, serve
+from server.event_loop import CHOICES, LoopUnavailable, choose
 from server.logs import DEFAULT_PER_SECOND, RateLimitedHandler
 from server.ratelimit import DEFAULT_BURST, DEFAULT_RATE
 from server.table import (
@@ -26,7 +27,7 @@ from server.table import (
     DEFAULT_UNKEYED_SHARE,
     MISSED_KEEPALIVES,
 )
-from trust import KeyFileError, Registry
+from trust import DEFAULT_MAX_KEYS, KeyFileError, Registry
 
 log = logging.getLogger("server")
 
@@ -118,6 +119,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         help="the lab's registry of keyed ids (registry.json, written by `python3 -m trust make-keys`)",
     )
     parser.add_argument(
+        "--require-keys",
+        action="store_true",
+        help="refuse v2 ids that are not in --registry (403 'id not in the registry') instead of binding each "
+        "to the key that first registers it; text clients may still register ids no key holds",
+    )
+    parser.add_argument(
         "--unkeyed-share",
         type=share,
         default=DEFAULT_UNKEYED_SHARE,
@@ -152,8 +159,25 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         metavar="N",
         help=f"log lines per second of each kind; the rest are counted in one line (default {DEFAULT_PER_SECOND})",
     )
+    parser.add_argument(
+        "--max-proof-keys",
+        type=count,
+        default=DEFAULT_MAX_KEYS,
+        metavar="N",
+        help=f"signing keys whose latest proof timestamp the replay guard remembers, the key admitted longest "
+        f"ago forgotten first (default {DEFAULT_MAX_KEYS}, about 16 MB when full)",
+    )
     parser.add_argument("--log-level", type=str.lower, default="info", choices=["debug", "info", "warning", "error"])
-    return parser.parse_args(argv)
+    parser.add_argument(
+        "--loop",
+        choices=CHOICES,
+        default="auto",
+        help="event loop: uvloop when importable (auto, the default), uvloop (fail without it) or asyncio",
+    )
+    args = parser.parse_args(argv)
+    if args.require_keys and args.registry is None:
+        parser.error("--require-keys needs --registry (the keyed ids it admits)")
+    return args
 
 
 async def _run(config: Config, logs: RateLimitedHandler) -> None:
@@ -191,6 +215,8 @@ def config_of(args: argparse.Namespace) -> Config:
         rate=args.rate,
         burst=args.burst,
         registry=args.registry,
+        require_keys=args.require_keys,
+        max_proof_keys=args.max_proof_keys,
     )
 
 
@@ -202,8 +228,17 @@ def main(argv: list[str] | None = None) -> int:
     logging.basicConfig(level=args.log_level.upper(), handlers=[logs])
     if args.registry is not None:
         log.info("registry: %d keyed ids (%s)", len(args.registry), ", ".join(args.registry))
+        if args.require_keys:
+            log.info("--require-keys: v2 ids outside the registry are refused")
     try:
-        asyncio.run(_run(config_of(args), logs))
+        loop = choose(args.loop)
+    except LoopUnavailable as exc:
+        log.error("%s", exc)
+        return 2
+    log.info("event loop: %s", loop.name)
+    try:
+        with asyncio.Runner(loop_factory=loop.factory) as runner:
+            runner.run(_run(config_of(args), logs))
     except OSError as exc:
         log.error("cannot serve on %s: %s", args.listen, exc)
         return 1

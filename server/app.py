@@ -18,11 +18,12 @@ from types import TracebackType
 from typing import Any, cast
 
 from protocol import Endpoint
+from server.auth import Gate
 from server.handler import Handler
 from server.ratelimit import DEFAULT_BURST, DEFAULT_MAX_SOURCES, DEFAULT_RATE, RequestLimiter
 from server.state import StateWriter, render_state
 from server.table import DEFAULT_IDS_PER_IP, DEFAULT_MAX_PEERS, DEFAULT_TTL, DEFAULT_UNKEYED_SHARE, PeerTable
-from trust import Registry
+from trust import DEFAULT_MAX_KEYS, Registry, ReplayGuard
 
 log = logging.getLogger(__name__)
 
@@ -48,13 +49,19 @@ class Config:
     expire_interval: float = 5.0
     state_interval: float = 0.5
     registry: Registry | None = None
-    """Keyed ids and their public keys (``--registry``); wave 2's handler admits them only with a proof."""
+    """Keyed ids and their public keys (``--registry``): admitted only with a proof by their key."""
+    require_keys: bool = False
+    """Refuse v2 ids that are not in the registry (``--require-keys``) rather than bind them on first use."""
+    max_proof_keys: int = DEFAULT_MAX_KEYS
+    """Signing keys the replay guard remembers (``--max-proof-keys``), the key admitted longest ago forgotten
+    first."""
 
     def handler(self) -> Handler:
-        """A handler with this configuration's peer table and request limit."""
+        """A handler with this configuration's peer table, request limit, keyed ids and replay guard."""
         table = PeerTable(self.peer_ttl, self.max_peers, self.ids_per_ip, self.unkeyed_share)
         limiter = RequestLimiter(self.rate, self.burst, self.max_sources) if self.rate > 0 else None
-        return Handler(table, limiter)
+        gate = Gate(self.registry, self.require_keys, ReplayGuard(max_keys=self.max_proof_keys))
+        return Handler(table, limiter, gate=gate)
 
 
 class SignalProtocol(asyncio.DatagramProtocol):
@@ -70,7 +77,8 @@ class SignalProtocol(asyncio.DatagramProtocol):
 
     def datagram_received(self, data: bytes, addr: tuple[Any, ...]) -> None:
         try:
-            replies = self.handler.handle(data, Endpoint.of((addr[0], addr[1])), time.monotonic())
+            source = Endpoint.of((addr[0], addr[1]))
+            replies = self.handler.handle(data, source, time.monotonic(), time.time_ns() // 1_000_000)
             for payload, destination in replies:
                 assert self.transport is not None  # datagrams only arrive after connection_made
                 self.transport.sendto(payload, destination.sockaddr())
@@ -166,6 +174,7 @@ class SignalServer:
             self.address,
             started=self.started,
             peers=peers,
+            gone=self.handler.presence.gone(),
             counters=self.handler.counters,
             now=now,
             wall_now=time.time(),

@@ -20,8 +20,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.lru import BoundedLRU
 from protocol import Endpoint
-from server.lru import BoundedLRU
 
 AMPLIFICATION_FACTOR = 3
 DEFAULT_MAX_ADDRESSES = 16384

@@ -1,32 +1,38 @@
 """What the signal server does with one datagram: parse it, update the peer table, return the replies.
 
-Pure apart from logging: no sockets, no clocks (``now`` is passed in, monotonic seconds), so every
-behaviour is unit-tested without a network. The protocol, as the server sees it:
+Pure apart from logging: no sockets, no clocks (``now`` is passed in, monotonic seconds, and ``wall_ms``,
+wall-clock ms since the Unix epoch, which proofs' timestamps are judged by), so every behaviour is
+unit-tested without a network. One datagram goes through, in order:
 
-- ``register <id>``: store the source address, reply ``ok``. A natlab-extended client adds
-  ``relay=<ip:port>|-`` (its TURN relayed address) and re-registers whenever that changes.
-- ``connect <from_id> <to_id>``: send ``punch <to_id> <addr>`` to from_id and ``punch <from_id> <addr>``
-  to to_id, each address as the server saw it; no ``ok`` (the punch is the answer). Anyone may introduce
-  any two registered peers, as in the seed: this is a lab, not an authenticated service.
-  A punch gains `` relay=<ip:port>|-`` only when both its recipient and the peer it names are extended:
-  a seed-era client drops a punch with extra arguments, and an extended client takes a plain punch to
-  mean that the peer is seed-era (so it must use ``msg``, not ``data``/``ack``).
-- ``keepalive``: no reply; refreshes the peer registered at the source address.
+1. the source's token bucket (:mod:`server.ratelimit`): over it, the datagram is dropped unparsed
+   (``rate_limited``);
+2. the source's amplification budget (:mod:`server.budget`), credited with the datagram's bytes: every
+   reply below, in either version, is sent only while the bytes sent to that address stay within 3x the
+   bytes received from it, unless the address is validated (it echoed a cookie, or it is a keyed peer's);
+   a reply over the budget is dropped and counted ``amplification``;
+3. the parser: a v2 frame (first byte 0xF5) goes to :mod:`server.framerequests` (cookies, keys, proofs,
+   presence, stats), a text message to :mod:`server.textrequests` (the seed's exchange, for ids no key
+   holds).
 
-Only ``register`` and ``connect`` errors are answered (``err <reason>``, the seed's reasons). Everything
-else that is not one of the above is dropped silently and counted by kind in :attr:`Handler.counters`
-(the parser's verdict, ``ProtocolError.kind``, names the kind; see :func:`drop_kind`):
-garbage (``empty``, ``oversize`` above protocol.MAX_DATAGRAM = 1400 bytes, ``not_utf8``,
-``unknown_verb``, and v2's ``truncated`` and ``unknown_type``), valid messages meant for clients
-(``not_for_server``: ok, err, punch, hello, hello-ack, msg, and the extension's peer-to-peer data and ack;
-v2 frames too, until the server speaks v2), and client verbs with malformed arguments or v2 frames with bad
-fields or another version (``malformed``). Dropping garbage silently keeps the server from being a reflector.
-Any datagram from a registered peer's address, except garbage, counts as proof that it is present.
+The text protocol, as the seed had it: ``register <id>`` (``relay=<ip:port>|-`` from a natlab text
+client) stores the source address and answers ``ok``; ``connect <from_id> <to_id>`` sends each side a
+punch with the other's address (the punch is the answer); ``keepalive`` is never answered. Errors are
+answered for ``register`` and ``connect`` only (``err <reason>``), and for v2 requests (``Err(reason,
+code)`` under the request's transaction id: 505 for another version, 400 for bad fields). Everything else
+that is not a request is dropped silently and counted by kind in :attr:`Handler.counters` (the parser's
+verdict, ``ProtocolError.kind``, names the kind; see :func:`drop_kind`): garbage (``empty``, ``oversize``
+above protocol.MAX_DATAGRAM = 1400 bytes, ``not_utf8``, ``unknown_verb``, and v2's ``truncated`` and
+``unknown_type``), valid messages meant for clients (``not_for_server``: ok, err, punch, hello,
+hello-ack, msg, data, ack, and v2 replies and peer-to-peer frames), and client verbs with malformed
+arguments (``malformed``). Dropping garbage silently keeps the server from being a reflector. Any text
+datagram from an unkeyed peer's address, except garbage, counts as proof that it is present; a keyed
+peer's presence is refreshed only by v2 frames with a valid cookie.
 
-Limits (see :mod:`server.ratelimit` and :mod:`server.table`): a datagram over its source's token bucket is
-dropped before it is even parsed (``rate_limited``); a register beyond the source's id quota is answered
-``err too many ids from this ip`` (``quota``), one beyond the table's room or the unkeyed ids' share of it
-``err peer table full`` (``table_full``). Every counter is in :attr:`Handler.counters` (:data:`COUNTERS`).
+Limits (see :mod:`server.ratelimit` and :mod:`server.table`): a register beyond the source's id quota is
+answered ``too many ids from this ip`` (``quota``; registry ids are exempt), one beyond the table's room
+or the unkeyed ids' share of it ``peer table full`` (``table_full``). The trust rules' refusals are
+counted too (:data:`server.refusals.TRUST_KINDS`). Every counter is in :attr:`Handler.counters`
+(:data:`COUNTERS`), in the state file and in a v2 stats-report.
 
 Log lines carry only values the parser checked (ids match ID_SYNTAX, addresses are ``Endpoint``s, reasons
 come escaped from ``protocol.shorten``); the log handler (:mod:`server.logs`) escapes whatever else might
@@ -38,21 +44,29 @@ from __future__ import annotations
 import logging
 
 from protocol import (
-    Candidates,
+    MAX_REASON,
     Connect,
     Endpoint,
     Err,
+    ErrorCode,
     ErrorKind,
+    Frame,
     Keepalive,
-    Ok,
     ProtocolError,
-    Punch,
     Register,
     encode,
     parse,
 )
+from server.auth import Gate
+from server.budget import AmplificationBudget
+from server.cookies import Cookies
+from server.framerequests import FrameRequests
+from server.presence import Presence
 from server.ratelimit import RequestLimiter
-from server.table import Outcome, Peer, PeerTable
+from server.refusals import TRUST_KINDS
+from server.requests import Send, answer
+from server.table import PeerTable
+from server.textrequests import TextRequests
 
 log = logging.getLogger(__name__)
 
@@ -71,120 +85,112 @@ DROP_KINDS = (
 )
 """Every kind of silently dropped datagram; ``error`` (handling raised) is counted by the I/O shell."""
 LIMIT_KINDS = ("rate_limited", "quota", "table_full", "amplification")
-"""What the server's limits refused; ``amplification`` (a reply over the address's budget) is for v2."""
-COUNTERS = DROP_KINDS + LIMIT_KINDS
-
-ERR_PEERS = "invalid peers"
-ERR_FULL = "peer table full"
-ERR_QUOTA = "too many ids from this ip"
+"""What the server's limits refused, or dropped (``amplification``: a reply over the address's budget)."""
+COUNTERS = DROP_KINDS + LIMIT_KINDS + TRUST_KINDS
 
 _ANSWERED_VERBS = frozenset({"register", "connect"})
+ERR_BAD_ID = "invalid id"
 
 
 class Handler:
     """Turns datagrams into replies against one :class:`PeerTable`; ``requests`` (none: no limit) is the
-    token bucket every datagram must pass first."""
+    token bucket every datagram must pass first; ``gate`` holds the registry and the replay guard (default:
+    no registry, ids first-come); ``budget`` and ``cookies`` are return routability's (defaults: fresh)."""
 
-    def __init__(self, table: PeerTable, requests: RequestLimiter | None = None) -> None:
+    def __init__(
+        self,
+        table: PeerTable,
+        requests: RequestLimiter | None = None,
+        *,
+        gate: Gate | None = None,
+        budget: AmplificationBudget | None = None,
+        cookies: Cookies | None = None,
+    ) -> None:
         self.table = table
         self.requests = requests
+        self.gate = gate if gate is not None else Gate()
+        self.budget = budget if budget is not None else AmplificationBudget()
+        self.cookies = cookies if cookies is not None else Cookies()
+        self.presence = Presence(table)
         self.counters: dict[str, int] = dict.fromkeys(COUNTERS, 0)
+        self.text = TextRequests(table, self.gate, self.presence, self.counters)
+        self.frames = FrameRequests(
+            table, self.gate, self.presence, self.counters, cookies=self.cookies, budget=self.budget
+        )
 
-    def handle(self, data: bytes, source: Endpoint, now: float) -> list[Reply]:
-        """The datagrams to send in answer to ``data`` from ``source`` (often none)."""
+    def handle(self, data: bytes, source: Endpoint, now: float, wall_ms: int | None = None) -> list[Reply]:
+        """The datagrams to send in answer to ``data`` from ``source`` (often none). ``wall_ms`` defaults to
+        ``now`` in ms, for callers whose clock is wall-clock time anyway (tests, the fuzzer)."""
         if self.requests is not None and not self.requests.allow(source, now):
             self.counters["rate_limited"] += 1
             log.debug("rate limited %d bytes from %s", len(data), source)
             return []
+        # After the token bucket: a datagram dropped unparsed gets no reply, so it needs no credit, and a flood
+        # of them must cost one lookup, not churn every address's budget out of its bounded map.
+        self.budget.received(source, len(data))
+        sends = self._answer(data, source, now, round(now * 1000) if wall_ms is None else wall_ms)
+        return self._send(sends)
+
+    def expire(self, now: float) -> None:
+        """Remove and log the peers whose presence expired (remembered for presence queries)."""
+        self.presence.expire(now)
+
+    def _answer(self, data: bytes, source: Endpoint, now: float, wall_ms: int) -> list[Send]:
         try:
             message = parse(data)
         except ProtocolError as exc:
             return self._reject(source, exc)
-        self.table.touch(source, now)
+        if isinstance(message, Frame):
+            return self.frames.handle(message, source, now, wall_ms)
+        self.table.touch(source, now, keyed_too=False)
         match message:
             case Register(peer_id, candidates):
-                return self._register(peer_id, candidates, source, now)
+                return [self.text.register(peer_id, candidates, source, now)]
             case Connect(from_id, to_id):
-                return self._connect(from_id, to_id, source, now)
+                return self.text.connect(from_id, to_id, source, now)
             case Keepalive():
                 return []
             case _:
-                self._drop("not_for_server", source, type(message).__name__)
+                self.text.drop("not_for_server", source, type(message).__name__)
                 return []
 
-    def expire(self, now: float) -> None:
-        """Remove and log the peers whose presence expired."""
-        for peer in self.table.expire(now):
-            log.info("expired %s at %s (not seen for %.0f s)", peer.id, peer.addr, now - peer.last_seen)
+    def _send(self, sends: list[Send]) -> list[Reply]:
+        """The datagrams of ``sends`` that their destinations' budgets allow; the rest counted and dropped."""
+        replies = []
+        for send in sends:
+            data = encode(send.item)
+            if not send.validated and not self.budget.allow(send.to, len(data)):
+                shorter = encode(send.shorter) if send.shorter is not None else None
+                if shorter is None or not self.budget.allow(send.to, len(shorter)):
+                    self.counters["amplification"] += 1
+                    log.info("amplification limit: dropped %d bytes to %s", len(data), send.to)
+                    continue
+                data = shorter
+            replies.append((data, send.to))
+        return replies
 
-    def _register(self, peer_id: str, candidates: Candidates | None, source: Endpoint, now: float) -> list[Reply]:
-        self.expire(now)  # make room first, so a full table holds only live peers
-        result = self.table.register(peer_id, source, now, candidates)
-        if result.outcome.refused:
-            return [self._refuse(result.outcome, peer_id, source)]
-        if result.replaced is not None:
-            log.info("%s replaced by %s at %s", result.replaced, peer_id, source)
-        if result.outcome is Outcome.MOVED:
-            log.info("moved %s from %s to %s", peer_id, result.previous, source)
-        elif result.outcome is Outcome.NEW:
-            log.info("registered %s at %s", peer_id, source)
-        else:
-            log.debug("refreshed %s at %s", peer_id, source)
-        if result.relay_changed:
-            relay = candidates.relay if candidates is not None else None
-            log.info("%s relay %s", peer_id, relay or "none")
-        return [(encode(Ok()), source)]
-
-    def _connect(self, from_id: str, to_id: str, source: Endpoint, now: float) -> list[Reply]:
-        first = self.table.lookup(from_id, now)
-        second = self.table.lookup(to_id, now)
-        if from_id == to_id or first is None or second is None:
-            log.info("connect %s -> %s from %s refused: %s", from_id, to_id, source, ERR_PEERS)
-            return [_err(ERR_PEERS, source)]
-        log.info("connect %s -> %s (%s <-> %s)", from_id, to_id, _describe(first), _describe(second))
-        return [_punch(to=first, about=second), _punch(to=second, about=first)]
-
-    def _refuse(self, outcome: Outcome, peer_id: str, source: Endpoint) -> Reply:
-        """The ``err`` for a register the table refused, counted and logged."""
-        table = self.table
-        if outcome is Outcome.QUOTA:
-            self.counters["quota"] += 1
-            log.warning("ids per ip quota (%d) reached: refused %s at %s", table.ids_per_ip, peer_id, source)
-            return _err(ERR_QUOTA, source)
-        self.counters["table_full"] += 1
-        if outcome is Outcome.UNKEYED_FULL:
-            limit = f"for unkeyed ids ({table.max_unkeyed} of {table.max_peers})"
-            log.warning("peer table full %s: refused %s at %s", limit, peer_id, source)
-        else:
-            log.warning("peer table full (%d): refused %s at %s", table.max_peers, peer_id, source)
-        return _err(ERR_FULL, source)
-
-    def _reject(self, source: Endpoint, exc: ProtocolError) -> list[Reply]:
-        if exc.verb in _ANSWERED_VERBS and exc.txid is None:  # a v2 request (txid) never gets a text err
-            # Wrong argument counts get the seed's fixed reason; bad ids say what is wrong with them.
+    def _reject(self, source: Endpoint, exc: ProtocolError) -> list[Send]:
+        if exc.txid is not None and not exc.kind.garbage:  # v2, with a header to answer under
+            return [_reject_frame(source, exc, exc.txid)]
+        if exc.verb in _ANSWERED_VERBS:
+            # Wrong argument counts get the seed's fixed reason; bad ids say what is wrong with them, or, when
+            # that does not fit the source's budget (a first datagram of 12 bytes: 36), just "invalid id".
             log.info("%s from %s refused: %s", exc.verb, source, exc.reason)
-            return [_err(exc.reason, source)]
-        self._drop(drop_kind(exc.kind), source, exc.reason)
+            terse = Err(ERR_BAD_ID) if exc.kind is ErrorKind.BAD_ID else None
+            return [Send(Err(exc.reason), source, shorter=terse)]
+        self.text.drop(drop_kind(exc.kind), source, exc.reason)
         return []
 
-    def _drop(self, kind: str, source: Endpoint, detail: str) -> None:
-        self.counters[kind] += 1
-        log.debug("dropped %s datagram from %s: %s", kind, source, detail)
 
-
-def _punch(to: Peer, about: Peer) -> Reply:
-    """The punch telling ``to`` about ``about``: with ``about``'s candidates only if both are extended."""
-    candidates = about.candidates if to.extended else None
-    return (encode(Punch(about.id, about.addr, candidates)), to.addr)
-
-
-def _describe(peer: Peer) -> str:
-    """A peer's address for the connect log; extended peers add their relay, so seed-era lines are unchanged."""
-    return f"{peer.addr} {peer.candidates.options()}" if peer.candidates is not None else str(peer.addr)
-
-
-def _err(reason: str, to: Endpoint) -> Reply:
-    return (encode(Err(reason)), to)
+def _reject_frame(source: Endpoint, exc: ProtocolError, txid: int) -> Send:
+    """The answer to a malformed v2 request: Err 505 for another version, else 400 with the parser's reason
+    (or none, 19 bytes in all, when that does not fit the source's budget)."""
+    log.info("v2 %s from %s refused: %s", exc.verb or "frame", source, exc.reason)
+    if exc.kind is ErrorKind.VERSION:
+        return answer(Err("", ErrorCode.VERSION_NOT_SUPPORTED), source, txid)
+    reason = exc.reason.encode()[:MAX_REASON].decode("utf-8", "ignore")
+    terse = Frame(txid, Err("", ErrorCode.BAD_REQUEST))
+    return Send(Frame(txid, Err(reason, ErrorCode.BAD_REQUEST)), source, shorter=terse)
 
 
 def drop_kind(kind: ErrorKind) -> str:

@@ -16,8 +16,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from common.lru import BoundedLRU
 from protocol import Endpoint
-from server.lru import BoundedLRU
 from server.sources import source_ip
 
 DEFAULT_RATE = 20.0

@@ -5,16 +5,17 @@ Format (times ISO 8601 UTC, addresses as the protocol writes them)::
     {"listen": "0.0.0.0:9000", "started": "2025-01-01T12:00:00+00:00",
      "peers": [{"id": "alice", "addr": "198.18.0.11:40000",
                 "registered_at": "...", "last_seen": "...",
-                "relay": "198.18.0.20:49160", "extended": true, "keyed": false}],
-     "counters": {"empty": 0, "oversize": 0, "not_utf8": 0, "unknown_verb": 0,
-                  "not_for_server": 0, "malformed": 0, "error": 0,
-                  "rate_limited": 0, "quota": 0, "table_full": 0, "amplification": 0}}
+                "relay": "198.18.0.20:49160", "extended": true, "keyed": true}],
+     "gone": [{"id": "carol", "last_seen": "..."}],
+     "counters": {"empty": 0, "oversize": 0, ..., "amplification": 0, "retry": 0, "bad_proof": 0, ...}}
 
 Written atomically (``common.files.write_atomic``: temporary file + ``os.replace``) so a reader never
 sees half a file; at most once per ``interval`` seconds after a change, plus once at start and once at
 exit. ``extended`` says whether the peer registered with the natlab extension; ``relay`` is its TURN
 relayed address, ``null`` when it has none (always for seed-era peers); ``keyed`` whether it proved a key.
-``counters`` is :attr:`server.handler.Handler.counters`: every drop and refusal by kind.
+A peer listed in ``peers`` is online; ``gone`` lists the peers that expired recently (offline), with when
+they were last heard (:mod:`server.presence`). ``counters`` is :attr:`server.handler.Handler.counters`:
+every drop and refusal by kind.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ import asyncio
 import json
 import logging
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -41,6 +42,7 @@ def render_state(
     started: float,
     peers: list[Peer],
     counters: Mapping[str, int],
+    gone: Sequence[tuple[str, float]] = (),
     now: float,
     wall_now: float,
 ) -> dict[str, Any]:
@@ -53,6 +55,7 @@ def render_state(
         "listen": str(listen),
         "started": _iso(started),
         "peers": [_peer(p, wall) for p in peers],
+        "gone": [{"id": peer_id, "last_seen": wall(last_seen)} for peer_id, last_seen in gone],
         "counters": dict(counters),
     }
 

@@ -24,7 +24,9 @@ Rules:
   ``UNKEYED_FULL``, so ids that prove a key always find room however many throwaway ids came first.
 - At most ``ids_per_ip`` ids (default 16) from one source (:func:`server.sources.source_ip`: an IPv4
   address or an IPv6 /64, whatever the port); beyond that a register is refused with ``QUOTA``. The lab
-  puts at most two hosts behind one address (hairpin: alice and carol behind router-a).
+  puts at most two hosts behind one address (hairpin: alice and carol behind router-a). Ids of the
+  server's registry (``in_registry``) neither count toward nor are refused by the quota: an attacker behind
+  the same carrier-grade NAT address must not shut a keyed id out.
 - A limit refuses only a register that would grow what it counts: a refresh, or a move within one source,
   never is.
 """
@@ -34,7 +36,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass, replace
 
-from protocol import Candidates, Endpoint
+from protocol import Candidates, Endpoint, Keys
 from server.sources import source_ip
 
 DEFAULT_KEEPALIVE_INTERVAL = 10.0
@@ -59,8 +61,17 @@ class Peer:
     """When a datagram last proved it present (register, keepalive or connect from its address)."""
     candidates: Candidates | None = None
     """What it sent with ``register``; ``None`` for a seed-era client."""
-    keyed: bool = False
-    """Whether it proved a key when it registered (protocol v2); unkeyed ids hold a share of the table."""
+    keys: Keys | None = None
+    """The public keys it proved when it registered (protocol v2, which always carries them); ``None`` for a
+    text client. A keyed peer's address is validated (it echoed a cookie there), so what the server sends
+    it is not held to the amplification budget."""
+    in_registry: bool = False
+    """Its id is in the server's registry: exempt from the per-ip quota."""
+
+    @property
+    def keyed(self) -> bool:
+        """Whether it proved a key (and so speaks v2); unkeyed ids hold a share of the table."""
+        return self.keys is not None
 
     @property
     def extended(self) -> bool:
@@ -132,24 +143,39 @@ class PeerTable:
     def __len__(self) -> int:
         return len(self._peers)
 
+    def __contains__(self, peer_id: object) -> bool:
+        """Whether ``peer_id`` has an entry (live, or expired and not yet removed by :meth:`expire`)."""
+        return peer_id in self._peers
+
     def register(
-        self, peer_id: str, addr: Endpoint, now: float, candidates: Candidates | None = None, keyed: bool = False
+        self,
+        peer_id: str,
+        addr: Endpoint,
+        now: float,
+        candidates: Candidates | None = None,
+        *,
+        keys: Keys | None = None,
+        in_registry: bool = False,
     ) -> Registration:
-        """Store ``peer_id`` at ``addr`` with ``candidates`` (``None``: a seed-era client); ``keyed`` when the
-        request proved the id's key."""
+        """Store ``peer_id`` at ``addr`` with ``candidates`` (``None``: a seed-era client) and the ``keys`` the
+        request proved (``None``: unkeyed); ``in_registry`` exempts it from the per-ip quota. Whether the
+        request may do so (keys, proofs, addresses) is the caller's to check first."""
         old = self._peers.get(peer_id)
+        if old is not None and self._only_seen(old, now, (addr, candidates, keys, in_registry)):
+            return Registration(Outcome.REFRESHED, self._seen(old, now))
         holder = self._by_addr.get(addr)
         displaced = self._peers[holder] if holder is not None and holder != peer_id else None
-        refusal = self._refusal([p for p in (old, displaced) if p is not None], source_ip(addr), keyed)
+        leaving = [p for p in (old, displaced) if p is not None]
+        refusal = self._refusal(leaving, source_ip(addr), keys is not None, in_registry)
         if refusal is not None:
             return Registration(refusal)
         if old is not None and not self._live(old, now):
             old = None  # an expired entry is re-registered as new
         if old is not None and old.addr == addr:
-            peer = replace(old, last_seen=now, candidates=candidates, keyed=keyed)
+            peer = replace(old, last_seen=now, candidates=candidates, keys=keys, in_registry=in_registry)
             outcome = Outcome.REFRESHED
         else:
-            peer = Peer(peer_id, addr, registered_at=now, last_seen=now, candidates=candidates, keyed=keyed)
+            peer = Peer(peer_id, addr, now, now, candidates, keys, in_registry)
             outcome = Outcome.NEW if old is None else Outcome.MOVED
         if displaced is not None:
             self._remove(displaced.id)
@@ -165,14 +191,30 @@ class PeerTable:
         peer = self._peers.get(peer_id)
         return peer if peer is not None and self._live(peer, now) else None
 
-    def touch(self, addr: Endpoint, now: float) -> Peer | None:
-        """Refresh the live peer registered at ``addr``, if any, and return it."""
+    def at(self, addr: Endpoint, now: float) -> Peer | None:
+        """The live peer registered at ``addr``, if any."""
         peer_id = self._by_addr.get(addr)
-        peer = self.lookup(peer_id, now) if peer_id is not None else None
-        if peer is None:
+        return self.lookup(peer_id, now) if peer_id is not None else None
+
+    def touch(self, addr: Endpoint, now: float, keyed_too: bool = True) -> Peer | None:
+        """Refresh the live peer registered at ``addr``, if any (if unkeyed, unless ``keyed_too``), and return
+        it."""
+        peer = self.at(addr, now)
+        if peer is None or (peer.keyed and not keyed_too):
             return None
+        return self._seen(peer, now)
+
+    def _only_seen(self, old: Peer, now: float, stored: tuple[object, ...]) -> bool:
+        """Whether registering ``old``'s id again at ``now`` with ``stored`` (address, candidates, keys, registry
+        standing) changes nothing but its ``last_seen``: the same values, and ``old`` still alive. Most
+        registers are these (clients re-register to stay present) and a refresh is never refused, so
+        :meth:`register` takes the shortcut of a :meth:`touch` for them."""
+        return (old.addr, old.candidates, old.keys, old.in_registry) == stored and self._live(old, now)
+
+    def _seen(self, peer: Peer, now: float) -> Peer:
+        """``peer`` seen at ``now``, re-inserted at the end: the table stays in ``last_seen`` order."""
         peer = replace(peer, last_seen=now)
-        del self._peers[peer.id]  # re-inserted at the end: the table stays in last_seen order
+        del self._peers[peer.id]
         self._peers[peer.id] = peer
         self.version += 1
         return peer
@@ -197,10 +239,11 @@ class PeerTable:
     def _live(self, peer: Peer, now: float) -> bool:
         return now - peer.last_seen < self.ttl
 
-    def _refusal(self, leaving: list[Peer], source: str, keyed: bool) -> Outcome | None:
+    def _refusal(self, leaving: list[Peer], source: str, keyed: bool, in_registry: bool) -> Outcome | None:
         """Which limit a new entry from ``source`` would break once ``leaving`` are gone, if any."""
         held = self._per_source.get(source, 0)
-        if _grows_past(held, held + 1 - sum(source_ip(p.addr) == source for p in leaving), self.ids_per_ip):
+        counted = sum(source_ip(p.addr) == source and not p.in_registry for p in leaving)
+        if not in_registry and _grows_past(held, held + 1 - counted, self.ids_per_ip):
             return Outcome.QUOTA
         if _grows_past(len(self._peers), len(self._peers) + 1 - len(leaving), self.max_peers):
             return Outcome.FULL
@@ -213,8 +256,9 @@ class PeerTable:
         self._peers[peer.id] = peer
         self._by_addr[peer.addr] = peer.id
         self._unkeyed += not peer.keyed
-        source = source_ip(peer.addr)
-        self._per_source[source] = self._per_source.get(source, 0) + 1
+        if not peer.in_registry:
+            source = source_ip(peer.addr)
+            self._per_source[source] = self._per_source.get(source, 0) + 1
 
     def _remove(self, peer_id: str) -> None:
         peer = self._peers.pop(peer_id, None)
@@ -223,10 +267,11 @@ class PeerTable:
         if self._by_addr.get(peer.addr) == peer_id:
             del self._by_addr[peer.addr]
         self._unkeyed -= not peer.keyed
-        source = source_ip(peer.addr)
-        held = self._per_source.pop(source) - 1
-        if held:
-            self._per_source[source] = held
+        if not peer.in_registry:
+            source = source_ip(peer.addr)
+            held = self._per_source.pop(source) - 1
+            if held:
+                self._per_source[source] = held
 
 
 def _grows_past(before: int, after: int, limit: int) -> bool:

@@ -10,7 +10,17 @@ import fuzz.targets
 from client.engine.events import MessageReceived
 from client.engine.outputs import Emit
 from fuzz.report import read
-from fuzz.targets import TARGETS, FuzzFinding, agent_target, protocol_target, server_target
+from fuzz.targets import (
+    ALICE,
+    SERVER_WALL_MS,
+    TARGETS,
+    FuzzFinding,
+    agent_target,
+    fuzz_server,
+    protocol_target,
+    server_seeds,
+    server_target,
+)
 from protocol import Frame, Sealed, encode
 
 REPO = Path(__file__).resolve().parents[1]
@@ -59,9 +69,28 @@ def test_the_protocol_target_finds_an_encoder_that_does_not_round_trip(monkeypat
 
 
 def test_the_server_target_finds_a_reply_its_own_parser_refuses(monkeypatch):
+    stats = server_seeds()["stats"]  # answered to alice's validated address, whatever its size
+    server_target(stats)
     monkeypatch.setattr("server.handler.encode", lambda message: b"ok " * 500)
     with pytest.raises(FuzzFinding, match="a reply of 1500 bytes"):
-        server_target(b"register carol")
+        server_target(stats)
+
+
+def test_the_server_target_finds_a_reply_over_the_amplification_budget(monkeypatch):
+    server_target(b"register \x01")  # the long err does not fit 3x of 10 bytes: the terse one is sent
+    monkeypatch.setattr("server.budget.AmplificationBudget.allow", lambda self, addr, nbytes: True)
+    with pytest.raises(FuzzFinding, match="over 3x"):
+        server_target(b"register \x01")
+
+
+@pytest.mark.parametrize("name", sorted(server_seeds()))
+def test_the_servers_authenticated_seeds_are_in_the_corpus_and_get_past_cookie_and_proof(name):
+    datagram = server_seeds()[name]
+    assert (CORPUS / "server" / f"auth-{name}.bin").read_bytes() == datagram, "regenerate: see server_seeds()"
+    handler = fuzz_server()
+    replies = handler.handle(datagram, ALICE, 1.0, SERVER_WALL_MS + 1)
+    assert [kind for kind, n in handler.counters.items() if n] == []
+    assert len(replies) == {"connect": 2, "keepalive": 0}.get(name, 1)
 
 
 def test_the_agent_target_finds_an_event_that_is_not_json(monkeypatch):

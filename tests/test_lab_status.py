@@ -129,3 +129,33 @@ def test_server_counters_all_zero_or_not_known_yet() -> None:
     assert "server counters: all zero" in zero.splitlines()
     starting = render("natlab", {}, [ServiceView(SERVER, "starting", None)])
     assert "counters" not in starting, "no state file yet: nothing to say"
+
+
+def test_presence_shows_each_host_online_or_offline_with_the_age_of_its_last_datagram() -> None:
+    bob = Service("bob", Role.HOST, {"lan-b": "198.19.2.10"})
+    carol = Service("carol", Role.HOST, {"lan-a": "198.19.1.11"})
+    state = {
+        "peers": [{"id": "alice", "addr": "198.19.0.11:4000", "last_seen": "2025-01-01T12:00:00+00:00"}],
+        "gone": [{"id": "bob", "last_seen": "2025-01-01T11:57:30+00:00"}],
+        "counters": {},
+    }
+    views = [
+        ServiceView(SERVER, "healthy", state),
+        ServiceView(ALICE, "healthy", ALICE_STATUS),
+        ServiceView(bob, "healthy", None),
+        ServiceView(carol, "healthy", {"id": "carol"}),
+    ]
+    noon_and_3_s = 1_735_732_803.0  # 2025-01-01T12:00:03Z
+    text = render("natlab", {}, views, wall_now=noon_and_3_s).splitlines()
+    at = text.index("presence (signal server):")
+    assert text[at + 1 : at + 4] == [
+        "  alice     online   last heard 3 s ago",
+        "  bob       offline  last heard 2 min 33 s ago",
+        "  carol     offline  never heard",
+    ]
+    assert text[at + 4] == "paths:"
+
+
+def test_no_presence_without_the_servers_state() -> None:
+    text = render("natlab", {}, [ServiceView(SERVER, "starting", None), ServiceView(ALICE, "healthy", ALICE_STATUS)])
+    assert "presence" not in text

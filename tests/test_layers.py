@@ -35,7 +35,7 @@ LAYERS: dict[str, frozenset[str]] = {
     "server": frozenset({"common", "protocol", "trust"}),
     "nat": frozenset({"common"}),
     "client.turn": frozenset({"common", "protocol"}),
-    "client.diagnostics": frozenset({"common", "protocol", "client.turn"}),
+    "client.diagnostics": frozenset({"common", "protocol", "trust", "client.turn"}),
     "client.engine": frozenset({"common", "protocol", "trust", "client.turn"}),
     "client.daemon": frozenset({"common", "protocol", "trust", "client.turn", "client.engine"}),
     "client.cli": frozenset(

@@ -4,9 +4,9 @@ import random
 
 import pytest
 
+from common.lru import BoundedLRU
 from protocol import Endpoint
 from server.budget import AMPLIFICATION_FACTOR, AmplificationBudget
-from server.lru import BoundedLRU
 
 VICTIM = Endpoint("198.18.0.11", 40000)
 OTHER_PORT = Endpoint("198.18.0.11", 40001)

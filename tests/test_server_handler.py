@@ -97,8 +97,16 @@ def test_connect_ipv6_peer_is_bracketed(handler):
     ],
 )
 def test_errors_are_answered_to_the_sender(registered, datagram, reason):
+    registered.handle(b"keepalive " + b"x" * 30, CAROL, 0)  # credit: 3x 40 bytes (a seed client's keepalive is 9)
     assert registered.handle(datagram, CAROL, 1) == [(b"err " + reason, CAROL)]
     assert set(registered.counters.values()) == {0}, "an answered error is not a drop"
+
+
+@pytest.mark.parametrize("datagram", [b"register b@d", b"register b@d relay=-", b"connect alice b@d"])
+def test_a_bad_id_from_a_fresh_source_is_told_tersely_within_its_budget(registered, datagram):
+    """The full reason (65 bytes) is more than 3x a 12-byte register from an address never heard before."""
+    assert registered.handle(datagram, CAROL, 1) == [(b"err invalid id", CAROL)]
+    assert registered.counters["amplification"] == 0
 
 
 def test_connect_to_expired_peer_is_invalid(registered):
@@ -167,13 +175,12 @@ def test_any_valid_datagram_proves_presence(registered):
         (b"ok then", "malformed"),
         (b"hello b@d", "malformed"),
         (b"punch bob 1.2.3.4:5 relay=nowhere", "malformed"),
-        # v2 (0xF5 first): until the server speaks it, nothing is answered, and never with a text err
+        # v2 (0xF5 first) garbage: no transaction id to answer, or no type
         (b"\xf5\x02\x01", "truncated"),
         (b"\xf5\x02\x7f" + bytes(8), "unknown_type"),
-        (b"\xf5\x03\x01" + bytes(8), "malformed"),  # another version
-        (b"\xf5\x02\x01" + bytes(8), "malformed"),  # a v2 register without its fields
-        (b"\xf5\x02\x01" + bytes(8) + b"\x01\x00\x03b@d\x04\x00\x00", "malformed"),
-        (b"\xf5\x02\x03" + bytes(8), "not_for_server"),  # a well-formed v2 keepalive
+        # v2 frames for clients
+        (b"\xf5\x02\x11" + bytes(8), "not_for_server"),  # ok
+        (b"\xf5\x02\x13" + bytes(8) + b"\x07\x00\x01c", "not_for_server"),  # retry
     ],
 )
 def test_garbage_is_dropped_silently_and_counted(registered, caplog, datagram, kind):
@@ -223,8 +230,8 @@ def test_expire_logs_each_expired_peer(registered, caplog):
 
 
 def connect_both_ways(handler, first, second):
-    """The punches for `connect first second`, sent by ALICE, as {destination: datagram}."""
-    replies = handler.handle(f"connect {first} {second}".encode(), ALICE, 1)
+    """The punches for `connect first second`, sent from first's address, as {destination: datagram}."""
+    replies = handler.handle(f"connect {first} {second}".encode(), {"alice": ALICE, "bob": BOB}[first], 1)
     assert len(replies) == 2
     return {destination: datagram for datagram, destination in replies}
 

@@ -50,5 +50,13 @@ def test_state_lists_peers_with_relay_and_extended():
                 "keyed": False,
             },
         ],
+        "gone": [],
         "counters": {"empty": 1},
     }
+
+
+def test_state_lists_recently_expired_peers_with_their_last_seen():
+    state = render_state(
+        LISTEN, started=WALL_EPOCH, peers=[], gone=[("carol", 40.0)], counters={}, now=100.0, wall_now=WALL_EPOCH
+    )
+    assert state["gone"] == [{"id": "carol", "last_seen": "2025-01-01T11:59:00+00:00"}]

@@ -2,7 +2,7 @@
 
 import pytest
 
-from protocol import Candidates, Endpoint
+from protocol import Candidates, Endpoint, Keys
 from server.table import Outcome, Peer, PeerTable
 
 A1 = Endpoint("198.18.0.11", 40000)
@@ -10,6 +10,7 @@ A2 = Endpoint("198.18.0.11", 40001)
 B1 = Endpoint("198.18.0.12", 50000)
 RELAY1 = Endpoint("198.18.0.20", 49160)
 RELAY2 = Endpoint("198.18.0.20", 49162)
+KEYS = Keys(b"s" * 32, b"b" * 32)
 
 
 @pytest.fixture
@@ -289,22 +290,22 @@ def test_unkeyed_ids_fill_only_their_share_and_keyed_ones_find_room():
     assert table.register("a", at("198.18.0.11", 1), now=0).outcome is Outcome.NEW
     assert table.register("b", at("198.18.0.11", 2), now=0).outcome is Outcome.NEW
     assert table.register("c", at("198.18.0.11", 3), now=0).outcome is Outcome.UNKEYED_FULL
-    assert table.register("k1", at("198.18.0.11", 4), now=0, keyed=True).outcome is Outcome.NEW
-    keyed = table.register("k2", at("198.18.0.11", 5), now=0, keyed=True).peer
+    assert table.register("k1", at("198.18.0.11", 4), now=0, keys=KEYS).outcome is Outcome.NEW
+    keyed = table.register("k2", at("198.18.0.11", 5), now=0, keys=KEYS).peer
     assert keyed is not None
     assert keyed.keyed
-    assert table.register("k3", at("198.18.0.11", 6), now=0, keyed=True).outcome is Outcome.FULL
+    assert table.register("k3", at("198.18.0.11", 6), now=0, keys=KEYS).outcome is Outcome.FULL
 
 
 def test_a_keyed_peer_that_re_registers_unkeyed_needs_an_unkeyed_slot():
     table = PeerTable(max_peers=2, ids_per_ip=100, unkeyed_share=0.5)
     table.register("a", at("198.18.0.11", 1), now=0)
-    table.register("k", at("198.18.0.11", 2), now=0, keyed=True)
+    table.register("k", at("198.18.0.11", 2), now=0, keys=KEYS)
     assert table.register("k", at("198.18.0.11", 2), now=1).outcome is Outcome.UNKEYED_FULL
     kept = table.lookup("k", now=1)
     assert kept is not None
     assert kept.keyed, "a refused register changes nothing"
-    assert table.register("a", at("198.18.0.11", 1), now=1, keyed=True).outcome is Outcome.REFRESHED
+    assert table.register("a", at("198.18.0.11", 1), now=1, keys=KEYS).outcome is Outcome.REFRESHED
     assert table.register("k", at("198.18.0.11", 2), now=2).outcome is Outcome.REFRESHED, "a's slot is free"
 
 
@@ -322,12 +323,63 @@ def test_counts_stay_right_through_moves_replacements_and_expiry():
              ("c", "198.18.0.12", 1, False), ("b", "198.18.0.13", 5, False), ("d", "198.18.0.13", 5, True),
              ("c", "198.18.0.11", 7, True)]  # fmt: skip
     for now, (peer_id, ip, port, keyed) in enumerate(steps):
-        assert not table.register(peer_id, at(ip, port), now=now, keyed=keyed).outcome.refused, peer_id
+        assert not table.register(peer_id, at(ip, port), now=now, keys=KEYS if keyed else None).outcome.refused, peer_id
     table.expire(now=100)
     assert len(table) == 0
     for i in range(4):
         assert table.register(f"u{i}", at(f"198.18.0.{20 + i}", 1), now=100).outcome is Outcome.NEW
     assert table.register("u4", at("198.18.0.24", 1), now=100).outcome is Outcome.UNKEYED_FULL
-    assert table.register("k0", at("198.18.0.11", 1), now=100, keyed=True).outcome is Outcome.NEW
-    assert table.register("k1", at("198.18.0.11", 2), now=100, keyed=True).outcome is Outcome.NEW
-    assert table.register("k2", at("198.18.0.11", 3), now=100, keyed=True).outcome is Outcome.QUOTA
+    assert table.register("k0", at("198.18.0.11", 1), now=100, keys=KEYS).outcome is Outcome.NEW
+    assert table.register("k1", at("198.18.0.11", 2), now=100, keys=KEYS).outcome is Outcome.NEW
+    assert table.register("k2", at("198.18.0.11", 3), now=100, keys=KEYS).outcome is Outcome.QUOTA
+
+
+def test_registry_ids_are_exempt_from_the_ip_quota_and_leave_it_for_others():
+    table = PeerTable(ids_per_ip=2, unkeyed_share=1)
+    table.register("a", at("100.64.0.1", 1), now=0)
+    table.register("b", at("100.64.0.1", 2), now=0)
+    alice = table.register("alice", at("100.64.0.1", 3), now=0, keys=KEYS, in_registry=True)
+    assert alice.outcome is Outcome.NEW, "an attacker behind the same address does not shut a registry id out"
+    assert table.register("alice", at("100.64.0.1", 4), now=1, keys=KEYS, in_registry=True).outcome is Outcome.MOVED
+    assert table.register("c", at("100.64.0.1", 5), now=1).outcome is Outcome.QUOTA, "alice took no slot"
+    table.register("b", at("198.18.0.12", 2), now=2)  # b moved away: one slot is free again
+    assert table.register("c", at("100.64.0.1", 5), now=2).outcome is Outcome.NEW
+    table.expire(now=1000)
+    assert table.register("x", at("100.64.0.1", 6), now=1000).outcome is Outcome.NEW
+    assert table.register("y", at("100.64.0.1", 7), now=1000).outcome is Outcome.NEW, "every count back to zero"
+
+
+def test_at_and_touch_can_leave_keyed_peers_alone(table):
+    table.register("alice", A1, now=0, keys=KEYS)
+    assert table.at(A1, now=1).id == "alice"
+    assert table.at(A2, now=1) is None
+    assert table.touch(A1, now=5, keyed_too=False) is None, "a text datagram does not vouch for a keyed peer"
+    assert table.lookup("alice", now=5).last_seen == 0
+    assert table.touch(A1, now=6).last_seen == 6
+
+
+@pytest.mark.parametrize("candidates", [None, Candidates(RELAY1)], ids=["seed", "extended"])
+def test_plain_refresh_is_a_full_register(table, candidates):
+    """A register that changes nothing but last_seen takes a shortcut (most registers are these); it must
+    leave the table as the full path does: peer updated, in last_seen order, counted as a change."""
+    table.register("alice", A1, now=0, candidates=candidates)
+    table.register("bob", B1, now=2)
+    version = table.version
+    result = table.register("alice", A1, now=5, candidates=candidates)
+    assert (result.outcome, result.previous, result.replaced, result.relay_changed) == (
+        Outcome.REFRESHED,
+        None,
+        None,
+        False,
+    )
+    assert result.peer == Peer("alice", A1, registered_at=0, last_seen=5, candidates=candidates)
+    assert table.version > version
+    assert [p.id for p in table.expire(now=12.5)] == ["bob"]  # alice, registered first, is now behind bob
+    assert [p.id for p in table.expire(now=15.5)] == ["alice"]
+
+
+def test_a_refresh_that_changes_keys_or_standing_stores_them(table):
+    table.register("alice", A1, now=0)
+    assert table.register("alice", A1, now=1, keys=KEYS).peer == Peer("alice", A1, 0, 1, keys=KEYS)
+    stored = table.register("alice", A1, now=2, keys=KEYS, in_registry=True).peer
+    assert stored == Peer("alice", A1, 0, 2, keys=KEYS, in_registry=True)

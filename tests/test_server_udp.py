@@ -20,11 +20,13 @@ from typing import Any
 import pytest
 from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_fixed
 
-from protocol import Endpoint
+from protocol import Candidates, Endpoint, Err, ErrorCode, Frame, Ok, PresenceReport, Punch, Retry, StatsReport, parse
 from server.__main__ import config_of, listen_address, parse_args
 from server.app import Config, SignalProtocol, SignalServer
 from server.handler import Handler
 from server.table import PeerTable
+from tests.support.v2peer import V2Peer
+from trust import Identity, Registry
 
 pytestmark = pytest.mark.timeout(30)
 
@@ -147,6 +149,8 @@ def test_extended_and_seed_clients_get_the_punches_they_understand(server, clien
     assert carol.recv(4096) == f"punch alice {own(alice)} relay=198.18.0.20:49160".encode()
     assert request(alice, address, b"connect alice bob") == f"punch bob {own(bob)}".encode()
     assert bob.recv(4096) == f"punch alice {own(alice)}".encode()
+    # A text client is held to 3x what it sent: carol's keepalive (every 10 s) is the credit for a third punch.
+    carol.sendto(b"keepalive", address.sockaddr())
     assert request(bob, address, b"connect bob carol") == f"punch carol {own(carol)}".encode()
     assert carol.recv(4096) == f"punch bob {own(bob)}".encode()
 
@@ -186,10 +190,10 @@ def test_server_survives_a_crashing_handler(server, client, monkeypatch, caplog)
     running, address = server
     real_handle = running.handler.handle
 
-    def handle(data, source, now):
+    def handle(data, source, now, wall_ms):
         if data == b"boom":
             raise RuntimeError("handler bug")
-        return real_handle(data, source, now)
+        return real_handle(data, source, now, wall_ms)
 
     monkeypatch.setattr(running.handler, "handle", handle)
     alice = client()
@@ -252,7 +256,7 @@ def test_state_file_shows_relay_and_extended(server, client, state_file):
 
 
 def test_peers_expire_periodically(state_file, client, caplog):
-    caplog.set_level(logging.INFO, logger="server.handler")
+    caplog.set_level(logging.INFO, logger="server.presence")
     config = Config(Endpoint(LOOPBACK, 0), state_file, peer_ttl=0.2, expire_interval=0.05, state_interval=0.05)
     with running_server(config) as (_, address):
         alice = client()
@@ -364,6 +368,7 @@ def test_python_m_server_limits_and_logs_a_flood_in_a_few_lines(tmp_path, client
         (["--rate", "inf"], 2, "must be a number of requests per second (0: no limit)"),
         (["--unkeyed-share", "0"], 2, "must be a share of the table, more than 0 and at most 1"),
         (["--unkeyed-share", "1.01"], 2, "must be a share of the table, more than 0 and at most 1"),
+        (["--require-keys"], 2, "--require-keys needs --registry"),
     ],
 )
 def test_python_m_server_rejects_bad_arguments(args, returncode, message):
@@ -518,3 +523,117 @@ def test_a_flood_from_many_sources_keeps_a_bounded_number_of_buckets(bound):
 
 def _at_least(value, minimum):
     assert value >= minimum, (value, minimum)
+
+
+# --- protocol v2 over real sockets: a keyed client built from protocol + trust, beside a seed client ---
+
+
+def now_ms():
+    return time.time_ns() // 1_000_000
+
+
+def v2_request(sock, address, datagram):
+    """Send a v2 request; the frame that comes back from the server."""
+    reply = parse(request(sock, address, datagram))
+    assert isinstance(reply, Frame), reply
+    return reply
+
+
+def v2_admit(sock, address, peer, txid=1):
+    """Register as a v2 client does: no cookie yet, so a Retry; the same request again with its cookie: Ok."""
+    peer.cookie = None
+    retry = v2_request(sock, address, peer.register(txid=txid, wall_ms=now_ms()))
+    assert (retry.txid, type(retry.message)) == (txid, Retry)
+    peer.cookie = retry.message.cookie
+    assert v2_request(sock, address, peer.register(txid=txid, wall_ms=now_ms())) == Frame(txid, Ok())
+
+
+@pytest.fixture
+def keyed_server(tmp_path):
+    """An in-process server whose registry holds alice and bob, run with --require-keys; yields the server,
+    its address, alice's and bob's clients (V2Peer) and the state file."""
+    alice, bob = V2Peer.new("alice"), V2Peer.new("bob")
+    registry = Registry({"alice": alice.identity.public, "bob": bob.identity.public})
+    state_file = tmp_path / "state.json"
+    config = Config(Endpoint(LOOPBACK, 0), state_file, state_interval=0.05, registry=registry, require_keys=True)
+    with running_server(config) as (running, address):
+        yield running, address, alice, bob, state_file
+
+
+def test_v2_clients_register_rebind_and_connect_beside_a_seed_client(keyed_server, client):
+    _, address, alice, bob, state_file = keyed_server
+    alice_sock, bob_sock, carol_sock = client(), client(), client()
+    v2_admit(alice_sock, address, alice)
+    v2_admit(bob_sock, address, bob)
+    assert request(carol_sock, address, b"register carol") == b"ok", "the seed's exchange, unchanged"
+
+    punch = v2_request(alice_sock, address, alice.connect("bob", txid=50, wall_ms=now_ms()))
+    assert punch == Frame(50, Punch("bob", own(bob_sock), Candidates(None)), keys=bob.keys)
+    assert parse(bob_sock.recv(4096)) == Frame(50, Punch("alice", own(alice_sock), Candidates(None)), keys=alice.keys)
+
+    # alice's NAT mapping changes: a new socket, a new port. Her cookie is for the old one: Retry, then Ok.
+    moved = client()
+    v2_admit(moved, address, alice, txid=60)
+    punch = v2_request(moved, address, alice.connect("bob", txid=61, wall_ms=now_ms()))
+    assert punch.message == Punch("bob", own(bob_sock), Candidates(None))
+    assert parse(bob_sock.recv(4096)) == Frame(61, Punch("alice", own(moved), Candidates(None)), keys=alice.keys)
+    refused = v2_request(alice_sock, address, alice.connect("bob", txid=62, wall_ms=now_ms(), cookie=None))
+    assert isinstance(refused.message, Retry), "the old address has no valid cookie of its own"
+
+    # the seed client connects its own id to keyed alice: a text punch for it, a v2 punch (txid 0) for alice
+    assert request(carol_sock, address, b"connect carol alice") == f"punch alice {own(moved)}".encode()
+    assert parse(moved.recv(4096)) == Frame(0, Punch("carol", own(carol_sock), None))
+    assert request(carol_sock, address, b"register alice") == b"err id is keyed"
+
+    report = v2_request(moved, address, alice.presence("carol", txid=70, wall_ms=now_ms()))
+    assert isinstance(report.message, PresenceReport)
+    assert (report.txid, report.message.peer_id, report.message.online) == (70, "carol", True)
+    stats = v2_request(moved, address, alice.stats(txid=71))
+    assert isinstance(stats.message, StatsReport)
+    assert dict(stats.message.counters)["retry"] == 4
+    assert dict(stats.message.counters)["keyed_id"] == 1
+
+    def state_shows_keys():
+        state = read_state(state_file)
+        assert [(p["id"], p["keyed"]) for p in state["peers"]] == [("alice", True), ("bob", True), ("carol", False)]
+        assert state["counters"]["retry"] == 4
+
+    wait_for(state_shows_keys)
+
+
+def test_v2_takeover_and_an_unlisted_id_are_refused_over_the_wire(keyed_server, client):
+    _, address, alice, _, _ = keyed_server
+    alice_sock, mallory_sock = client(), client()
+    v2_admit(alice_sock, address, alice)
+    mallory = V2Peer.new("alice")
+    mallory.cookie = v2_request(mallory_sock, address, mallory.register(wall_ms=now_ms())).message.cookie
+    refused = v2_request(mallory_sock, address, mallory.register(txid=2, wall_ms=now_ms()))
+    assert refused == Frame(2, Err("id is held by another key", ErrorCode.FORBIDDEN))
+    dave = V2Peer("dave", Identity.generate(), cookie=mallory.cookie)
+    refused = v2_request(mallory_sock, address, dave.register(txid=3, wall_ms=now_ms()))
+    assert refused == Frame(3, Err("id not in the registry", ErrorCode.FORBIDDEN)), "--require-keys"
+    report = v2_request(alice_sock, address, alice.presence("alice", txid=4, wall_ms=now_ms()))
+    assert report.message.online, "alice is still registered, at her own address"
+
+
+def test_python_m_server_with_a_registry_and_require_keys_admits_a_keyed_client(tmp_path, client):
+    alice = V2Peer.new("alice")
+    registry = tmp_path / "registry.json"
+    Registry({"alice": alice.identity.public}).save(registry)
+    port = free_udp_port()
+    args = ["--listen", f"{LOOPBACK}:{port}", "--registry", str(registry), "--require-keys"]
+    with (tmp_path / "stderr.log").open("w+") as stderr:
+        proc = subprocess.Popen([sys.executable, "-m", "server", *args], cwd=REPO, stderr=stderr)
+        try:
+            sock = client()
+            server = Endpoint(LOOPBACK, port)
+            retry = wait_for(lambda: v2_request(sock, server, alice.register(wall_ms=now_ms())), timeout=10)
+            alice.cookie = retry.message.cookie
+            assert v2_request(sock, server, alice.register(txid=2, wall_ms=now_ms())) == Frame(2, Ok())
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=5)
+        stderr.seek(0)
+        log = stderr.read()
+    assert "--require-keys: v2 ids outside the registry are refused" in log
+    assert f"registered alice at {own(sock)} (keyed)" in log

@@ -7,10 +7,12 @@ hands them (see :mod:`trust.proofs` and :mod:`trust.sessions`).
 from trust.keymaker import KEYS_DIR, REGISTRY_FILE, MadeKeys, key_file, make_keys, parse_ids
 from trust.keys import KEY_SIZE, Identity, KeyFileError, KeyFileMissing, PublicKeys, Registry
 from trust.proofs import (
+    DEFAULT_MAX_KEYS,
     NONCE_SIZE,
     PROOF_CONTEXT,
     SIGNATURE_SIZE,
     ProofParts,
+    Prover,
     ReplayGuard,
     Verdict,
     make_proof,
@@ -21,6 +23,7 @@ from trust.sessions import AUTH_REASONS, WINDOW, AuthError, PeerSession, ReplayW
 
 __all__ = [
     "AUTH_REASONS",
+    "DEFAULT_MAX_KEYS",
     "KEYS_DIR",
     "KEY_SIZE",
     "NONCE_SIZE",
@@ -35,6 +38,7 @@ __all__ = [
     "MadeKeys",
     "PeerSession",
     "ProofParts",
+    "Prover",
     "PublicKeys",
     "Registry",
     "ReplayGuard",

@@ -106,7 +106,7 @@ class CoreConfig:
     """Wall-clock (Unix) seconds minus ``now``, measured by the shell at start (``time.time() - loop.time()``):
     proofs carry wall-clock timestamps, and sessions' boots are wall-clock ns."""
     random: Random = os.urandom
-    """Random bytes for proofs' nonces and transaction ids (a test passes its own)."""
+    """Random bytes for the first transaction id (a test may pass its own)."""
 
 
 Handler = Callable[["AgentCore", Any, Endpoint, float, bool, bool], list[Output]]

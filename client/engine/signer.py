@@ -1,7 +1,8 @@
 """What the agent puts in its v2 requests besides the request itself: transaction ids, our public keys, the
 cookie (kept by :class:`~client.engine.server_link.ServerLink`) and a proof of our key. Pure: the time is
-passed in (``now``, monotonic seconds) and turned into wall-clock time by the offset the shell measured, and
-randomness comes from the function the configuration names (``os.urandom``; a test passes its own).
+passed in (``now``, monotonic seconds) and turned into wall-clock time by the offset the shell measured; a
+proof's nonce comes from the operating system (trust.proofs), a transaction id's start from the function the
+configuration names (``os.urandom``; a test may pass its own).
 """
 
 from __future__ import annotations
@@ -11,7 +12,7 @@ from dataclasses import replace
 from functools import partial
 
 from protocol import Frame, Keys, Proof, signing_bytes
-from trust import NONCE_SIZE, Identity, make_proof
+from trust import Identity, Prover
 
 Random = Callable[[int], bytes]
 """``n`` random bytes (``os.urandom``)."""
@@ -28,6 +29,7 @@ class Signer:
         self.wall_offset = wall_offset
         """Wall-clock (Unix) seconds minus monotonic ``now``: what turns ``now`` into a proof's timestamp."""
         self.keys = Keys(identity.public.sign, identity.public.box)
+        self._prover = Prover(identity)  # timestamps strictly increasing: the server admits a key's proof once
         self._random = random
         # A counter from a random start: distinct for every request of this run, and unlikely to match a
         # previous run's late replies.
@@ -43,8 +45,8 @@ class Signer:
         return round((now + self.wall_offset) * 1000)
 
     def prove(self, frame: Frame, now: float) -> Frame:
-        """``frame`` with a fresh proof (timestamp from ``now``, a new nonce): a retransmission needs a new one,
-        as the server takes each (key, nonce) once."""
-        nonce = self._random(NONCE_SIZE)
-        parts = make_proof(self.identity, partial(signing_bytes, frame), self.wall_ms(now), nonce)
+        """``frame`` with a fresh proof: a timestamp from ``now``, greater than the last one we made (two
+        proofs in one millisecond still increase), and a new nonce. A retransmission needs a new proof too: the
+        server admits a key's proof only if its timestamp is later than the last it admitted."""
+        parts = self._prover.proof(partial(signing_bytes, frame), self.wall_ms(now))
         return replace(frame, proof=Proof(*parts))

@@ -1,14 +1,15 @@
 """A dictionary that holds at most ``capacity`` entries and forgets the least recently used one first.
 
 The server keeps per-source state (token buckets, amplification budgets) for sources it cannot
-authenticate, so a flood of new source addresses must not grow it without bound: every per-source map is
-one of these. What forgetting an entry means is the owner's to say (and to keep safe).
+authenticate, and the replay guard (:mod:`trust.proofs`) a record per signing key, so a flood of new source
+addresses or new keys must not grow them without bound: every such map is one of these. What forgetting an
+entry means is the owner's to say (and to keep safe).
 """
 
 from __future__ import annotations
 
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Generic, TypeVar
 
 K = TypeVar("K")
@@ -39,11 +40,20 @@ class BoundedLRU(Generic[K, V]):
             self._entries.move_to_end(key)
             return value
         value = make()
+        self.put(key, value)
+        return value
+
+    def put(self, key: K, value: V) -> None:
+        """Store ``value`` for ``key``, now the most recent (forgetting the oldest when full); O(1)."""
         self._entries[key] = value
+        self._entries.move_to_end(key)
         if len(self._entries) > self.capacity:
             self._entries.popitem(last=False)
             self.evicted += 1
-        return value
+
+    def items(self) -> Iterator[tuple[K, V]]:
+        """Every entry, least recently used first."""
+        return iter(self._entries.items())
 
     def peek(self, key: K) -> V | None:
         """The entry for ``key`` without making it recent, or ``None``."""
