@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import socket
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -65,11 +66,17 @@ class Config:
 
 
 class SignalProtocol(asyncio.DatagramProtocol):
-    """Receives datagrams, asks the handler what to send, sends it."""
+    """Receives datagrams, asks the handler what to send, sends it.
 
-    def __init__(self, handler: Handler, on_datagram: Callable[[], None]) -> None:
+    Replies go out through the socket itself (``sock``, when given), not the transport: uvloop's transport
+    closes itself for good when one send fails (a reply to a forged source the server has no route to,
+    ENETUNREACH, or to a broadcast address, EACCES), and the server would go deaf while still running. A
+    failed send is one lost reply, logged at debug level, as the network may lose any."""
+
+    def __init__(self, handler: Handler, on_datagram: Callable[[], None], sock: socket.socket | None = None) -> None:
         self.handler = handler
         self.on_datagram = on_datagram
+        self.sock = sock
         self.transport: asyncio.DatagramTransport | None = None
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
@@ -80,12 +87,21 @@ class SignalProtocol(asyncio.DatagramProtocol):
             source = Endpoint.of((addr[0], addr[1]))
             replies = self.handler.handle(data, source, time.monotonic(), time.time_ns() // 1_000_000)
             for payload, destination in replies:
-                assert self.transport is not None  # datagrams only arrive after connection_made
-                self.transport.sendto(payload, destination.sockaddr())
+                self._send(payload, destination)
             self.on_datagram()
         except Exception:
             self.handler.counters["error"] += 1
             log.exception("error handling %d bytes from %s:%s", len(data), addr[0], addr[1])
+
+    def _send(self, payload: bytes, destination: Endpoint) -> None:
+        if self.sock is None:
+            assert self.transport is not None  # datagrams only arrive after connection_made
+            self.transport.sendto(payload, destination.sockaddr())
+            return
+        try:
+            self.sock.sendto(payload, destination.sockaddr())
+        except OSError as exc:  # no route, not allowed, or a full send buffer: this reply is lost
+            log.debug("cannot send %d bytes to %s: %s", len(payload), destination, exc)
 
     def error_received(self, exc: Exception) -> None:
         # On Linux an ICMP port unreachable (a peer's socket or NAT mapping is gone) surfaces here.
@@ -112,8 +128,15 @@ class SignalServer:
 
     async def start(self) -> None:
         loop = asyncio.get_running_loop()
-        protocol = SignalProtocol(self.handler, self._changed)
-        transport, _ = await loop.create_datagram_endpoint(lambda: protocol, local_addr=self.config.listen.sockaddr())
+        sock = socket.socket(self.config.listen.family, socket.SOCK_DGRAM)
+        try:
+            sock.bind(self.config.listen.sockaddr())
+        except OSError:
+            sock.close()
+            raise
+        sock.setblocking(False)
+        protocol = SignalProtocol(self.handler, self._changed, sock)
+        transport, _ = await loop.create_datagram_endpoint(lambda: protocol, sock=sock)
         self._transport = transport
         log.info("listening on %s", self.address)
         if self.config.state_file is not None:

@@ -23,6 +23,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_delay, wait_f
 from protocol import Candidates, Endpoint, Err, ErrorCode, Frame, Ok, PresenceReport, Punch, Retry, StatsReport, parse
 from server.__main__ import config_of, listen_address, parse_args
 from server.app import Config, SignalProtocol, SignalServer
+from server.event_loop import choose
 from server.handler import Handler
 from server.table import PeerTable
 from tests.support.v2peer import V2Peer
@@ -203,6 +204,36 @@ def test_server_survives_a_crashing_handler(server, client, monkeypatch, caplog)
     [record] = [r for r in caplog.records if r.name == "server.app"]
     assert record.levelno == logging.ERROR
     assert "handler bug" in str(record.exc_info[1])
+
+
+@pytest.mark.parametrize("loop", ["uvloop", "asyncio"])
+def test_a_reply_that_cannot_be_sent_loses_that_reply_not_the_socket(loop, monkeypatch, caplog):
+    """A reply the kernel refuses (here to the broadcast address, EACCES; in the lab to a forged off-link
+    source, ENETUNREACH) once made uvloop's transport close for good: the server went deaf while running."""
+    caplog.set_level(logging.DEBUG, logger="server.app")
+    factory = choose(loop).factory
+    refused = Endpoint("255.255.255.255", 9)
+    served: queue.Queue[bytes] = queue.Queue()
+
+    async def main():
+        async with SignalServer(Config(listen=Endpoint(LOOPBACK, 0), rate=0)) as server:
+            real_handle = server.handler.handle
+
+            def handle(data, source, now, wall_ms=None):
+                return [(b"lost", refused), *real_handle(data, source, now, wall_ms)]
+
+            monkeypatch.setattr(server.handler, "handle", handle)
+            with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as alice:
+                alice.settimeout(2)
+                for peer_id in ("alice", "alicia"):
+                    alice.sendto(f"register {peer_id}".encode(), server.address.sockaddr())
+                    served.put(await asyncio.to_thread(alice.recv, 100))
+
+    runner = asyncio.Runner(loop_factory=factory)
+    with runner:
+        runner.run(main())
+    assert [served.get_nowait(), served.get_nowait()] == [b"ok", b"ok"]  # the second one too: still serving
+    assert any("cannot send 4 bytes to 255.255.255.255:9" in m for m in caplog.messages)
 
 
 def test_error_received_is_logged_not_raised(caplog):
