@@ -76,7 +76,6 @@ def sent(text: str) -> Callable[[dict[str, Any]], bool]:
     return lambda e: e["event"] == "sent" and e["text"] == text
 
 
-@pytest.mark.trust_pending("natlab drops the seed's bare `hello`, so it never confirms a path to a seed client")
 def test_seed_client_chats_with_a_natlab_client_through_a_cone_pair(cone_lab: Lab) -> None:
     """The seed's exchange, both ways. Figure: alice's path to the seed client and what each side showed."""
     lab = cone_lab

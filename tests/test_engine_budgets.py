@@ -12,7 +12,7 @@ from collections.abc import Callable
 
 import pytest
 
-from client.engine.bounds import Bounds
+from client.engine.bounds import UNASKED_KEYLESS_PROBES, Bounds
 from client.engine.core import AgentCore, CoreConfig, Log, Output, Send
 from client.engine.delivery import Frame, HeldFrames, Receiver
 from client.engine.path import PathState
@@ -67,6 +67,29 @@ def test_an_unanswered_punch_sends_at_most_the_probe_budget_in_bytes(me: str, co
     assert quiet == [
         f"direct path to mallory: {count} probes, {count * len(sent[0])} bytes unanswered; waiting for its probes"
     ]
+
+
+def test_an_unasked_introduction_of_a_keyless_peer_gets_three_probes() -> None:
+    # A text id anyone can register from a forged source (the victim's) and have introduced to us: our probes
+    # are what an attacker aims. Asked for, or keyed (no forged register can hold a keyed id), the full budget.
+    def probes(punch: Callable[[AgentCore], list[Output]], connect_first: bool = False) -> list[bytes]:
+        core = AgentCore(CoreConfig("alice", SERVER, TIMING, bounds=Bounds(probe_budget=512)))
+        register(core)
+        out = core.connect("mallory", 1.0) if connect_first else []
+        out += punch(core)
+        while core.peers["mallory"].path.state is PathState.PUNCHING:
+            out += core.tick(core.wakeup())
+        return probes_to(out, VICTIM)
+
+    def keyless(core: AgentCore) -> list[Output]:
+        return v2_punch(core, "mallory", VICTIM, 1.0)
+
+    def keyed(core: AgentCore) -> list[Output]:
+        return v2_punch(core, "mallory", VICTIM, 1.0, keys=MALLORY)
+
+    assert probes(keyless) == [b"hello alice"] * UNASKED_KEYLESS_PROBES == [b"hello alice"] * 3
+    assert len(probes(keyless, connect_first=True)) == 6  # our own connect: the budget (6 as sealed probes)
+    assert len(probes(keyed)) == 6
 
 
 def test_the_budget_is_per_connect_attempt() -> None:

@@ -43,6 +43,14 @@ class Bounds:
         return max(1, self.probe_budget // probe_bytes)
 
 
+UNASKED_KEYLESS_PROBES = 3
+"""Probes an introduction we did not ask for gets when the peer has no keys (a seed-era id). Anyone may register
+such an id from a forged source and have it introduced to us, so our probes to it are what an attacker can
+aim at a victim: 3 of ``hello <id>`` (33 bytes as alice) keep the victim within 3x of the attacker's
+register and connect (25 bytes), the server's answers included. Our probes only open our NAT for the peer's
+own, which confirm the path (the seed's client probes for 3 s after its punch)."""
+
+
 class TokenBucket:
     """``rate`` tokens a second, at most ``burst`` saved up; starts full."""
 

@@ -20,7 +20,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from client.engine.bounds import Bounds, TokenBucket
+from client.engine.bounds import UNASKED_KEYLESS_PROBES, Bounds, TokenBucket
 from client.engine.carrier import Carrier
 from client.engine.clock import PeerClock, Touched
 from client.engine.delivery import DeliveryConfig, HeldFrames
@@ -451,13 +451,15 @@ class AgentCore:
         peer.pending = None
         peer.extended = punch.candidates is not None or keys is not None
         before = peer.path.started
-        out += self.paths.perform(peer, peer.path.punch(punch.addr, now, started), now, via_relay=False)
+        probes = UNASKED_KEYLESS_PROBES if not asked and keys is None else None
+        out += self.paths.perform(peer, peer.path.punch(punch.addr, now, started, probes=probes), now, via_relay=False)
         if peer.path.started != before:
             peer.first_message_ms = None
         relay = None if punch.candidates is None else punch.candidates.relay
         if relay is not None and self.relay_up:
             head_start = self.config.relay_head_start
-            out += self.paths.perform(peer, peer.relay.punch(relay, now, started, head_start), now, via_relay=True)
+            punched = peer.relay.punch(relay, now, started, head_start, probes)
+            out += self.paths.perform(peer, punched, now, via_relay=True)
         return out
 
     def _on_text_punch(self, punch: Punch, source: Endpoint, now: float, via_relay: bool, sealed: bool) -> list[Output]:

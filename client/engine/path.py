@@ -141,6 +141,7 @@ class Path:
         self._deadline = 0.0
         self._next_probe = 0.0
         self._probes_left: int | None = 0  # of this attempt's budget (timing.probes; None: no limit)
+        self._budget: int | None = None  # this attempt's budget, as it started
         self.heard: float | None = None  # when the peer was last heard on this path
         self._retry: float | None = None  # background probing interval while failed, if any
 
@@ -152,11 +153,14 @@ class Path:
         # A punch is a new attempt (maybe at a new address) even when already punching: report it.
         return [Changed(old, new)] if old is not new or trigger is Trigger.PUNCH else []
 
-    def punch(self, addr: Endpoint, now: float, started: float | None = None, defer: float = 0.0) -> list[Action]:
+    def punch(
+        self, addr: Endpoint, now: float, started: float | None = None, defer: float = 0.0, probes: int | None = None
+    ) -> list[Action]:
         """The server says the peer is at ``addr``: probe it now and every interval until answered.
 
         ``defer`` > 0 holds the first probe back that many seconds (the path is punching meanwhile, and a
         probe from the peer still confirms it): a lower-priority path gives a better one a head start.
+        ``probes``: this attempt's budget when smaller than the timing's.
         """
         if self.state is PathState.DIRECT and addr == self.addr:
             return [Ignored(f"punch: already direct to {self.peer} at {addr}")]
@@ -172,7 +176,8 @@ class Path:
         self.time_to_direct_ms = None
         self._deadline = now + defer + self.timing.timeout
         self._next_probe = now + (defer or self.timing.interval)
-        self._probes_left = self.timing.probes
+        budget = self.timing.probes
+        self._probes_left = self._budget = budget if probes is None or budget is None else min(budget, probes)
         actions = self._fire(Trigger.PUNCH)
         return actions if defer > 0 else [*actions, *self._probes()]
 
@@ -285,7 +290,7 @@ class Path:
         actions: list[Action] = [Probe(t) for t in self._targets[:left]]
         self._probes_left = left - len(actions)
         if left and not self._probes_left:
-            actions.append(Spent(self.timing.probes or 0))
+            actions.append(Spent(self._budget or 0))
         return actions
 
     def _tick_background(self, now: float) -> list[Action]:
