@@ -3,9 +3,9 @@
 One lab with the attacker (compose profile ``attack``): mallory and victim on the WAN, alice and bob behind
 **full-cone** routers, which let anyone's datagram through to the hosts: the NATs protect nothing, so only
 natlab's own checks can. Each scenario's docstring names the attack and the figure it measures, and
-prints the figure (``-s`` shows it). Scenarios marked ``trust_pending`` fail today: they are the issue's
-definition of done, deselected by ``make test`` until their defence lands (``.venv/bin/pytest scenarios -m
-trust_pending`` runs them).
+prints the figure (``-s`` shows it). They are the issue's definition of done: every defence has landed (the
+server's keys, cookies and limits; the agent's sealed peers and probe budgets), so none is marked
+``trust_pending`` any more.
 
 Reflection is measured at the victim, which counts every UDP byte reaching it: bytes there against bytes
 the attacker sent, UDP payloads (QUIC's rule counts those; IP bytes are printed too). The allowed ratio is
@@ -76,7 +76,6 @@ def shown(heard: list[dict[str, Any]]) -> list[str]:
 # -- identity -----------------------------------------------------------------------------------------------
 
 
-@pytest.mark.trust_pending("keyed ids: a register of alice needs alice's key")
 def test_takeover_of_a_keyed_id_fails_and_the_real_peer_keeps_its_path(lab: Lab) -> None:
     """Attack: mallory sends `register alice` from its own socket and then acts as alice's agent (answers
     probes, punches back), while bob is introduced to alice. Figure: the server's answer to mallory and
@@ -97,7 +96,6 @@ def test_takeover_of_a_keyed_id_fails_and_the_real_peer_keeps_its_path(lab: Lab)
     assert not [t for t in shown(heard) if t.startswith(("punch", "data", "msg"))], heard
 
 
-@pytest.mark.trust_pending("connect only from the address registered for from_id")
 def test_a_stranger_cannot_introduce_two_peers(lab: Lab) -> None:
     """Attack: mallory sends `connect alice bob` (anyone could, as in the seed). Figure: the punches alice
     and bob started or paths they confirmed because of it (the side whose peer's probe comes first confirms
@@ -116,7 +114,6 @@ def punches_and_paths(lab: Lab, host: str) -> int:
 # -- peers --------------------------------------------------------------------------------------------------
 
 
-@pytest.mark.trust_pending("a path moves only on an authenticated probe")
 def test_a_strangers_probe_does_not_move_a_direct_path(lab: Lab) -> None:
     """Attack: with alice and bob direct, mallory sends alice `hello bob` from its own socket, then
     listens while alice talks to bob. Figure: alice's address for bob after the probe, what mallory heard.
@@ -136,7 +133,6 @@ def test_a_strangers_probe_does_not_move_a_direct_path(lab: Lab) -> None:
     assert not [t for t in shown(heard) if t.startswith(("data", "msg"))], heard
 
 
-@pytest.mark.trust_pending("peer messages are authenticated")
 @pytest.mark.parametrize("spoofed", [False, True], ids=["from-mallory", "spoofed-as-bob"])
 def test_injected_messages_are_not_shown(lab: Lab, spoofed: bool) -> None:
     """Attack: mallory sends alice `msg bob ...` and `data bob 777 0 0 ...` (the frame that blackholed
@@ -177,7 +173,6 @@ def test_a_replayed_message_is_not_shown_twice(lab: Lab) -> None:
     assert received_texts(lab, "alice").count(text) == 1
 
 
-@pytest.mark.trust_pending("peer messages are authenticated, with anti-replay across restarts")
 def test_a_message_replayed_to_a_restarted_agent_is_not_shown(lab: Lab) -> None:
     """Attack: the same captured datagram, replayed (from bob's forged address) to alice's new address
     after her agent restarted and forgot everything. Figure: how often alice shows the message. Secure:
@@ -197,7 +192,6 @@ def test_a_message_replayed_to_a_restarted_agent_is_not_shown(lab: Lab) -> None:
 # -- reflection ---------------------------------------------------------------------------------------------
 
 
-@pytest.mark.trust_pending("return routability: 3x to an unvalidated address; connect only from from_id")
 def test_spoofed_registrations_and_connects_reflect_at_most_3x(lab: Lab) -> None:
     """Attack: two ids registered from the victim's address (forged, with the longest relay=), then
     `connect` naming them, 50 times from mallory's own socket and 50 forged from the victim. Figure: bytes
@@ -226,7 +220,6 @@ def spoofed_reflection(lab: Lab, spoof: list[str]) -> Reflection:
     return reflection(lab, lambda: [attack(lab, *spoof)])
 
 
-@pytest.mark.trust_pending("return routability: err replies within 3x of the request")
 def test_err_replies_to_a_forged_source_reflect_at_most_3x(lab: Lab) -> None:
     """Attack: requests the server refuses, each 20 times, forged from a fresh port of the victim's.
     Figure: bytes at the victim / bytes sent, per request (today `register \\x01` gets 6.4x)."""
@@ -241,7 +234,6 @@ def test_err_replies_to_a_forged_source_reflect_at_most_3x(lab: Lab) -> None:
     assert ratios[worst] <= ALLOWED_RATIO, f"{worst!r}: {ratios[worst]:.2f}x"
 
 
-@pytest.mark.trust_pending("agents: a probe budget per connect, unasked connects rate-limited")
 def test_an_agent_told_to_punch_the_victim_reflects_at_most_3x(lab: Lab) -> None:
     """Attack: an id registered from the victim's address (forged), then `connect <it> alice`, also
     forged from there (so even a server that checks where a connect comes from honours it), twice, a
@@ -268,7 +260,6 @@ def registered_ids(lab: Lab, prefix: str) -> int:
     return sum(1 for peer_id in server_peers(lab) if peer_id.startswith(prefix))
 
 
-@pytest.mark.trust_pending("a quota of ids per source IP")
 def test_ids_from_one_address_are_held_to_a_quota(lab: Lab) -> None:
     """Attack: 100 ids registered from mallory's own IP (forged ports). Figure: how many the server kept.
     Secure: at most the per-IP quota (16 by default)."""
@@ -286,7 +277,6 @@ def server_log_lines(lab: Lab) -> int:
     return len(lab.container("server").logs().splitlines())
 
 
-@pytest.mark.trust_pending("log lines rate-limited")
 def test_a_flood_does_not_flood_the_log(lab: Lab) -> None:
     """Attack: 2,000 registrations from 150 forged addresses. Figure: lines the server logged. Secure:
     at most one line per 10 datagrams (the rest counted, not logged)."""
