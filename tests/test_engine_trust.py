@@ -230,3 +230,14 @@ def test_a_forgotten_peer_comes_back_only_by_a_fresh_authenticated_probe() -> No
 def _header(sender: str, boot: int, counter: int) -> bytes:
     """A sealed datagram's associated data (what a forger's session must authenticate)."""
     return box_associated_data(Frame(0, Sealed(sender, boot, counter, bytes(16))))
+
+
+def test_a_sealed_datagram_is_built_as_the_codec_encodes_its_frame() -> None:
+    # The sealer writes the datagram from the AEAD's own associated data (not encoding the frame again): the
+    # bytes must be the codec's, for every boot and counter, or peers would not parse them.
+    lab = pair()
+    bob = lab.cores["bob"]
+    for message in (Hello("bob"), Data("bob", 2**32 - 1, 5, 0, "x" * 1000), Keepalive()):
+        frame, wire = bob.sealer.wire(bob.peers["alice"], message)
+        assert wire == encode(frame)
+        assert parse(wire) == frame

@@ -288,7 +288,9 @@ class Agent:
                 self._events.append(output.event)  # type: ignore[union-attr]
             elif kind is Send:
                 if sock is not None:
-                    sock.sendto(encode(output.message), output.to.sockaddr())  # type: ignore[union-attr]
+                    wire = output.wire  # type: ignore[union-attr]
+                    data = encode(output.message) if wire is None else wire  # type: ignore[union-attr]
+                    sock.sendto(data, output.to.sockaddr())  # type: ignore[union-attr]
             elif kind is SendRaw:
                 if sock is not None:
                     sock.sendto(output.data, output.to.sockaddr())  # type: ignore[union-attr]

@@ -16,8 +16,8 @@ from protocol import Endpoint, Frame, Message, encode
 
 TurnHandler = Callable[[list[turn.Output], float], list[Output]]
 """Performs what the relay says (the agent core's, since a relayed datagram is a datagram received)."""
-Seal = Callable[[Peer, Message], Message | Frame]
-"""What goes on the wire to a peer for a message (sealed to a keyed peer)."""
+Seal = Callable[[Peer, Message], tuple[Message | Frame, bytes | None]]
+"""What goes on the wire to a peer for a message (sealed to a keyed peer), and its bytes if made already."""
 
 
 class Carrier:
@@ -51,11 +51,11 @@ class Carrier:
 
     def to(self, peer: Peer, addr: Endpoint, message: Message, now: float, via_relay: bool) -> list[Output]:
         """``message`` for ``peer`` to ``addr``, straight or through our relay (a probe, an answer, a keepalive)."""
-        item = self._seal(peer, message)
-        return self.via_relay(addr, item, now) if via_relay else [Send(item, addr)]
+        item, wire = self._seal(peer, message)
+        return self.via_relay(addr, item, now, wire) if via_relay else [Send(item, addr, wire)]
 
-    def via_relay(self, to: Endpoint, item: Message | Frame, now: float) -> list[Output]:
+    def via_relay(self, to: Endpoint, item: Message | Frame, now: float, wire: bytes | None = None) -> list[Output]:
         """A datagram to a peer's relayed address always goes through our own allocation."""
         if self.relay is None:
             return []
-        return self._on_turn(self.relay.send(to, encode(item), now), now)
+        return self._on_turn(self.relay.send(to, encode(item) if wire is None else wire, now), now)

@@ -127,7 +127,7 @@ class AgentCore:
         self.held = HeldFrames(bounds.max_held)
         self.relay = None if config.relay is None else Relay(config.relay)
         self.sealer = Sealer(config.identity, config.id, config.wall_offset, remember=bounds.max_peers)
-        self.carrier = Carrier(self.relay, self._turn, self.sealer.seal)
+        self.carrier = Carrier(self.relay, self._turn, self.sealer.wire)
         signer = Signer(config.identity, config.wall_offset, config.random)
         self.server = ServerLink(
             config.id, config.server, config.register_retry, config.timing.timeout, self._relayed, signer=signer
@@ -336,7 +336,7 @@ class AgentCore:
             self.drops.count(Drop.MALFORMED)
             return [Log(logging.DEBUG, f"dropped datagram from {source}: {exc.reason}")]
         if type(item) is Frame:
-            return self._frame(item, source, now, via_relay)
+            return self._frame(item, data, source, now, via_relay)
         message: Message = item  # type: ignore[assignment]
         why = self._unwanted(message, source)
         if why is not None:
@@ -344,12 +344,12 @@ class AgentCore:
         handler = _HANDLERS.get(type(message))
         return [] if handler is None else handler(self, message, source, now, via_relay, False)
 
-    def _frame(self, frame: Frame, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
+    def _frame(self, frame: Frame, data: bytes, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
         """A v2 frame: a sealed peer datagram, or our server's answer (anything else is not for us)."""
         message = frame.message
         kind = type(message)
         if kind is Sealed:
-            return self._sealed(frame, message, source, now, via_relay)  # type: ignore[arg-type]
+            return self._sealed(frame, data, source, now, via_relay)
         handler = _REPLY_HANDLERS.get(kind)
         if handler is None:
             # A peer's frame outside a seal proves nothing; a request is for servers.
@@ -358,14 +358,15 @@ class AgentCore:
             return self._drop(Drop.NOT_FROM_SERVER, message, source)
         return handler(self, frame, message, now)
 
-    def _sealed(self, frame: Frame, sealed: Sealed, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
-        """A keyed peer's datagram: opened under its session (or dropped, counted by why), then handled as
-        the same message in text would be, but authenticated."""
+    def _sealed(self, frame: Frame, data: bytes, source: Endpoint, now: float, via_relay: bool) -> list[Output]:
+        """A keyed peer's datagram (``data``, parsed: ``frame``): opened under its session (or dropped, counted
+        by why), then handled as the same message in text would be, but authenticated."""
+        sealed: Sealed = frame.message  # type: ignore[assignment]
         if sealed.id == self.config.id:
             return self._drop(Drop.OWN_ID, sealed, source)
         peer = self.peers.get(sealed.id)
         try:
-            message = self.sealer.open(frame, sealed, peer)
+            message = self.sealer.open(frame, sealed, peer, data)
         except AuthError as exc:
             return self._drop(Drop(exc.reason), sealed, source)
         except NotAFrame as exc:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from client.engine.events import Event
 from protocol import Endpoint, Frame, Message
@@ -15,6 +15,8 @@ class Send:
 
     message: Message | Frame
     to: Endpoint
+    wire: bytes | None = field(default=None, compare=False)
+    """The datagram, when made already (a sealed frame is built as bytes): sent as it is, not encoded again."""
 
 
 @dataclass(frozen=True)

@@ -24,6 +24,7 @@ from protocol import (
     MIN_BOX,
     Ack,
     Data,
+    FieldTag,
     Frame,
     Hello,
     HelloAck,
@@ -69,6 +70,7 @@ class Sealer:
         self.boots = BootClock(wall_offset)
         self.remember = remember
         self._gone: OrderedDict[str, PeerSession] = OrderedDict()
+        self._layout = _Layout(me)
 
     def introduce(self, peer: Peer, keys: Keys | None, now: float) -> None:
         """Our server's punch named ``peer`` with ``keys`` (``None``: a seed-era peer, talked to in text).
@@ -102,24 +104,35 @@ class Sealer:
 
     def seal(self, peer: Peer, message: Message) -> Message | Frame:
         """What to send ``peer`` for ``message``: sealed for a keyed peer, the text message for any other."""
+        return self.wire(peer, message)[0]
+
+    def wire(self, peer: Peer, message: Message) -> tuple[Message | Frame, bytes | None]:
+        """:meth:`seal`'s result and, for a sealed frame, its datagram: built from the AEAD's own associated
+        data, so the frame is never encoded again (a flood seals every message)."""
         session = peer.session
         if session is None:
-            return message
-        plaintext = encode(Frame(0, message))
-        me = self.me
-        boot, counter, box = session.seal(
-            plaintext, lambda boot, counter: box_associated_data(Frame(0, Sealed(me, boot, counter, _PLACEHOLDER)))
-        )
-        return Frame(0, Sealed(me, boot, counter, box))
+            return message, None
+        associated = self._layout.associated
+        header = b""
 
-    def open(self, frame: Frame, sealed: Sealed, peer: Peer | None) -> Message:
-        """The message inside a sealed datagram from ``sealed.id`` (``peer``, or one we forgot). Raises
-        :class:`~trust.sessions.AuthError` (``unknown_peer``, ``no_key``, ``bad_mac``, ``replayed``,
-        ``old_boot``, ``wrong_id``) or :class:`NotAFrame`."""
+        def header_of(boot: int, counter: int) -> bytes:
+            nonlocal header
+            header = associated(boot, counter)
+            return header
+
+        boot, counter, box = session.seal(encode(Frame(0, message)), header_of)
+        return Frame(0, Sealed(self.me, boot, counter, box)), header + self._layout.box_head(len(box)) + box
+
+    def open(self, frame: Frame, sealed: Sealed, peer: Peer | None, datagram: bytes) -> Message:
+        """The message inside a sealed ``datagram`` (parsed: ``frame``) from ``sealed.id`` (``peer``, or one
+        we forgot). Raises :class:`~trust.sessions.AuthError` (``unknown_peer``, ``no_key``, ``bad_mac``,
+        ``replayed``, ``old_boot``, ``wrong_id``) or :class:`NotAFrame`."""
         session = self._gone.get(sealed.id) if peer is None else peer.session
         if session is None:
             raise AuthError("unknown_peer" if peer is None else "no_key", sealed.id)
-        plaintext = session.open(sealed.boot, sealed.counter, box_associated_data(frame), sealed.box)
+        # The associated data is the datagram before its BOX field, the last (the encoding is canonical).
+        associated = datagram[: len(datagram) - BOX_FIELD_HEAD - len(sealed.box)]
+        plaintext = session.open(sealed.boot, sealed.counter, associated, sealed.box)
         try:
             inner = parse(plaintext)
         except ProtocolError as exc:
@@ -135,3 +148,29 @@ class Sealer:
         """Bytes of ``message`` sealed (its counters at their largest: boot and counter are fixed-size)."""
         inner = len(encode(Frame(0, message)))
         return len(encode(Frame(0, Sealed(self.me, 0, 0, bytes(inner + MIN_BOX)))))
+
+
+BOX_FIELD_HEAD = 3
+"""A field's tag (u8) and length (u16) before its value (PROTOCOL.md, "Fields")."""
+
+
+class _Layout:
+    """Where a sealed datagram of ours has its boot and counter, and how its BOX field starts: worked out once
+    from the codec (and checked against it), so that sealing a message encodes nothing but the message."""
+
+    def __init__(self, me: str) -> None:
+        sample = box_associated_data(Frame(0, Sealed(me, 0, 0, _PLACEHOLDER)))
+        # The AD ends with BOOT and COUNTER, each a field of a u64: tag, length, 8 bytes.
+        field = BOX_FIELD_HEAD + 8
+        self._head, self._boot, self._counter = sample[: -2 * field], sample[-2 * field : -field - 8], sample[-field:-8]
+        whole = encode(Frame(0, Sealed(me, 2**64 - 2, 7, _PLACEHOLDER)))
+        if self.associated(2**64 - 2, 7) + self.box_head(len(_PLACEHOLDER)) + _PLACEHOLDER != whole:
+            raise AssertionError("protocol.binary's sealed layout changed: client/engine/sealing.py must follow")
+
+    def associated(self, boot: int, counter: int) -> bytes:
+        """``box_associated_data`` of our sealed frame with ``boot`` and ``counter``."""
+        return self._head + self._boot + boot.to_bytes(8, "big") + self._counter + counter.to_bytes(8, "big")
+
+    @staticmethod
+    def box_head(length: int) -> bytes:
+        return bytes((FieldTag.BOX,)) + length.to_bytes(2, "big")
