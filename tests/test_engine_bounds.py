@@ -3,9 +3,9 @@ connect asked for them, at most ``max_peers`` of them (the oldest idle one out f
 introductions we did not ask for are rate-limited, and everything refused is counted by reason. Pure cores,
 time passed in, attacked as a stranger on the network would: datagrams from addresses of its choosing.
 
-What a text protocol cannot stop, and authentication (issue 10, item 3) will: a stranger who sends from a
-peer's own address (spoofed, or on the path), and a stranger's ``hello <known id>``, which still moves that
-peer's direct path to the stranger (a NAT rebinding looks the same until probes are signed).
+The peers here are introduced by text punches, without keys (seed-era or text natlab clients), so they talk
+text: what a text protocol cannot stop (a stranger sending from such a peer's own address, or its ``hello
+<known id>`` moving the path) stays possible for them; keyed peers are sealed (tests/test_engine_trust.py).
 """
 
 from __future__ import annotations
