@@ -68,10 +68,8 @@ lint: $(STAMP) ## ruff check, ruff format --check, mypy
 unit: $(STAMP) ## Unit tests (no Docker)
 	$(VENV)/bin/pytest tests $(PYTEST_ARGS)
 
-# Scenarios marked trust_pending define issue 10's "done" and fail until its defences land: deselected here
-# for now (run them with `.venv/bin/pytest scenarios -m trust_pending`); the marker goes as each defence lands.
 scenarios: images ## Scenario tests on real containers (e.g. PYTEST_ARGS='-k symmetric')
-	$(VENV)/bin/pytest scenarios -m "not trust_pending" $(PYTEST_ARGS)
+	$(VENV)/bin/pytest scenarios $(PYTEST_ARGS)
 
 test: lint compose unit scenarios ## Everything CI runs: lint + unit + scenarios (compose first: a unit test checks the topology files with it)
 

@@ -3,9 +3,8 @@
 One lab with the attacker (compose profile ``attack``): mallory and victim on the WAN, alice and bob behind
 **full-cone** routers, which let anyone's datagram through to the hosts: the NATs protect nothing, so only
 natlab's own checks can. Each scenario's docstring names the attack and the figure it measures, and
-prints the figure (``-s`` shows it). They are the issue's definition of done: every defence has landed (the
-server's keys, cookies and limits; the agent's sealed peers and probe budgets), so none is marked
-``trust_pending`` any more.
+prints the figure (``-s`` shows it). They are the issue's definition of done: the server's keys, cookies
+and limits and the agent's sealed peers and probe budgets defeat each one.
 
 Reflection is measured at the victim, which counts every UDP byte reaching it: bytes there against bytes
 the attacker sent, UDP payloads (QUIC's rule counts those; IP bytes are printed too). The allowed ratio is
