@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, TypeVar
 
 from scenarios.harness import Lab
-from scenarios.steps import events, server_peers
+from scenarios.steps import events, received_since, server_peers
 
 ATTACKER = "mallory"
 VICTIM = "victim"
@@ -57,16 +57,17 @@ def server_endpoint(lab: Lab) -> str:
     return lab.service("alice").environment["NATLAB_SERVER"]
 
 
+def registered_from_router(lab: Lab, host: str) -> str | None:
+    """Where the server sees ``host`` if that is at its router's WAN address, else None (now, no waiting)."""
+    wan = lab.address(lab.topology.router_of(host), "wan")
+    addr = server_peers(lab).get(host, {}).get("addr")
+    return addr if isinstance(addr, str) and addr.rpartition(":")[0] == wan else None
+
+
 def public_address(lab: Lab, host: str) -> str:
     """Where the server sees ``host`` (its router's mapping), waiting until it is at its router's address."""
     router = lab.topology.router_of(host)
-    wan = lab.address(router, "wan")
-
-    def registered() -> str | None:
-        addr = server_peers(lab).get(host, {}).get("addr")
-        return addr if isinstance(addr, str) and addr.rpartition(":")[0] == wan else None
-
-    return lab.wait_for(registered, 30, f"{host} registered from {router}'s address {wan}")
+    return lab.wait_for(lambda: registered_from_router(lab, host), 30, f"{host} registered from {router}'s address")
 
 
 def settled(lab: Lab, read: Callable[[], T], hold: float, timeout: float, what: str) -> T:
@@ -156,7 +157,7 @@ def server_memory(lab: Lab) -> dict[str, Any]:
 
 
 def received_texts(lab: Lab, host: str) -> list[str]:
-    return [e["text"] for e in events(lab, host, "message_received")]
+    return received_since(lab, host, 0)
 
 
 def send_detached(lab: Lab, sender: str, peer: str, text: str) -> None:

@@ -32,6 +32,7 @@ from scenarios.attacker import (
     public_address,
     received_texts,
     reflection,
+    registered_from_router,
     server_endpoint,
     server_memory,
     settled,
@@ -55,8 +56,7 @@ def lab(attack_lab: Lab) -> Lab:
     """The attack lab, put right before each scenario: both hosts registered from their own routers (an
     agent restarted if a takeover moved it), and both forgetting each other."""
     for host in PEER_OF:
-        router_wan = attack_lab.address(attack_lab.topology.router_of(host), "wan")
-        if server_peers(attack_lab).get(host, {}).get("addr", "").rpartition(":")[0] != router_wan:
+        if registered_from_router(attack_lab, host) is None:
             attack_lab.stop(host)
             attack_lab.start(host)
         public_address(attack_lab, host)
