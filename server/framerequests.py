@@ -97,7 +97,8 @@ class FrameRequests(Requests):
         what = f"register {message.id}"
         if frame.keys is None:
             return self.refuse(NO_KEYS, what, source, frame.txid)
-        self.presence.expire(now)  # a key bound to an expired peer no longer holds its id
+        # A key bound to an expired peer no longer holds its id; and a full table must hold only live peers.
+        self.presence.expire(now)
         holder = self.table.lookup(message.id, now)
         refusal = self.gate.key_refusal(message.id, frame.keys, holder) or self.gate.proof_refusal(
             frame.keys.sign, frame, wall_ms
@@ -108,10 +109,10 @@ class FrameRequests(Requests):
 
     def _connect(self, frame: Frame, message: Connect, source: Endpoint, now: float, wall_ms: int) -> list[Send]:
         what = f"connect {message.from_id} -> {message.to_id}"
-        first = self.table.lookup(message.from_id, now)
-        second = self.table.lookup(message.to_id, now)
-        if message.from_id == message.to_id or first is None or second is None:
+        peers = self.pair(message.from_id, message.to_id, now)
+        if peers is None:
             return [self.refuse(INVALID_PEERS, what, source, frame.txid)]
+        first, second = peers
         refusal = self._authenticate(first, source, frame, wall_ms)
         if refusal is not None:
             return [self.refuse(refusal, what, source, frame.txid)]

@@ -71,9 +71,8 @@ class Requests:
         keys: Keys | None = None,
         txid: int | None = None,
     ) -> Send:
-        """Register ``peer_id`` at ``source`` (the caller checked that it may) and log it; ``ok`` or the
-        table's refusal."""
-        self.presence.expire(now)  # make room first, so a full table holds only live peers
+        """Register ``peer_id`` at ``source`` (the caller expired the table and checked that it may) and log
+        it; ``ok`` or the table's refusal."""
         in_registry = self.gate.in_registry(peer_id)
         result = self.table.register(peer_id, source, now, candidates, keys=keys, in_registry=in_registry)
         if result.outcome.refused:
@@ -95,6 +94,14 @@ class Requests:
         if refusal.counter is not None:
             self.counters[refusal.counter] += 1
         return answer(Err(refusal.reason, refusal.code if txid is not None else None), source, txid)
+
+    def pair(self, from_id: str, to_id: str, now: float) -> tuple[Peer, Peer] | None:
+        """The two live peers a connect names, or ``None`` when it does not name two (``invalid peers``)."""
+        first = self.table.lookup(from_id, now)
+        second = self.table.lookup(to_id, now)
+        if from_id == to_id or first is None or second is None:
+            return None
+        return first, second
 
     def introduce(self, first: Peer, second: Peer, txid: int | None) -> list[Send]:
         """The punches for ``connect first second`` (checked by the caller): each side gets the other."""

@@ -26,7 +26,8 @@ class TextRequests(Requests):
 
     def register(self, peer_id: str, candidates: Candidates | None, source: Endpoint, now: float) -> Send:
         what = f"register {peer_id}"
-        self.presence.expire(now)  # a key bound to an expired peer no longer holds its id
+        # A key bound to an expired peer no longer holds its id; and a full table must hold only live peers.
+        self.presence.expire(now)
         refusal = self.gate.text_refusal(peer_id, self.table.lookup(peer_id, now))
         if refusal is not None:
             return self.refuse(refusal, what, source, None)
@@ -37,10 +38,10 @@ class TextRequests(Requests):
 
     def connect(self, from_id: str, to_id: str, source: Endpoint, now: float) -> list[Send]:
         what = f"connect {from_id} -> {to_id}"
-        first = self.table.lookup(from_id, now)
-        second = self.table.lookup(to_id, now)
-        if from_id == to_id or first is None or second is None:
+        peers = self.pair(from_id, to_id, now)
+        if peers is None:
             return [self.refuse(INVALID_PEERS, what, source, None)]
+        first, second = peers
         refusal = self.gate.text_refusal(from_id, first)
         if refusal is None and first.addr != source:
             refusal = WRONG_ADDRESS
