@@ -72,6 +72,8 @@ def _identity(seed: int) -> Identity:
 
 
 ALICE_KEYS, BOB_KEYS = _identity(1), _identity(3)
+"""alice's and bob's fixed identities (the fuzz server's registry holds alice's): seeds made with them keep
+working."""
 
 
 class FuzzFinding(AssertionError):
@@ -107,13 +109,11 @@ SETUP_MS = SERVER_WALL_MS - 1_000
 """alice's own register in :func:`fuzz_server` is made earlier than every seed: the server admits a key's
 proof only if its timestamp is greater than the last it admitted. Each seed meets a fresh server, so seeds
 need no :class:`~trust.Prover` among themselves; their timestamps are fixed so that the corpus is too."""
-FUZZ_ALICE = ALICE_KEYS
-"""alice's fixed identity (the server's registry holds it): seeds made with it keep working."""
 
 
 def fuzz_server() -> Handler:
     """A server with alice registered (v2, keyed, from the registry) and bob (text, seed-era), deterministic."""
-    gate = Gate(Registry({"alice": FUZZ_ALICE.public}))
+    gate = Gate(Registry({"alice": ALICE_KEYS.public}))
     handler = Handler(PeerTable(ttl=120, max_peers=4), gate=gate, cookies=Cookies(secret_source=bytes))
     setup = _signed(Register("alice", Candidates(None)), 1, keys=True, timestamp_ms=SETUP_MS)
     handler.handle(setup, ALICE, 0.0, SERVER_WALL_MS)
@@ -124,9 +124,9 @@ def fuzz_server() -> Handler:
 def _signed(message: Message, txid: int, keys: bool = False, timestamp_ms: int = SERVER_WALL_MS) -> bytes:
     """A request from alice at ALICE with her cookie (the fixed secret's) and a proof (a fixed nonce)."""
     cookie = Cookies(secret_source=bytes).issue(ALICE, 0.0)
-    public = Keys(FUZZ_ALICE.public.sign, FUZZ_ALICE.public.box) if keys else None
+    public = Keys(ALICE_KEYS.public.sign, ALICE_KEYS.public.box) if keys else None
     frame = Frame(txid, message, keys=public, cookie=cookie)
-    proof = make_proof(FUZZ_ALICE, partial(signing_bytes, frame), timestamp_ms, bytes([txid]) * 16)
+    proof = make_proof(ALICE_KEYS, partial(signing_bytes, frame), timestamp_ms, bytes([txid]) * 16)
     return encode(replace(frame, proof=Proof(*proof)))
 
 
