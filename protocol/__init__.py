@@ -15,7 +15,7 @@ from protocol.binary import (
     box_associated_data,
     signing_bytes,
 )
-from protocol.datagram import encode, parse
+from protocol.datagram import encode, message_name, parse
 from protocol.fields import KEY_SIZE, MAX_COOKIE, MAX_REASON, MIN_BOX, NONCE_SIZE, SIGNATURE_SIZE, FieldTag, Proof
 from protocol.messages import (
     MAX_COUNTER,
@@ -94,6 +94,7 @@ __all__ = [
     "TextMessage",
     "box_associated_data",
     "encode",
+    "message_name",
     "parse",
     "signing_bytes",
 ]

@@ -11,6 +11,11 @@ from protocol.binary import Frame
 from protocol.messages import Message
 
 _MARKER = bytes([binary.MARKER])
+_NAMES: dict[type, str] = {
+    **{kind: row.name for kind, row in binary._BY_CLASS.items()},
+    **{kind: row.name for kind, row in messages._BY_TYPE.items()},
+}
+"""Message class -> what the protocol calls it (the two versions agree where both have a class)."""
 
 
 def parse(data: bytes) -> Message | Frame:
@@ -26,3 +31,10 @@ def encode(item: Message | Frame) -> bytes:
     if isinstance(item, Frame):
         return binary.encode(item)
     return messages.encode(item)
+
+
+def message_name(message: object) -> str:
+    """What the protocol calls ``message``: its text verb, or its v2 type's name (``hello`` for both hellos);
+    the class name for anything else. For log lines: no encoding."""
+    kind = type(message)
+    return _NAMES.get(kind, kind.__name__)

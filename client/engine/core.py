@@ -35,7 +35,7 @@ from client.engine.peer import Peer
 from client.engine.peer_table import PeerTable
 from client.engine.presence import Watch, on_report
 from client.engine.routes import Route
-from client.engine.sealing import NotAFrame, Sealer
+from client.engine.sealing import INNER, NotAFrame, Sealer
 from client.engine.server_link import ServerLink
 from client.engine.signer import Random, Signer
 from client.turn import outputs as turn
@@ -55,15 +55,13 @@ from protocol import (
     Message,
     Msg,
     Ok,
-    PresenceQuery,
     PresenceReport,
     ProtocolError,
     Punch,
     Register,
     Retry,
     Sealed,
-    StatsQuery,
-    StatsReport,
+    message_name,
     parse,
 )
 from trust import AuthError, Identity
@@ -353,7 +351,7 @@ class AgentCore:
         handler = _REPLY_HANDLERS.get(kind)
         if handler is None:
             # A peer's frame outside a seal proves nothing; a request is for servers.
-            return self._drop(Drop.UNSEALED if kind in _FROM_PEERS_V2 else Drop.NOT_FOR_AGENT, message, source)
+            return self._drop(Drop.UNSEALED if kind in INNER else Drop.NOT_FOR_AGENT, message, source)
         if via_relay or source != self.config.server:
             return self._drop(Drop.NOT_FROM_SERVER, message, source)
         return handler(self, frame, message, now)
@@ -397,7 +395,7 @@ class AgentCore:
     def _drop(self, reason: Drop, message: Message, source: Endpoint) -> list[Output]:
         """Count a message not acted on; a debug line (a flood of them is what the counter is for)."""
         self.drops.count(reason)
-        return [Log(logging.DEBUG, f"dropped {_verb(message)} from {source}: {reason}")]
+        return [Log(logging.DEBUG, f"dropped {message_name(message)} from {source}: {reason}")]
 
     def _turn(self, outputs: list[turn.Output], now: float) -> list[Output]:
         """Perform what the relay says: datagrams to the TURN server, relayed datagrams, (re)allocation."""
@@ -644,33 +642,6 @@ _REPLY_HANDLERS: dict[type, ReplyHandler] = {
 
 
 _FROM_PEERS = frozenset((Hello, HelloAck, Msg, Data, Ack))
-_FROM_PEERS_V2 = frozenset((Hello, HelloAck, Data, Ack, Keepalive))
 _TO_SERVERS = frozenset((Register, Connect))
 _FROM_SERVERS = frozenset((Punch, Ok, Err))
 _TEXT_REPLIES = frozenset((Ok, Err))
-
-_VERBS: dict[type, str] = {
-    Register: "register",
-    Connect: "connect",
-    Punch: "punch",
-    Hello: "hello",
-    BareHello: "hello",
-    HelloAck: "hello-ack",
-    Msg: "msg",
-    Data: "data",
-    Ack: "ack",
-    Keepalive: "keepalive",
-    Ok: "ok",
-    Err: "err",
-    Retry: "retry",
-    PresenceQuery: "presence-query",
-    PresenceReport: "presence-report",
-    StatsQuery: "stats-query",
-    StatsReport: "stats-report",
-    Sealed: "sealed",
-}
-
-
-def _verb(message: Message) -> str:
-    """What a log line calls a message: its verb (text) or type name (v2)."""
-    return _VERBS.get(type(message), type(message).__name__)

@@ -18,7 +18,8 @@ from client.engine.outputs import Emit, Output
 from client.engine.path_events import no_path_reason
 from client.engine.peer import Peer
 from client.engine.reliable import Conversation
-from protocol import MAX_COUNTER, MAX_DATAGRAM, MIN_BOX, Ack, Data, Endpoint, Frame, Message, Msg, Sealed, encode
+from client.engine.sealing import sealed_size
+from protocol import MAX_COUNTER, MAX_DATAGRAM, Ack, Data, Endpoint, Message, Msg, encode
 
 
 class Carrier(Protocol):
@@ -63,8 +64,7 @@ def _head(me: str, extended: bool, sealed: bool) -> int:
     """Bytes a message's datagram has besides its text: the largest, as a data frame's counters may grow to
     their maximum. Worked out once from a real frame (not re-encoded per message)."""
     if sealed:
-        inner = len(encode(Frame(0, Data(me, MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, "x"))))
-        return len(encode(Frame(0, Sealed(me, 0, 0, bytes(inner + MIN_BOX))))) - 1
+        return sealed_size(me, Data(me, MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, "x")) - 1
     frame = Data(me, MAX_COUNTER, MAX_COUNTER, MAX_COUNTER, "x") if extended else Msg(me, "x")
     return len(encode(frame)) - 1
 

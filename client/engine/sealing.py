@@ -145,9 +145,14 @@ class Sealer:
         return message
 
     def size(self, message: Message) -> int:
-        """Bytes of ``message`` sealed (its counters at their largest: boot and counter are fixed-size)."""
-        inner = len(encode(Frame(0, message)))
-        return len(encode(Frame(0, Sealed(self.me, 0, 0, bytes(inner + MIN_BOX)))))
+        """Bytes of ``message`` sealed by us: :func:`sealed_size`."""
+        return sealed_size(self.me, message)
+
+
+def sealed_size(me: str, message: Message) -> int:
+    """Bytes of ``message`` sealed by ``me`` (its counters at their largest: boot and counter are fixed-size)."""
+    inner = len(encode(Frame(0, message)))
+    return len(encode(Frame(0, Sealed(me, 0, 0, bytes(inner + MIN_BOX)))))
 
 
 BOX_FIELD_HEAD = 3
