@@ -36,7 +36,9 @@ PROJECT_LABEL = "com.docker.compose.project"
 SERVICE_LABEL = "com.docker.compose.service"
 NETWORK_LABEL = "com.docker.compose.network"
 INTERACTIVE_PROJECT = "natlab"
-SLOTS = range(1, 128)  # slot 0 (198.18.0-2.x) is the interactive lab's
+SLOTS = range(1, 64)
+"""Two-site slots, each a /22 of 198.18.0.0/16: slot 0 (198.18.0-2.x) is the interactive lab's, and
+198.19.0.0/16 belongs to the grid, whose fixed subnets a slot there would collide with."""
 UP_TIMEOUT_S = 90
 POOL_OVERLAP = "pool overlaps"
 """What Docker says (through compose) when a network's subnet overlaps one another network holds."""

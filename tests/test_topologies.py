@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from scenarios.harness import COMPOSE_FILE, Lab, Role, Subnets
+from scenarios.harness import COMPOSE_FILE, SLOTS, Lab, Role, Subnets
 from scenarios.topologies import generate
-from scenarios.topologies.generate import GRID_FILE, HERE, render, sites
+from scenarios.topologies.generate import DEFAULT_CGN, DEFAULT_NET, GRID_FILE, HERE, render, sites
 from tests.support.host import require
 
 
@@ -125,3 +125,14 @@ def test_the_server_makes_a_key_for_every_host_and_each_host_reads_its_own(files
     for host in hosts:
         environment = services[host]["environment"]
         assert environment["NATLAB_KEY_FILE"] == f"/run/natlab-secrets/keys/{environment['NATLAB_ID']}.json", host
+
+
+def test_no_scenario_slot_overlaps_the_interactive_lab_or_the_grid() -> None:
+    """A scenario lab in any slot can run beside `make lab-up` and the grid (the grid's subnets are fixed:
+    a slot inside 198.19.0.0/16 once made the reduced grid fail with "Pool overlaps")."""
+    interactive = [ipaddress.IPv4Network(f"{p}.0/24") for p in Subnets.for_slot(0).prefixes.values()]
+    grid = [ipaddress.IPv4Network(f"{DEFAULT_NET}.0.0/16"), ipaddress.IPv4Network(f"{DEFAULT_CGN}.0.0/16")]
+    for slot in SLOTS:
+        for prefix in Subnets.for_slot(slot).prefixes.values():
+            net = ipaddress.IPv4Network(f"{prefix}.0/24")
+            assert not any(net.overlaps(other) for other in interactive + grid), (slot, net)
