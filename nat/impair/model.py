@@ -1,0 +1,64 @@
+"""What an impairment is, as data: one direction's settings, and a router's two directions.
+
+``up`` is LAN -> WAN (what a host sends out), ``down`` is WAN -> LAN (what it receives). Every field's
+zero means "not impaired"; a ``LinkImpairment()`` changes nothing. Values are validated on construction,
+so one that exists is well formed.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+
+class ImpairmentError(ValueError):
+    """An impairment the operator got wrong (unknown key, bad value, out of range); the message says which."""
+
+
+@dataclass(frozen=True)
+class LinkImpairment:
+    """One direction of one router's link."""
+
+    delay_ms: float = 0.0
+    """Mean one-way delay added to every packet."""
+    jitter_ms: float = 0.0
+    """Standard deviation of the delay (normal, cut at zero); packets still leave in order unless ``reorder``."""
+    reorder: float = 0.0
+    """Share (0..1) of packets sent at once, ahead of the delayed ones (netem's meaning)."""
+    loss: float = 0.0
+    """Share (0..1) of packets dropped: at random, or in bursts when ``loss_burst`` is set."""
+    loss_burst: float = 0.0
+    """Mean length in packets of a loss burst (a two-state Gilbert-Elliott model); 0 or 1: independent losses."""
+    duplicate: float = 0.0
+    """Share (0..1) of packets sent twice."""
+    rate_bps: int = 0
+    """Bits per second the link carries (a token bucket); 0: unlimited."""
+    limit: int = 0
+    """Packets the link's queue holds before it drops (the shaper's and the delay line's); 0: the default."""
+
+    def __post_init__(self) -> None:
+        for name in ("reorder", "loss", "duplicate"):
+            share = getattr(self, name)
+            if not 0.0 <= share <= 1.0:
+                raise ImpairmentError(f"{name} must be a share between 0% and 100%, got {share * 100:g}%")
+        for name in ("delay_ms", "jitter_ms", "loss_burst"):
+            if getattr(self, name) < 0:
+                raise ImpairmentError(f"{name} must not be negative")
+        if self.rate_bps < 0 or self.limit < 0:
+            raise ImpairmentError("rate and limit must not be negative")
+
+    @property
+    def is_clear(self) -> bool:
+        return self == LinkImpairment()
+
+    @property
+    def needs_delay_line(self) -> bool:
+        """Whether the userspace delay line must see this direction's packets (the kernel does the rest)."""
+        return bool(self.delay_ms or self.jitter_ms or self.reorder or (self.loss and self.loss_burst > 1))
+
+
+@dataclass(frozen=True)
+class Impairments:
+    """A router's impairments: ``up`` (LAN -> WAN) and ``down`` (WAN -> LAN)."""
+
+    up: LinkImpairment = field(default_factory=LinkImpairment)
+    down: LinkImpairment = field(default_factory=LinkImpairment)
