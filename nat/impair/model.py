@@ -7,7 +7,10 @@ so one that exists is well formed.
 
 from __future__ import annotations
 
+import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass, field
+from typing import Any
 
 
 class ImpairmentError(ValueError):
@@ -62,3 +65,27 @@ class Impairments:
 
     up: LinkImpairment = field(default_factory=LinkImpairment)
     down: LinkImpairment = field(default_factory=LinkImpairment)
+
+    @property
+    def is_clear(self) -> bool:
+        return self.up.is_clear and self.down.is_clear
+
+    def as_dict(self) -> dict[str, dict[str, Any]]:
+        """JSON-ready: ``{"up": {field: value}, "down": {...}}`` (the state file's form)."""
+        return {"up": dataclasses.asdict(self.up), "down": dataclasses.asdict(self.down)}
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Impairments:
+        """The inverse of :meth:`as_dict`; ``ImpairmentError`` for an unknown field or a bad value."""
+        known = {f.name for f in dataclasses.fields(LinkImpairment)}
+        links = []
+        for direction in ("up", "down"):
+            fields = dict(data.get(direction) or {})
+            unknown = set(fields) - known
+            if unknown:
+                raise ImpairmentError(f"{direction}: unknown field(s) {', '.join(sorted(unknown))}")
+            try:
+                links.append(LinkImpairment(**fields))
+            except TypeError as exc:
+                raise ImpairmentError(f"{direction}: {exc}") from None
+        return cls(*links)
