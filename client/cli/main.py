@@ -25,6 +25,10 @@
                                       port preservation (and binding lifetime, probed up to S seconds)
     client udp-rate send|recv <ip:port> N [--port P] [--size B]
                                       raw UDP through punched NATs, the data path's ceiling; print JSON
+    client linecheck echo --token HEX [--port P] [--duration S] [--idle S]
+    client linecheck send <ip:port> --token HEX [--count N] [--rate PPS] [--size B] [--timeout S]
+                                      what a path does per direction: one-way delay, loss (with its 95 %
+                                      interval and burst length), duplicates, reordering; print JSON
 
 Exit status: 0 success, 1 failure (no agent, no path, refused), 2 usage or configuration error.
 """
@@ -75,6 +79,7 @@ RESERVED = frozenset(
         "stun-ping",
         "nat-type",
         "udp-rate",
+        "linecheck",
         "help",
     }
 )
