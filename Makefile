@@ -15,8 +15,9 @@ ATTACKER ?=
 PROFILES := $(if $(ATTACKER),--profile attack)
 PYTEST_ARGS ?=
 GRID_ARGS ?=
+IMPAIR_CHECK_ARGS ?=
 
-.PHONY: help venv compose images lab-up lab-down lab-status logs lint unit scenarios test bench grid fuzz clean
+.PHONY: help venv compose images lab-up lab-down lab-status impair-check logs lint unit scenarios test bench grid fuzz clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
@@ -55,6 +56,9 @@ lab-down: compose ## Stop the interactive lab and remove its containers and netw
 
 lab-status: $(STAMP) ## Show the lab: profiles, addresses, who is registered, each pair's path
 	@$(PY) -m scenarios.lab_status
+
+impair-check: $(STAMP) ## Each router of the running lab: impairments configured vs measured, as a table (IMPAIR_CHECK_ARGS='--seconds 10')
+	@$(PY) -m scenarios.impair_check $(IMPAIR_CHECK_ARGS)
 
 logs: compose ## Show the interactive lab's recent logs (SERVICE=alice for one service)
 	@$(COMPOSE) logs --tail 200 --timestamps $(SERVICE)

@@ -144,3 +144,11 @@ def test_direction_figures_and_their_json_round_trip() -> None:
     assert DirectionStats.from_dict(stats.as_dict()) == stats
     clean = DirectionStats(Counts(100, 100, 100, 0, 0), None)
     assert (clean.loss, clean.mean_burst, clean.duplicate_share) == (0.0, 0.0, 0.0)
+
+
+def test_the_round_trip_leaves_out_the_echos_own_time() -> None:
+    # 10 ms out, the echo took 500 ms to answer (a starved process), 20 ms back: the path's round trip is 30 ms.
+    reply = DataReply(TOKEN, 0, 0, 0, echo_received_ns=10_000_000, echo_sent_ns=510_000_000)
+    report = line_report(1, [Received(reply, 530_000_000)], SummaryReply(TOKEN, 1, 1, 1, 0, 0))
+    assert report.rtt is not None
+    assert report.rtt.p50 == pytest.approx(30)

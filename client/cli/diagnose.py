@@ -179,5 +179,5 @@ def _add_linecheck(add: Callable[..., Any]) -> None:
     send.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for the echo (5)")
     echo.add_argument("--port", type=int, default=40500, help="UDP port to answer on (default 40500)")
     echo.add_argument("--duration", type=float, default=120.0, metavar="S", help="exit after S seconds (120)")
-    echo.add_argument("--idle", type=float, default=5.0, metavar="S", help="exit after S s without the sender (5)")
+    echo.add_argument("--idle", type=float, default=10.0, metavar="S", help="exit after S s without the sender (10)")
     echo.add_argument("--ipv6", action="store_true", help="listen on IPv6 instead of IPv4")

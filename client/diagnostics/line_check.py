@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import selectors
 import socket
+import struct
 import time
 from collections.abc import Callable
 from contextlib import suppress
@@ -52,6 +53,11 @@ MIN_IDLE = 0.5
 IDLE_RTTS = 4
 """... or this many of the slowest round trips seen, whichever is longer (a delayed line holds replies)."""
 DONE_COPIES = 3
+SO_TIMESTAMPNS = 35
+"""Linux's socket option (and control message type) for receive times in ns; Python's socket module lacks it."""
+TIMESPEC = struct.Struct("@qq")
+"""struct timespec on 64-bit Linux: the SO_TIMESTAMPNS control message."""
+STAMP_SPACE = socket.CMSG_SPACE(TIMESPEC.size)
 
 
 class EchoSilent(TimeoutError):
@@ -84,8 +90,24 @@ def _socket(family: socket.AddressFamily) -> socket.socket:
     sock = socket.socket(family, socket.SOCK_DGRAM)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, BUFFER)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_SNDBUF, BUFFER)
+    sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMPNS, 1)
     sock.setblocking(False)
     return sock
+
+
+def receive(sock: socket.socket) -> tuple[bytes, Any, int]:
+    """One datagram, its source, and when the kernel received it (ns, CLOCK_REALTIME).
+
+    The kernel's stamp, not the time we read it: on a busy host a process can sit for milliseconds before
+    it reads, and that wait is ours, not the path's. (It is CLOCK_REALTIME because that is the clock the
+    kernel stamps with; over one delay a clock being slewed drifts by microseconds at most.)
+    """
+    data, ancillary, _, source = sock.recvmsg(65536, STAMP_SPACE)
+    for level, kind, value in ancillary:
+        if level == socket.SOL_SOCKET and kind == SO_TIMESTAMPNS and len(value) >= TIMESPEC.size:
+            seconds, nanoseconds = TIMESPEC.unpack_from(value)
+            return data, source, seconds * 1_000_000_000 + nanoseconds
+    return data, source, time.time_ns()
 
 
 # -- the sender ------------------------------------------------------------------------------------------
@@ -116,12 +138,11 @@ class _Sender:
     def _drain(self) -> None:
         while True:
             try:
-                data = self.sock.recv(65536)
+                data, _, at_ns = receive(self.sock)
             except BlockingIOError:
                 return
             except ConnectionRefusedError:
                 continue  # ICMP port unreachable: the echo is not (yet) listening
-            at_ns = time.monotonic_ns()
             try:
                 message = decode(data, self.token)
             except ValueError:
@@ -159,7 +180,7 @@ class _Sender:
             due = start + seq * interval_ns
             while (now := time.monotonic_ns()) < due:
                 self.wait((due - now) / 1e9)
-            self.send(Data(self.token, seq, time.monotonic_ns()), self.plan.size)
+            self.send(Data(self.token, seq, time.time_ns()), self.plan.size)
         seconds = (time.monotonic_ns() - start) / 1e9
         self.wait(0)
         return seconds
@@ -246,7 +267,7 @@ class _Echo:
                 return HelloReply(self.token)
             case Data(seq=seq, sent_ns=sent_ns) if size >= header_size(Kind.DATA_REPLY):
                 receipt = self.arrivals.add(seq)
-                return DataReply(self.token, seq, sent_ns, receipt, at_ns, time.monotonic_ns())
+                return DataReply(self.token, seq, sent_ns, receipt, at_ns, time.time_ns())
             case Summary(count=count) if size >= header_size(Kind.SUMMARY_REPLY):
                 c = self.arrivals.counts(count)
                 return SummaryReply(self.token, count, c.receipts, c.distinct, c.lost_runs, c.ahead)
@@ -256,28 +277,27 @@ class _Echo:
 
 
 def echo(port: int, token: bytes, duration: float, idle: float, family: socket.AddressFamily) -> dict[str, Any]:
-    """Answer one sender's line check on UDP ``port`` until it says done, for ``idle`` seconds nothing of
-    ours came, or ``duration`` seconds passed; what it received (JSON)."""
+    """Answer one sender's line check on UDP ``port`` until it says done, nothing of ours came for ``idle``
+    seconds (from the start, too), or ``duration`` seconds passed; what it received (JSON)."""
     with _socket(family) as sock:
         sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
         selector = selectors.DefaultSelector()
         selector.register(sock, selectors.EVENT_READ)
         state = _Echo(sock, token)
-        started = time.monotonic()
-        last_heard = None
+        started = last_heard = time.monotonic()
         while not state.done:
             now = time.monotonic()
-            end = started + duration if last_heard is None else min(started + duration, last_heard + idle)
+            end = min(started + duration, last_heard + idle)
             if now >= end:
                 break
             if not selector.select(end - now):
                 continue
             while True:
                 try:
-                    data, source = sock.recvfrom(65536)
+                    data, source, at_ns = receive(sock)
                 except BlockingIOError:
                     break
-                if state.handle(data, source, time.monotonic_ns()):
+                if state.handle(data, source, at_ns):
                     last_heard = time.monotonic()
     counts = state.arrivals
     return {

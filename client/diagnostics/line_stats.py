@@ -217,7 +217,7 @@ class DirectionStats:
 
 @dataclass(frozen=True)
 class Received:
-    """One reply as the sender got it: the reply, and when it arrived (ns, CLOCK_MONOTONIC)."""
+    """One reply as the sender got it: the reply, and when it arrived (ns, CLOCK_REALTIME, as the kernel stamped it)."""
 
     reply: DataReply
     at_ns: int
@@ -225,7 +225,10 @@ class Received:
 
 @dataclass(frozen=True)
 class LineReport:
-    """A whole line check: each direction (None when the echo's summary never came back), the round trip."""
+    """A whole line check: each direction (None when the echo's summary never came back), the round trip.
+
+    ``rtt`` is the path's: the way out plus the way back, without the echo's own time between receiving a
+    datagram and answering it (a busy echo would add its scheduling to every round trip)."""
 
     sent: int
     answered: int
@@ -270,7 +273,7 @@ def line_report(sent: int, replies: Sequence[Received], summary: SummaryReply | 
             first.append(received)
         back.add(received.reply.receipt)
     answered = len({r.reply.seq for r in first if r.reply.seq < sent})
-    rtt = DelayStats.of(r.at_ns - r.reply.sent_ns for r in first)
+    rtt = DelayStats.of(r.at_ns - r.reply.sent_ns - (r.reply.echo_sent_ns - r.reply.echo_received_ns) for r in first)
     if summary is None:
         return LineReport(sent, answered, None, None, rtt)
     up_delays = DelayStats.of(r.reply.echo_received_ns - r.reply.sent_ns for r in first)

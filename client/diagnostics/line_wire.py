@@ -3,8 +3,9 @@
 Every datagram starts with the run's token (16 random bytes both ends were given), then its kind, then the
 kind's fields in network byte order; the rest up to the datagram's size is zero padding. The echo answers a
 request with a reply of exactly the request's length, so it never sends more than it was sent and the way
-back carries the same bytes as the way out. Times are ``CLOCK_MONOTONIC`` nanoseconds: the lab's containers
-share the host's kernel and so its clock, which makes each direction's one-way delay measurable.
+back carries the same bytes as the way out. Times are ``CLOCK_REALTIME`` nanoseconds (what the kernel stamps
+received datagrams with): the lab's containers share the host's kernel and so its clock, which makes each
+direction's one-way delay measurable.
 """
 
 from __future__ import annotations
