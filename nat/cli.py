@@ -240,8 +240,9 @@ def _impair(args: argparse.Namespace) -> int:
         return _print_impairments(args)
     targets: tuple[str, ...] = DIRECTIONS
     if words[0] in (*DIRECTIONS, "both"):
-        targets = DIRECTIONS if words[0] == "both" else (words.pop(0),)
-        if words == []:
+        named = words.pop(0)
+        targets = DIRECTIONS if named == "both" else (named,)
+        if not words:
             _error(f"impair {args.words[0]}: expected settings after the direction (key=value, a preset, or off)")
             return 2
     try:
