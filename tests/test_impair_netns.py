@@ -237,7 +237,9 @@ def test_duplicates_and_copies_are_not_copied_again(router, direction):
 
 @pytest.mark.parametrize("direction", ["up", "down"])
 def test_rate(router, direction):
-    router.impair(direction, "rate=10mbit")
+    # A queue of 200 full frames (240 ms at 10 Mbit/s) keeps the link busy through the sender's stalls on a
+    # loaded host: the rate measured is the shaper's, not the sender's.
+    router.impair(direction, "rate=10mbit", "limit=200")
     # 2 s at 2,000 datagrams a second of 1,250 bytes: about 20.7 Mbit/s on the wire, twice the rate.
     counted = send_through(router.namespaces, direction, 4000, pps=2000, size=1250)
     measured = counted["wire_bits_per_second"]
