@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+from typing import Any
 
 import pytest
 
@@ -55,10 +56,10 @@ class FakeDelayLines:
     """Stands in for the delay line: records what it was asked, binds no netlink queue on this host."""
 
     def __init__(self, impairments, stats_file=None):
-        self.calls = [("init", impairments, stats_file)]
+        self.calls: list[tuple[Any, ...]] = [("init", impairments, stats_file)]
         FakeDelayLines.made.append(self)
 
-    made: list["FakeDelayLines"] = []
+    made: list["FakeDelayLines"] = []  # noqa: RUF012 (every instance, shared on purpose)
 
     def start(self):
         self.calls.append(("start",))
@@ -135,7 +136,7 @@ def test_run_with_a_bad_impairment_exits_2_naming_the_variable(state_dir, caplog
 
 
 def test_sighup_reconfigures_the_delay_line_from_the_file_and_a_bad_file_keeps_the_old(state_dir, caplog):
-    lines = FakeDelayLines(Impairments())
+    lines: Any = FakeDelayLines(Impairments())
     state_dir.mkdir()
     impairments = Impairments(down=LinkImpairment(delay_ms=5, reorder=0.1))
     (state_dir / state.IMPAIR_FILE).write_text(json.dumps(impairments.as_dict()))
