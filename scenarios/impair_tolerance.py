@@ -48,7 +48,8 @@ RATE_OFFER = 1.5
 
 PROBE_SIZE = 100
 """Bytes of payload per probe datagram: small, so the probe stays far below a shaped rate."""
-PROBE_MAX_RATE = 1000.0
+PROBE_MAX_RATE = 500.0
+"""Probes a second at most: every one of them crosses the delay line (Python) when a direction is delayed."""
 PROBE_MIN_COUNT = 200
 PROBE_RATE_SHARE = 0.1
 """The probe uses at most this share of the smallest shaped rate, so the shaper's queue stays empty."""
@@ -75,7 +76,7 @@ class Probe:
 
 
 def probe_for(impairments: Impairments, seconds: float) -> Probe:
-    """A probe for these settings lasting about ``seconds``: as fast as the settings allow (up to 1,000 a
+    """A probe for these settings lasting about ``seconds``: as fast as the settings allow (up to 500 a
     second), slower when jitter needs its probes spaced out or a shaped rate must not be filled."""
     links = (impairments.up, impairments.down)
     rate = PROBE_MAX_RATE

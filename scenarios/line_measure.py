@@ -27,7 +27,7 @@ from scenarios.impair_tolerance import RATE_OFFER, Probe, Row, direction_rows, p
 
 ECHO_PORTS = range(41000, 49000)
 """UDP/TCP ports the echo and iperf3 server take in the server container, one at random per measurement."""
-SENDER_TIMEOUT = 5.0
+SENDER_TIMEOUT = 10.0
 """Seconds the sender waits for the echo's hello and summary answers (and for replies to stop)."""
 RATE_SECONDS = 3.0
 
@@ -88,6 +88,9 @@ def linecheck(lab: Lab, site: Site, probe: Probe) -> dict[str, Any]:
     send += ["--timeout", f"{SENDER_TIMEOUT:g}"]
     with ThreadPoolExecutor(1) as pool:
         echoing = pool.submit(_in_twin, lab, site.echo, echo)
+        # On a busy host `docker exec` can take seconds to start a process: the sender starts once the echo
+        # listens, so its hellos measure the path, not the echo's start-up.
+        lab.wait_for(lambda: _listening(lab, site.echo, "-Hlun", port), 30, f"the echo in {site.echo} on {port}")
         code, output, error = lab.exec_split(site.host, *send)
         echo_code, echo_output = echoing.result()
     if not output.strip():
@@ -97,8 +100,9 @@ def linecheck(lab: Lab, site: Site, probe: Probe) -> dict[str, Any]:
     return report
 
 
-def _listening(lab: Lab, service: str, port: int) -> bool | None:
-    code, output = lab.exec(service, "ss", "-Hltn", f"sport = :{port}")
+def _listening(lab: Lab, service: str, options: str, port: int) -> bool | None:
+    """Whether something listens on ``port`` in ``service`` (``ss`` options: -Hltn TCP, -Hlun UDP)."""
+    code, output = lab.exec(service, "ss", options, f"sport = :{port}")
     return True if code == 0 and output.strip() else None
 
 
@@ -107,7 +111,7 @@ def rate(lab: Lab, site: Site, direction: str, offered_bps: int, seconds: float 
     port = secrets.choice(ECHO_PORTS)
     with ThreadPoolExecutor(1) as pool:
         serving = pool.submit(_in_twin, lab, site.echo, iperf.server_command(port))
-        lab.wait_for(lambda: _listening(lab, site.echo, port), 10, f"iperf3 listening in {site.echo} on {port}")
+        lab.wait_for(lambda: _listening(lab, site.echo, "-Hltn", port), 30, f"iperf3 in {site.echo} on {port}")
         command = iperf.client_command(site.echo_address, port, direction, offered_bps, seconds)
         code, output, error = lab.exec_split(site.host, *command)
         serving.result()

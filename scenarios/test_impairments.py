@@ -17,20 +17,21 @@ not also delay or double), with these tolerances (:mod:`scenarios.impair_toleran
 * rate: iperf3 offered 1.5 x the setting; received, counted with headers as the shaper counts, within ± 10 %.
 
 Up and down get different values where a test can, so a direction swapped anywhere shows. Wall time: about
-two minutes on an idle 2-core machine (the lab's start and nine measurements of 3-10 s each).
+two and a half minutes on an idle 2-core machine (the lab's start, eight line checks of 2-10 s, four iperf3
+runs of 3 s). The delay line and the shaper run on the host's CPU: on a saturated host (a run queue of 30 on
+2 cores) their timers fire late, delays grow and shaped rates fall short, and these tests say so.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterator
-from dataclasses import dataclass
 
 import pytest
 
 from nat.impair.model import Impairments, LinkImpairment
 from nat.impair.presets import PRESETS
 from scenarios.harness import Lab, start_lab
-from scenarios.impair_tolerance import render
+from scenarios.impair_tolerance import DELAY_ABS_MS, DELAY_REL, render
 from scenarios.line_measure import Measurement, Site, measure, sites
 
 PRESET = "lte"
@@ -38,40 +39,43 @@ PRESET = "lte"
 ROUTER = "router-a"
 
 
-@dataclass(frozen=True)
-class ImpairLab:
-    lab: Lab
-    site: Site
-    at_start: Measurement
-    """router-a measured as it came up, with the preset from NAT_A_IMPAIR."""
+@pytest.fixture(scope="module")
+def impair_lab(docker_ready: None) -> Iterator[Lab]:
+    """router-a's site (and the servers) with NAT_A_IMPAIR set to the preset."""
+    env = {"NAT_A": "cone", "NAT_B": "cone", "NAT_A_IMPAIR": PRESET}
+    with start_lab(name="impair", env=env, services=("server", "turn", ROUTER, "alice")) as lab:
+        yield lab
 
 
 @pytest.fixture(scope="module")
-def impair_lab(docker_ready: None) -> Iterator[ImpairLab]:
-    """router-a's site (and the servers) with NAT_A_IMPAIR set; measured once before any test changes it."""
-    env = {"NAT_A": "cone", "NAT_B": "cone", "NAT_A_IMPAIR": PRESET}
-    with start_lab(name="impair", env=env, services=("server", "turn", ROUTER, "alice")) as lab:
-        [site] = sites(lab.running())
-        assert site.router == ROUTER, site
-        yield ImpairLab(lab, site, measure(lab, site, seconds=8))
+def site(impair_lab: Lab) -> Site:
+    [found] = sites(impair_lab.running())
+    assert found.router == ROUTER, found
+    return found
+
+
+@pytest.fixture(scope="module")
+def at_start(impair_lab: Lab, site: Site) -> Measurement:
+    """router-a measured as it came up, with the preset: before any test changes it (``impair`` needs this)."""
+    return measure(impair_lab, site, seconds=8)
 
 
 Impair = Callable[..., Measurement]
 
 
 @pytest.fixture
-def impair(impair_lab: ImpairLab) -> Iterator[Impair]:
-    """``impair(["up", "delay=30ms"], ["down", ...], seconds=S)``: router-a's settings by ``nat impair``,
-    measured; cleared after the test."""
-    lab, site = impair_lab.lab, impair_lab.site
+def impair(impair_lab: Lab, site: Site, at_start: Measurement) -> Iterator[Impair]:
+    """``impair(["up", "delay=30ms"], ["down", ...], seconds=S)``: router-a's settings by ``nat impair`` (the
+    preset cleared first), measured; cleared after the test."""
+    impair_lab.exec_ok(ROUTER, "nat", "impair", "clear")
 
     def set_and_measure(*settings: list[str], seconds: float) -> Measurement:
         for words in settings:
-            lab.exec_ok(ROUTER, "nat", "impair", *words)
-        return measure(lab, site, seconds)
+            impair_lab.exec_ok(ROUTER, "nat", "impair", *words)
+        return measure(impair_lab, site, seconds)
 
     yield set_and_measure
-    lab.exec_ok(ROUTER, "nat", "impair", "clear")
+    impair_lab.exec_ok(ROUTER, "nat", "impair", "clear")
 
 
 def within(measured: Measurement, *quantities: str) -> None:
@@ -82,11 +86,10 @@ def within(measured: Measurement, *quantities: str) -> None:
     assert measured.ok, f"\n{render(measured.rows)}\n{measured.report}"
 
 
-def test_a_preset_given_at_lab_start_is_in_force_and_measures_as_configured(impair_lab: ImpairLab) -> None:
+def test_a_preset_given_at_lab_start_is_in_force_and_measures_as_configured(at_start: Measurement) -> None:
     preset = PRESETS[PRESET]
-    measured = impair_lab.at_start
-    assert measured.impairments == Impairments(preset.up, preset.down)
-    within(measured, "delay", "jitter", "loss", "rate")
+    assert at_start.impairments == Impairments(preset.up, preset.down)
+    within(at_start, "delay", "jitter", "loss", "rate")
 
 
 def test_delay_and_jitter_per_direction(impair: Impair) -> None:
@@ -95,17 +98,18 @@ def test_delay_and_jitter_per_direction(impair: Impair) -> None:
         LinkImpairment(delay_ms=30, jitter_ms=5), LinkImpairment(delay_ms=10, jitter_ms=2)
     )
     within(measured, "delay", "jitter")
-    rtt = measured.report["rtt_ms"]["p50"]
-    assert abs(rtt - 40) <= 5, measured.report["rtt_ms"]
+    # the round trip is both ways' delay: its median within the sum of both ways' allowances
+    allowed = sum(DELAY_ABS_MS + DELAY_REL * delay for delay in (30, 10))
+    assert abs(measured.report["rtt_ms"]["p50"] - 40) <= allowed, measured.report["rtt_ms"]
 
 
 def test_random_loss_per_direction(impair: Impair) -> None:
-    measured = impair(["up", "loss=2%"], ["down", "loss=10%"], seconds=5)
+    measured = impair(["up", "loss=2%"], ["down", "loss=10%"], seconds=8)
     within(measured, "loss", "burst")
 
 
 def test_bursty_loss(impair: Impair) -> None:
-    measured = impair(["both", "loss=5%", "burst=4"], seconds=6)
+    measured = impair(["both", "loss=5%", "burst=4"], seconds=8)
     assert measured.impairments.up == LinkImpairment(loss=0.05, loss_burst=4)
     within(measured, "loss", "burst")
 

@@ -40,7 +40,7 @@ def rows_by_quantity(rows: list[Row]) -> dict[str, Row]:
 
 def test_an_unimpaired_path_is_probed_fast_and_reads_clean() -> None:
     probe = probe_for(Impairments(), seconds=5)
-    assert probe == Probe(5000, 1000.0)
+    assert probe == Probe(2500, 500.0)
     measured = DirectionStats(clean(), delays(0.03, 0.04, 0.06))
     rows = direction_rows("router-a", "up", LinkImpairment(), measured, probe)
     assert [row.quantity for row in rows] == ["delay", "jitter", "loss", "duplicate", "reorder"]

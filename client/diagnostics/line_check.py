@@ -47,7 +47,7 @@ BUFFER = 4 << 20
 """Socket buffers asked for (capped by net.core.[rw]mem_max): a stall of the reading process must not
 overflow them, or the host's own drops would look like the path's loss."""
 ASK_INTERVAL = 0.1
-"""Seconds between hellos and between summary requests, at least (longer when the round trip is longer)."""
+"""Seconds between hellos and between summary requests, at least (twice the median round trip when longer)."""
 MIN_IDLE = 0.5
 """Seconds without a reply after the last datagram before the sender stops waiting for more, at least."""
 IDLE_RTTS = 4
@@ -158,10 +158,17 @@ class _Sender:
                 case _:
                     pass
 
+    def typical_rtt(self) -> float:
+        """The median round trip so far in seconds (0 before any reply): how long an answer usually takes."""
+        if not self.replies:
+            return 0.0
+        trips = sorted(r.at_ns - r.reply.sent_ns for r in self.replies)
+        return trips[len(trips) // 2] / 1e9
+
     def ask(self, message: Message, answered: Callable[[], bool], what: str) -> None:
         """Send ``message`` every ask interval until ``answered()``; :class:`EchoSilent` after the timeout."""
         deadline = time.monotonic() + self.plan.timeout
-        interval = max(ASK_INTERVAL, 2 * self.slowest_ns / 1e9)
+        interval = max(ASK_INTERVAL, 2 * self.typical_rtt())
         while not answered():
             left = deadline - time.monotonic()
             if left <= 0:
