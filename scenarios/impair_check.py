@@ -14,7 +14,7 @@ import sys
 from collections.abc import Sequence
 from contextlib import closing
 
-from nat.impair.model import LinkImpairment
+from nat.impair.spec import format_link
 from scenarios.harness import Lab, LabError
 from scenarios.impair_tolerance import render
 from scenarios.line_measure import Measurement, measure, sites
@@ -22,23 +22,11 @@ from scenarios.line_measure import Measurement, measure, sites
 DEFAULT_SECONDS = 5.0
 
 
-def describe(link: LinkImpairment) -> str:
-    """A direction's settings in a few words (the fields that are not zero), or ``none``."""
-    units = {"delay_ms": "ms", "jitter_ms": "ms", "rate_bps": "bit/s"}
-    shares = {"reorder", "loss", "duplicate"}
-    words = []
-    for name, value in vars(link).items():
-        if value:
-            shown = f"{value * 100:g}%" if name in shares else f"{value:g}{units.get(name, '')}"
-            words.append(f"{name.removesuffix('_ms').removesuffix('_bps')}={shown}")
-    return " ".join(words) or "none"
-
-
 def heading(measured: Measurement) -> str:
     site, probe, report = measured.site, measured.probe, measured.report
     rtt = report.get("rtt_ms") or {}
     return (
-        f"{site.router}: up {describe(measured.impairments.up)}; down {describe(measured.impairments.down)}\n"
+        f"{site.router}: up {format_link(measured.impairments.up)}; down {format_link(measured.impairments.down)}\n"
         f"  {site.host} -> echo in {site.echo} ({site.echo_address}): {probe.count} datagrams of {probe.size} bytes"
         f" at {probe.rate:g}/s; round trip median {rtt.get('p50', '-')} ms, {report['answered']} answered"
     )
