@@ -30,6 +30,8 @@ ECHO_PORTS = range(41000, 49000)
 SENDER_TIMEOUT = 10.0
 """Seconds the sender waits for the echo's hello and summary answers (and for replies to stop)."""
 RATE_SECONDS = 3.0
+ECHO_START_SLACK = 60.0
+"""Seconds the echo waits for its sender's first datagram beyond the run's own length."""
 
 
 @dataclass(frozen=True)
@@ -82,7 +84,9 @@ def linecheck(lab: Lab, site: Site, probe: Probe) -> dict[str, Any]:
     token, port = secrets.token_hex(16), secrets.choice(ECHO_PORTS)
     idle = SENDER_TIMEOUT + 5  # longer than the sender's longest silence (its wait for the last replies)
     echo = ["client", "linecheck", "echo", "--port", str(port), "--token", token, "--idle", f"{idle:g}"]
-    echo += ["--duration", f"{probe.count / probe.rate + 4 * SENDER_TIMEOUT + idle:g}"]
+    # idle counts from the sender's first datagram; until then the duration bounds the echo's life, with room
+    # for a sender that `docker exec` starts late on a busy host
+    echo += ["--duration", f"{probe.count / probe.rate + 4 * SENDER_TIMEOUT + idle + ECHO_START_SLACK:g}"]
     send = ["client", "linecheck", "send", f"{site.echo_address}:{port}", "--token", token]
     send += ["--count", str(probe.count), "--rate", f"{probe.rate:g}", "--size", str(probe.size)]
     send += ["--timeout", f"{SENDER_TIMEOUT:g}"]

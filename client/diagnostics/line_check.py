@@ -285,16 +285,17 @@ class _Echo:
 
 def echo(port: int, token: bytes, duration: float, idle: float, family: socket.AddressFamily) -> dict[str, Any]:
     """Answer one sender's line check on UDP ``port`` until it says done, nothing of ours came for ``idle``
-    seconds (from the start, too), or ``duration`` seconds passed; what it received (JSON)."""
+    seconds since the last that did, or ``duration`` seconds passed; what it received (JSON)."""
     with _socket(family) as sock:
         sock.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
         selector = selectors.DefaultSelector()
         selector.register(sock, selectors.EVENT_READ)
         state = _Echo(sock, token)
-        started = last_heard = time.monotonic()
+        started = time.monotonic()
+        last_heard: float | None = None  # idle counts from the sender's first datagram: it may start late
         while not state.done:
             now = time.monotonic()
-            end = min(started + duration, last_heard + idle)
+            end = started + duration if last_heard is None else min(started + duration, last_heard + idle)
             if now >= end:
                 break
             if not selector.select(end - now):
