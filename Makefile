@@ -24,7 +24,7 @@ IMPAIR_CHECK_ARGS ?=
 .PHONY: help venv compose images lab-up lab-down lab-status impair-check logs lint unit scenarios test bench grid fuzz clean
 
 help: ## Show the targets and what they do
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
 	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked),"
 	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS,"
 	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
