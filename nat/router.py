@@ -243,8 +243,9 @@ def setup(config: RouterConfig, state_dir: Path) -> tuple[Link, Link, DelayLines
     return wan, lan, lines
 
 
-def reload_impairments(lines: DelayLines, state_dir: Path) -> None:
-    """SIGHUP: the delay line takes ``impair.json``'s settings; a file it cannot read leaves the old ones."""
+def reload_impairments(configure: Callable[[Impairments], None], state_dir: Path) -> None:
+    """SIGHUP: ``impair.json``'s settings go to ``configure`` (the delay line's); a file that cannot be read
+    is logged and the old settings stay."""
     path = state_dir / IMPAIR_FILE
     try:
         data = json.loads(path.read_text())
@@ -254,7 +255,7 @@ def reload_impairments(lines: DelayLines, state_dir: Path) -> None:
     except (OSError, ValueError) as exc:  # ImpairmentError and JSON's errors are ValueErrors
         log.error("impairments not reloaded, the old ones stay: %s: %s", path, exc)
         return
-    lines.configure(impairments)
+    configure(impairments)
 
 
 def run(env: Mapping[str, str], state_dir: Path = STATE_DIR) -> int:
@@ -279,7 +280,7 @@ def run(env: Mapping[str, str], state_dir: Path = STATE_DIR) -> int:
             lan.address.ip,
         )
         while (signum := signals.wait()) == RELOAD_SIGNAL:
-            reload_impairments(lines, state_dir)
+            reload_impairments(lines.configure, state_dir)
     (state_dir / READY_FILE).unlink(missing_ok=True)
     log.info("router stopping on %s", signal.Signals(signum).name)
     lines.stop()
