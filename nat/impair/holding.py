@@ -6,6 +6,7 @@ next one is due; :mod:`nat.impair.delayline` is the thread and the socket around
 
 from __future__ import annotations
 
+import dataclasses
 import heapq
 import random
 from collections.abc import Iterable
@@ -14,7 +15,7 @@ from dataclasses import dataclass
 from nat.impair.model import Impairments, LinkImpairment
 from nat.impair.nfqueue import NF_ACCEPT, NF_DROP, Packet
 from nat.impair.render import QUEUE_DOWN, QUEUE_UP
-from nat.impair.schedule import LinkSchedule
+from nat.impair.schedule import Counts, LinkSchedule
 
 Verdict = tuple[int, int, int]
 """``(queue, packet id, NF_ACCEPT or NF_DROP)``."""
@@ -24,14 +25,9 @@ STALE_STAMP = 1.0
 
 
 @dataclass
-class DirectionStats:
-    """One direction's counters (``DelayLines.stats()`` and the stats file)."""
+class DirectionStats(Counts):
+    """One direction's counters (``DelayLines.stats()`` and the stats file): the schedule's and these."""
 
-    seen: int = 0
-    dropped: int = 0
-    """Lost in a Gilbert-Elliott burst (random loss is the kernel's and never reaches the line)."""
-    delayed: int = 0
-    reordered: int = 0
     held: int = 0
     """Held right now."""
     max_held: int = 0
@@ -47,10 +43,8 @@ class _Direction:
         self.held = self.max_held = 0
 
     def stats(self, queue_full: int | None) -> DirectionStats:
-        counts = self.schedule.counts
-        return DirectionStats(
-            counts.seen, counts.dropped, counts.delayed, counts.reordered, self.held, self.max_held, queue_full
-        )
+        counts = dataclasses.asdict(self.schedule.counts)
+        return DirectionStats(**counts, held=self.held, max_held=self.max_held, queue_full=queue_full)
 
 
 class Holding:
