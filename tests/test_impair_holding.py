@@ -59,9 +59,13 @@ def test_stamps_in_the_future_or_too_old_are_not_believed():
 
 
 def test_a_burst_loss_is_dropped_at_once_and_never_held():
-    line = holding(down=LinkImpairment(delay_ms=20, loss=1.0, loss_burst=2))
-    assert line.arrive([packet(7, QUEUE_DOWN)], now=0.0, wall_offset=WALL) == [(QUEUE_DOWN, 7, NF_DROP)]
-    assert line.next_release() is None
+    line = holding(down=LinkImpairment(delay_ms=20, loss=0.5, loss_burst=2))
+    verdicts = line.arrive([packet(i, QUEUE_DOWN) for i in range(100)], now=0.0, wall_offset=WALL)
+    dropped = {packet_id for _, packet_id, verdict in verdicts if verdict == NF_DROP}
+    assert len(dropped) == len(verdicts) > 20
+    released = line.release(1.0)
+    assert {packet_id for _, packet_id, _ in released} == set(range(100)) - dropped
+    assert line.stats(None)["down"].dropped == len(dropped)
 
 
 def test_a_queue_that_is_not_ours_is_passed_at_once():

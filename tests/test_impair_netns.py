@@ -224,7 +224,7 @@ def test_sighup_takes_the_new_settings_and_a_bad_file_keeps_the_old(netns, tmp_p
         assert figures["median"] <= delay + 5  # which settings are in force; accuracy is the tests' above
     [text] = log
     assert "impairments not reloaded, the old ones stay" in text
-    assert "delay line: up delay_ms=40; down off" in text
+    assert "delay line: up delay=40ms; down off" in text
 
 
 def test_stop_releases_every_held_packet_at_once(netns, tmp_path):

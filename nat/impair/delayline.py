@@ -28,6 +28,7 @@ from common.files import write_atomic
 from nat.impair.holding import DirectionStats, Holding, Verdict
 from nat.impair.model import Impairments, LinkImpairment
 from nat.impair.nfqueue import NF_ACCEPT, Ack, Packet, QueueSocket, parse_proc_queues
+from nat.impair.spec import format_link
 
 log = logging.getLogger("nat")
 
@@ -94,7 +95,7 @@ class DelayLines:
             self._thread.start()
         finally:
             signal.pthread_sigmask(signal.SIG_SETMASK, previous)
-        log.info("delay line: up %s; down %s", _describe(self._impairments.up), _describe(self._impairments.down))
+        log.info("delay line: up %s; down %s", format_link(self._impairments.up), format_link(self._impairments.down))
 
     def configure(self, impairments: Impairments) -> None:
         """New settings, taken by the thread before its next packet."""
@@ -163,7 +164,7 @@ class DelayLines:
             self._holding.configure(pending)
             for direction in self._holding.directions.values():
                 sock.set_max_length(direction.queue, queue_length(direction.link))
-            log.info("delay line: up %s; down %s", _describe(pending.up), _describe(pending.down))
+            log.info("delay line: up %s; down %s", format_link(pending.up), format_link(pending.down))
         return stopping
 
     def _arrivals(self, messages: list[Packet | Ack]) -> list[Verdict]:
@@ -226,8 +227,3 @@ class DelayLines:
             log.warning("delay line: stopping: %s", exc)
         finally:
             sock.close()
-
-
-def _describe(link: LinkImpairment) -> str:
-    settings = [f"{f.name}={getattr(link, f.name):g}" for f in dataclasses.fields(link) if getattr(link, f.name)]
-    return " ".join(settings) or "off"
