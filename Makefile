@@ -15,8 +15,15 @@ ATTACKER ?=
 PROFILES := $(if $(ATTACKER),--profile attack)
 PYTEST_ARGS ?=
 GRID_ARGS ?=
+# CAPTURE=1 (or full): lab-up's routers capture every packet of their WAN and LAN sides from boot; CAPTURE=ring
+# keeps only the last few MB. Sets NATLAB_CAPTURE, which compose passes to the routers (and which the scenario
+# harness reads too: NATLAB_CAPTURE=off make scenarios runs its labs without their default ring).
+CAPTURE ?=
+ifneq ($(CAPTURE),)
+export NATLAB_CAPTURE := $(if $(filter 1 on yes true,$(CAPTURE)),full,$(CAPTURE))
+endif
 
-.PHONY: help venv compose images lab-up lab-down lab-status logs lint unit scenarios test bench grid fuzz clean
+.PHONY: help venv compose images lab-up lab-down lab-status logs capture lint unit scenarios test bench grid fuzz clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
@@ -24,6 +31,7 @@ help: ## Show the targets and what they do
 	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS,"
 	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
 	@echo "             ATTACKER=1 (lab-up also starts the attacker mallory and its victim)"
+	@echo "             CAPTURE=1 (lab-up: the routers capture packets from boot; then make capture), CAPTURE=ring (the last few MB)"
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -49,6 +57,7 @@ lab-up: images ## Start the interactive lab and wait until every service is heal
 	@echo "natlab: lab up and healthy (router-a: $(NAT_A), router-b: $(NAT_B); wan $${NATLAB_WAN:-198.18.0}.0/24)."
 	@echo "  chat:    docker compose exec alice client bob"
 	@echo "  details: make lab-status"
+	@$(if $(CAPTURE),echo "  packets: make capture (the routers capture $(NATLAB_CAPTURE) into /var/log/natlab/pcap)",true)
 
 lab-down: compose ## Stop the interactive lab and remove its containers and networks
 	@$(COMPOSE) --profile attack down --volumes --remove-orphans --timeout 2 2>/dev/null  # the attacker too, if up
@@ -58,6 +67,9 @@ lab-status: $(STAMP) ## Show the lab: profiles, addresses, who is registered, ea
 
 logs: compose ## Show the interactive lab's recent logs (SERVICE=alice for one service)
 	@$(COMPOSE) logs --tail 200 --timestamps $(SERVICE)
+
+capture: $(STAMP) ## Copy the interactive lab's router pcaps to results/captures/ and print one line per flow
+	@$(PY) -m scenarios.capture_report
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
