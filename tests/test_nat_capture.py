@@ -19,6 +19,7 @@ from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from nat import capture, cli, router, state
 from nat.capture import Capture, CaptureError, CaptureSettings, CaptureUsageError, Mode, Tcpdump
+from nat.profiles import get_profile
 from tests.test_nat_cli import LAN, WAN
 
 STAND_IN = """
@@ -48,7 +49,7 @@ def state_dir(tmp_path):
     """A router's state directory after `nat run` set up: profile.json names the WAN and LAN links."""
     folder = tmp_path / "run"
     folder.mkdir()
-    (folder / state.PROFILE_FILE).write_text(json.dumps(router.state_record(router.get_profile("cone"), WAN, LAN)))
+    (folder / state.PROFILE_FILE).write_text(json.dumps(router.state_record(get_profile("cone"), WAN, LAN)))
     return folder
 
 
@@ -237,12 +238,13 @@ def test_without_tcpdump_the_error_names_the_package(state_dir, tmp_path, monkey
 # -- at boot and on the command line ------------------------------------------------------------------------
 
 
-def test_boot_starts_what_nat_capture_asks_for_and_forgets_an_earlier_boot(state_dir, tmp_path, stand_in, monkeypatch):
+def test_boot_starts_what_nat_capture_asks_for_and_forgets_an_earlier_boot(state_dir, tmp_path, stand_in):
     (state_dir / capture.STATE_FILE).write_text("{stale from the boot before")
     assert capture.start_at_boot({}, state_dir, tmp_path / "pcap") is None
     assert not (state_dir / capture.STATE_FILE).exists()
     assert capture.start_at_boot({"NAT_CAPTURE": "ring"}, state_dir, tmp_path / "pcap") is None
     current = capture.running(state_dir)
+    assert current is not None
     _started.extend(current.processes)
     assert current.mode is Mode.RING
 
@@ -263,7 +265,9 @@ def test_the_command_line(state_dir, tmp_path, stand_in, capsys):
     assert nat(state_dir, tmp_path, "status") == 0
     assert capsys.readouterr().out.startswith("no capture running\nno pcap files in")
     assert nat(state_dir, tmp_path, "start", "--ring", "--ring-files", "3") == 0
-    _started.extend(capture.running(state_dir).processes)
+    current = capture.running(state_dir)
+    assert current is not None
+    _started.extend(current.processes)
     described = "capturing (ring: a ring of 3 files of 1 MB per interface, 256 bytes of each packet)"
     assert described in capsys.readouterr().out
     assert nat(state_dir, tmp_path, "start") == 2
