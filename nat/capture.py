@@ -15,6 +15,7 @@ the last 20 s would not hold. A few MB hold minutes of a scenario lab's ordinary
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import enum
 import json
@@ -341,11 +342,21 @@ def files(folder: Path = CAPTURE_DIR) -> list[PcapFile]:
     return sorted(found, key=lambda f: (not f.name.startswith(f"{PREVIOUS}/"), f.modified, f.name))
 
 
-def start_at_boot(env: Mapping[str, str], state_dir: Path, folder: Path = CAPTURE_DIR) -> int | None:
+def start_at_boot(
+    env: Mapping[str, str],
+    state_dir: Path,
+    folder: Path = CAPTURE_DIR,
+    at_exit: Callable[..., Any] = atexit.register,
+) -> int | None:
     """``nat run``'s captures: whatever ``NAT_CAPTURE`` asks for (ring, full, or nothing). Returns the exit
     status ``nat run`` should stop with when it cannot (2: a bad value, 1: tcpdump failed), else None; says
-    why in the log. The capture state of an earlier boot is dropped: its processes died with the container."""
+    why in the log. The capture state of an earlier boot is dropped: its processes died with the container.
+
+    Whatever capture runs when ``nat run`` exits is stopped then (``at_exit``): the container's end kills
+    what is left with SIGKILL, and tcpdump would lose the packets it holds, which after a quiet minute can
+    be every packet since its start; a router restart keeps them in ``previous/``."""
     (state_dir / STATE_FILE).unlink(missing_ok=True)
+    at_exit(_stop_at_exit, state_dir)
     try:
         mode = parse_mode(env.get(ENV_VARIABLE, ""))
         if mode is None:
@@ -359,3 +370,13 @@ def start_at_boot(env: Mapping[str, str], state_dir: Path, folder: Path = CAPTUR
         return 1
     log.info("capturing packets (%s) into %s", capture.mode, capture.folder)
     return None
+
+
+def _stop_at_exit(state_dir: Path) -> None:
+    try:
+        stopped = stop(state_dir)
+    except (CaptureError, OSError) as exc:
+        log.warning("could not stop the packet capture: %s", exc)
+        return
+    if stopped is not None:
+        log.info("stopped the %s packet capture; files in %s", stopped.mode, stopped.folder)

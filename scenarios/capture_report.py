@@ -32,7 +32,7 @@ def report_router(lab: Lab, router: str, out: Path) -> list[str]:
     copied = copy_pcaps(container, out / router)
     capture = current["capture"]
     mode = f"{capture['mode']} capture running" if capture else "no capture running"
-    size = sum(f["bytes"] for f in current["files"])
+    size = sum(path.stat().st_size for path in copied)
     lines = [f"{router}: {mode}; {len(copied)} pcap files ({size:,} bytes) copied to {_shown(out / router)}"]
     for role in ("wan", "lan"):
         names = [f["name"] for f in current["files"] if f["name"].startswith(f"{role}.pcap")]

@@ -21,11 +21,11 @@ from typing import Any
 import docker.errors
 from docker.models.containers import Container
 
+from nat.capture import CAPTURE_DIR as ROUTER_CAPTURE_DIR
 from scenarios.pcap_flows import TCPDUMP_READ, Summary, summarise
 
-CAPTURE_DIR = PurePosixPath("/var/log/natlab/pcap")
-"""nat.capture.CAPTURE_DIR, where the routers write (scenarios may import nat, but this must stay a path the
-router's filesystem has, not the host's)."""
+CAPTURE_DIR = PurePosixPath(ROUTER_CAPTURE_DIR)
+"""Where the routers write: a path in the router's filesystem, not the host's."""
 _PCAP = re.compile(r"^(?P<role>[a-z]+)\.pcap(?P<slot>\d*)$")
 
 

@@ -238,22 +238,34 @@ def test_without_tcpdump_the_error_names_the_package(state_dir, tmp_path, monkey
 # -- at boot and on the command line ------------------------------------------------------------------------
 
 
+def boot(env, state_dir, tmp_path):
+    """``start_at_boot``; returns its status and what it asked to run when `nat run` exits."""
+    at_exit = []
+    status = capture.start_at_boot(env, state_dir, tmp_path / "pcap", lambda *call: at_exit.append(call))
+    return status, at_exit
+
+
 def test_boot_starts_what_nat_capture_asks_for_and_forgets_an_earlier_boot(state_dir, tmp_path, stand_in):
     (state_dir / capture.STATE_FILE).write_text("{stale from the boot before")
-    assert capture.start_at_boot({}, state_dir, tmp_path / "pcap") is None
+    assert boot({}, state_dir, tmp_path)[0] is None
     assert not (state_dir / capture.STATE_FILE).exists()
-    assert capture.start_at_boot({"NAT_CAPTURE": "ring"}, state_dir, tmp_path / "pcap") is None
+    status, [(stop_at_exit, *arguments)] = boot({"NAT_CAPTURE": "ring"}, state_dir, tmp_path)
+    assert status is None
     current = capture.running(state_dir)
     assert current is not None
     _started.extend(current.processes)
     assert current.mode is Mode.RING
+    stop_at_exit(*arguments)  # `nat run` exits: tcpdump must write what it holds before the container ends
+    assert capture.running(state_dir) is None
+    assert not any(p.alive() for p in current.processes)
+    assert sorted(stand_in.read_text().split()) == ["SIGTERM", "SIGTERM"]
 
 
 def test_boot_fails_on_a_bad_mode_or_a_failing_tcpdump(state_dir, tmp_path, stand_in, monkeypatch, caplog):
-    assert capture.start_at_boot({"NAT_CAPTURE": "sometimes"}, state_dir, tmp_path / "pcap") == 2
+    assert boot({"NAT_CAPTURE": "sometimes"}, state_dir, tmp_path)[0] == 2
     assert "bad configuration: NAT_CAPTURE: 'sometimes' is not a capture mode" in caplog.text
     monkeypatch.setenv("FAKE_TCPDUMP", "fail")
-    assert capture.start_at_boot({"NAT_CAPTURE": "full"}, state_dir, tmp_path / "pcap") == 1
+    assert boot({"NAT_CAPTURE": "full"}, state_dir, tmp_path)[0] == 1
     assert "packet capture failed: tcpdump -Z root" in caplog.text
 
 
