@@ -270,6 +270,11 @@ class AgentCore:
         punching = PathState.PUNCHING in (peer.path.state, peer.relay.state)
         return peer.path.state is PathState.DIRECT or not punching
 
+    def has_path(self, peer_id: str) -> bool:
+        """Whether a message to ``peer_id`` can go now: a path (direct or relay) is in use."""
+        peer = self.peers.get(peer_id)
+        return peer is not None and peer.route(self.relay_up) is not None
+
     def disconnect(self, peer_id: str) -> list[Output]:
         """Forget the paths to a peer locally (state none); the peer itself is not told.
 
