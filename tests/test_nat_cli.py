@@ -6,6 +6,7 @@ import logging
 import os
 import subprocess
 import sys
+from typing import Any, ClassVar, cast
 
 import pytest
 
@@ -55,10 +56,10 @@ class FakeDelayLines:
     """Stands in for the delay line: records what it was asked, binds no netlink queue on this host."""
 
     def __init__(self, impairments, stats_file=None):
-        self.calls = [("init", impairments, stats_file)]
+        self.calls: list[tuple[object, ...]] = [("init", impairments, stats_file)]
         FakeDelayLines.made.append(self)
 
-    made: list["FakeDelayLines"] = []
+    made: ClassVar[list["FakeDelayLines"]] = []
 
     def start(self):
         self.calls.append(("start",))
@@ -135,7 +136,8 @@ def test_run_with_a_bad_impairment_exits_2_naming_the_variable(state_dir, caplog
 
 
 def test_sighup_reconfigures_the_delay_line_from_the_file_and_a_bad_file_keeps_the_old(state_dir, caplog):
-    lines = FakeDelayLines(Impairments())
+    fake = FakeDelayLines(Impairments())
+    lines = cast(Any, fake)  # reload_impairments only calls configure
     state_dir.mkdir()
     impairments = Impairments(down=LinkImpairment(delay_ms=5, reorder=0.1))
     (state_dir / state.IMPAIR_FILE).write_text(json.dumps(impairments.as_dict()))
@@ -144,7 +146,7 @@ def test_sighup_reconfigures_the_delay_line_from_the_file_and_a_bad_file_keeps_t
         (state_dir / state.IMPAIR_FILE).write_text(bad)
         with caplog.at_level(logging.INFO, logger="nat"):
             router.reload_impairments(lines, state_dir)
-    assert lines.calls[1:] == [("configure", impairments)]
+    assert fake.calls[1:] == [("configure", impairments)]
     assert len(caplog.messages) == 4
     assert all(m.startswith("impairments not reloaded, the old ones stay: ") for m in caplog.messages)
     assert "unknown field(s) speed" in caplog.messages[-1]
