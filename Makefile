@@ -9,6 +9,10 @@ STAMP  := $(VENV)/.installed
 NAT_A  ?= cone
 NAT_B  ?= cone
 export NAT_A NAT_B
+# Link impairments for lab-up (README "Impairments"): NAT_A_IMPAIR='delay=40ms loss=2%' sets both directions
+# of router-a, NAT_A_IMPAIR_UP / NAT_A_IMPAIR_DOWN one each (they win over the unsuffixed one); B likewise.
+IMPAIR_VARS := $(foreach site,A B,$(foreach way,_UP _DOWN,NAT_$(site)_IMPAIR$(way)) NAT_$(site)_IMPAIR)
+export $(IMPAIR_VARS)
 COMPOSE := docker compose
 ATTACKER ?=
 # ATTACKER=1: lab-up also starts the attacker (mallory) and its victim, compose profile `attack`.
@@ -24,6 +28,8 @@ help: ## Show the targets and what they do
 	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS,"
 	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
 	@echo "             ATTACKER=1 (lab-up also starts the attacker mallory and its victim)"
+	@echo "             NAT_A_IMPAIR, NAT_A_IMPAIR_UP, NAT_A_IMPAIR_DOWN and NAT_B_… (link impairments for lab-up: 'delay=40ms jitter=5ms"
+	@echo "             loss=2%' or a preset: dsl, cable, lte, satellite, lossy-wifi; up = LAN -> WAN; see README \"Impairments\")"
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -41,12 +47,15 @@ images: compose ## Build the lab image (bootstraps the Debian base once; rebuild
 
 # `--progress quiet`: compose prints nothing but its errors, verbatim (e.g. "Pool overlaps with other one on
 # this address space" when another lab or network holds the lab's subnets: move it with NATLAB_WAN and friends).
-lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NATLAB_WAN=, ATTACKER=1, ...)
+lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NAT_A_IMPAIR=, NATLAB_WAN=, ATTACKER=1, ...)
 	@err=$$(mktemp); trap 'rm -f "$$err"' EXIT; \
 	$(COMPOSE) $(PROFILES) --progress quiet up -d --wait --wait-timeout 60 --remove-orphans 2>"$$err" || { \
 	  $(COMPOSE) $(PROFILES) ps -a; $(COMPOSE) $(PROFILES) logs --tail 40; \
 	  echo "lab-up: the lab did not come up; docker compose said:" >&2; cat "$$err" >&2; exit 1; }
 	@echo "natlab: lab up and healthy (router-a: $(NAT_A), router-b: $(NAT_B); wan $${NATLAB_WAN:-198.18.0}.0/24)."
+	@for s in A B; do both=$$(printenv NAT_$${s}_IMPAIR || true); \
+	  up=$$(printenv NAT_$${s}_IMPAIR_UP || true); down=$$(printenv NAT_$${s}_IMPAIR_DOWN || true); \
+	  [ -z "$$both$$up$$down" ] || echo "  router-$${s,,} impaired: up '$${up:-$${both:-off}}', down '$${down:-$${both:-off}}'"; done
 	@echo "  chat:    docker compose exec alice client bob"
 	@echo "  details: make lab-status"
 

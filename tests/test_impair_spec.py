@@ -1,6 +1,8 @@
 """The impairments' text form: every key and unit, presets, overrides, every error, and the round trip."""
 
 import dataclasses
+import re
+from pathlib import Path
 
 import pytest
 from hypothesis import given
@@ -203,3 +205,14 @@ def test_env_error_names_the_variable(variable):
     with pytest.raises(ImpairmentError) as caught:
         parse_impairments_env({variable: "delay=40ms loss=2"})
     assert str(caught.value) == f"{variable}: 'loss=2': expected a percentage with %, such as 2% or 0.5%"
+
+
+def test_the_readme_lists_every_preset_with_its_values():
+    """The README's preset table is what the code does (a preset changed is a README row changed)."""
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    rows = {
+        m[1]: (m[2], m[3]) for m in re.finditer(r"^\| `([a-z-]+)` \| `([^`]+)` \| (`[^`]+`|the same) \|", readme, re.M)
+    }
+    for name, preset in PRESETS.items():
+        up, down = format_link(preset.up), format_link(preset.down)
+        assert rows.get(name) == (up, "the same" if up == down else f"`{down}`"), name

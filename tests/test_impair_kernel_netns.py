@@ -1,9 +1,8 @@
 """The impairments the kernel does, measured through a real router: ``nat run`` (cone) in a network namespace,
 ``nat impair`` in it, numbered UDP datagrams through it, counted on the far side.
 
-Topology (throwaway namespaces; addresses only in 198.19.204.0/24 and 198.19.205.0/24):
-
-    wan ns 198.19.204.2  ──  198.19.204.1 eth0  router ns  eth1 198.19.205.1  ──  198.19.205.2 host ns
+Topology: tests/test_nat_netns.py's (host 198.19.201.2 -> router -> WAN peer 198.19.200.2); ``up`` is what
+the host sends, ``down`` what the peer sends back through the NAT's mapping.
 
 Tolerances: a share (loss, duplicates) passes when the setting lies inside the measured share's Wilson
 interval at z = 4 (a correct router fails about once in 16,000 runs); a rate within 10% of the setting.
@@ -29,58 +28,20 @@ import pytest
 
 from nat import state
 from tests.support.nat_router import REPO, running_nat
+from tests.test_nat_netns import HOST, NAT_ENV, PEER, Netns
 
 pytestmark = pytest.mark.needs("ip", "nft", "tc", "iptables", "conntrack", root=True)
 
-ROUTER_WAN, ROUTER_LAN, PEER, HOST = "198.19.204.1", "198.19.205.1", "198.19.204.2", "198.19.205.2"
-NAT_ENV = {"NAT_WAN_SUBNET": "198.19.204.0/24", "NAT_LAN_SUBNET": "198.19.205.0/24", "NAT_PROFILE": "cone"}
 Z = 4.0
 RATE_TOLERANCE = 0.10
 METER = [sys.executable, "-m", "tests.support.udp_meter"]
-
-
-class Namespaces:
-    """WAN peer, router and LAN host, joined by two veth pairs; ``run`` runs a command in one."""
-
-    def __init__(self, tag: str) -> None:
-        self.tag = tag
-        self.wan, self.router, self.host = f"{tag}-w", f"{tag}-r", f"{tag}-h"
-
-    def run(self, ns, *command, check=True, timeout=30, **kwargs):
-        in_ns = ["ip", "netns", "exec", ns, *command]
-        done = subprocess.run(in_ns, capture_output=True, text=True, timeout=timeout, check=False, **kwargs)
-        if check and done.returncode != 0:
-            raise AssertionError(f"{' '.join(command)} in {ns} failed ({done.returncode}): {done.stderr}")
-        return done
-
-    def build(self) -> None:
-        for ns in (self.wan, self.router, self.host):
-            subprocess.run(["ip", "netns", "add", ns], check=True)
-            self.run(ns, "ip", "link", "set", "lo", "up")
-        for suffix, far, router_side, address, router_address in (
-            ("w", self.wan, "eth0", PEER, ROUTER_WAN),
-            ("l", self.host, "eth1", HOST, ROUTER_LAN),
-        ):
-            a, b = f"{self.tag}{suffix}a", f"{self.tag}{suffix}b"
-            subprocess.run(["ip", "link", "add", a, "type", "veth", "peer", "name", b], check=True)
-            subprocess.run(["ip", "link", "set", a, "netns", self.router, "name", router_side], check=True)
-            subprocess.run(["ip", "link", "set", b, "netns", far, "name", "eth0"], check=True)
-            self.run(self.router, "ip", "addr", "add", f"{router_address}/24", "dev", router_side)
-            self.run(self.router, "ip", "link", "set", router_side, "up")
-            self.run(far, "ip", "addr", "add", f"{address}/24", "dev", "eth0")
-            self.run(far, "ip", "link", "set", "eth0", "up")
-        self.run(self.host, "ip", "route", "add", "default", "via", ROUTER_LAN)
-        self.run(self.router, "sysctl", "-qw", "net.ipv4.ip_forward=1")
-
-    def destroy(self) -> None:
-        for ns in (self.wan, self.router, self.host):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True, check=False)
+PYTHON_ENV = {**os.environ, "PYTHONPATH": str(REPO)}
 
 
 @pytest.fixture(scope="module")
 def namespaces():
-    """The three namespaces, named after this process so parallel runs do not collide; deleted after."""
-    topology = Namespaces(f"nli{os.getpid() % 100000}")
+    """The namespaces, named after this process so parallel runs do not collide; deleted after."""
+    topology = Netns(f"nlk{os.getpid() % 100000}")
     try:
         topology.build()
         yield topology
@@ -92,7 +53,7 @@ def namespaces():
 class Router:
     """``nat run`` (cone) in the router namespace, its state, and the SIGHUP counter ``nat.pid`` points at."""
 
-    namespaces: Namespaces
+    namespaces: Netns
     state_dir: Path
     hangups_file: Path
     counter_pid: int
@@ -100,7 +61,7 @@ class Router:
     nat_process: subprocess.Popen | None = None
 
     def start_nat(self):
-        nat = running_nat(self.namespaces.router, self.state_dir, "198.19.204.254", **NAT_ENV)
+        nat = running_nat(self.namespaces.router, self.state_dir, "198.19.200.254", **NAT_ENV)
         self.nat_process = self.stack.enter_context(nat)
         self.point_pid_file_at_the_counter()
 
@@ -115,13 +76,17 @@ class Router:
     def impair(self, *words, check=True):
         """``nat impair WORDS`` in the router namespace."""
         command = [sys.executable, "-m", "nat", "--state-dir", str(self.state_dir), "impair", *words]
-        return self.namespaces.run(self.namespaces.router, *command, check=check, cwd=REPO)
+        in_router = ["ip", "netns", "exec", self.namespaces.router, *command]
+        done = subprocess.run(in_router, capture_output=True, text=True, timeout=30, env=PYTHON_ENV, check=False)
+        if check and done.returncode != 0:
+            raise AssertionError(f"nat impair {' '.join(words)} failed ({done.returncode}): {done.stderr}")
+        return done
 
     def hangups(self):
         return len(self.hangups_file.read_text().splitlines()) if self.hangups_file.exists() else 0
 
     def kernel(self, *command):
-        return self.namespaces.run(self.namespaces.router, *command).stdout
+        return self.namespaces.exec(self.namespaces.router, *command).stdout
 
 
 @pytest.fixture(scope="module")
@@ -131,7 +96,7 @@ def router(namespaces, tmp_path_factory):
     with contextlib.ExitStack() as stack:
         counter = subprocess.Popen(
             [sys.executable, "-m", "tests.support.sighup_counter", str(tmp_path / "hangups")],
-            cwd=REPO,
+            env=PYTHON_ENV,
             stdout=subprocess.PIPE,
             text=True,
         )
@@ -158,7 +123,7 @@ def counting(namespaces, ns, bind, *hello_target, idle=0.5):
     """``udp_meter count`` in ``ns``, ready before the block runs; yields a dict filled with its result after."""
     process = subprocess.Popen(
         ["ip", "netns", "exec", ns, *METER, "count", bind, str(idle), *hello_target],
-        cwd=REPO,
+        env=PYTHON_ENV,
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
@@ -184,12 +149,13 @@ def send_through(namespaces, direction, count, pps, size):
     send_timeout = count / pps + 20
     if direction == "up":
         with counting(namespaces, namespaces.wan, wan_end) as counted:
-            namespaces.run(namespaces.host, *METER, "send", lan_end, wan_end, str(count), str(pps), str(size),
-                           cwd=REPO, timeout=send_timeout)  # fmt: skip
+            sending = [*METER, "send", lan_end, wan_end, str(count), str(pps), str(size)]
+            in_host = ["ip", "netns", "exec", namespaces.host, *sending]
+            subprocess.run(in_host, env=PYTHON_ENV, capture_output=True, check=True, timeout=send_timeout)
         return counted
     sender = subprocess.Popen(
         ["ip", "netns", "exec", namespaces.wan, *METER, "send", wan_end, "hello", str(count), str(pps), str(size)],
-        cwd=REPO,
+        env=PYTHON_ENV,
         stderr=subprocess.PIPE,
         text=True,
     )
@@ -237,7 +203,9 @@ def test_duplicates_and_copies_are_not_copied_again(router, direction):
 
 @pytest.mark.parametrize("direction", ["up", "down"])
 def test_rate(router, direction):
-    router.impair(direction, "rate=10mbit")
+    # A queue of 200 full frames (240 ms at 10 Mbit/s) keeps the link busy through the sender's stalls on a
+    # loaded host: the rate measured is the shaper's, not the sender's.
+    router.impair(direction, "rate=10mbit", "limit=200")
     # 2 s at 2,000 datagrams a second of 1,250 bytes: about 20.7 Mbit/s on the wire, twice the rate.
     counted = send_through(router.namespaces, direction, 4000, pps=2000, size=1250)
     measured = counted["wire_bits_per_second"]
