@@ -46,6 +46,7 @@ import tenacity
 
 from common.files import write_atomic
 from nat import conntrack, interfaces, nft
+from nat.impair import control
 from nat.impair.apply import ApplyError, apply_impairments
 from nat.impair.delayline import DelayLines
 from nat.impair.model import ImpairmentError, Impairments
@@ -231,7 +232,7 @@ def setup(config: RouterConfig, state_dir: Path) -> tuple[Link, Link, DelayLines
     state_dir.mkdir(parents=True, exist_ok=True)
     write_atomic(state_dir / PROFILE_FILE, json.dumps(state_record(config.profile, wan, lan), indent=2))
     write_atomic(state_dir / RULESET_FILE, script)
-    write_atomic(state_dir / IMPAIR_FILE, json.dumps(config.impairments.as_dict(), indent=2))
+    control.write_impairments(state_dir, config.impairments)
     lines = DelayLines(config.impairments, state_dir / IMPAIR_STATS_FILE)
     lines.start()
     try:
@@ -243,18 +244,17 @@ def setup(config: RouterConfig, state_dir: Path) -> tuple[Link, Link, DelayLines
     return wan, lan, lines
 
 
-def reload_impairments(lines: DelayLines, state_dir: Path) -> None:
-    """SIGHUP: the delay line takes ``impair.json``'s settings; a file it cannot read leaves the old ones."""
-    path = state_dir / IMPAIR_FILE
+def reload_impairments(configure: Callable[[Impairments], None], state_dir: Path) -> None:
+    """SIGHUP: ``impair.json``'s settings go to ``configure`` (the delay line's); a file that cannot be read
+    is logged and the old settings stay."""
     try:
-        data = json.loads(path.read_text())
-        if not isinstance(data, dict):
-            raise ImpairmentError(f"expected a JSON object, got {type(data).__name__}")
-        impairments = Impairments.from_dict(data)
-    except (OSError, ValueError) as exc:  # ImpairmentError and JSON's errors are ValueErrors
-        log.error("impairments not reloaded, the old ones stay: %s: %s", path, exc)
+        impairments = control.read_impairments(state_dir)
+        if impairments is None:
+            raise ImpairmentError(f"{state_dir / IMPAIR_FILE} does not exist")
+    except ImpairmentError as exc:
+        log.error("impairments not reloaded, the old ones stay: %s", exc)
         return
-    lines.configure(impairments)
+    configure(impairments)
 
 
 def run(env: Mapping[str, str], state_dir: Path = STATE_DIR) -> int:
@@ -279,7 +279,7 @@ def run(env: Mapping[str, str], state_dir: Path = STATE_DIR) -> int:
             lan.address.ip,
         )
         while (signum := signals.wait()) == RELOAD_SIGNAL:
-            reload_impairments(lines, state_dir)
+            reload_impairments(lines.configure, state_dir)
     (state_dir / READY_FILE).unlink(missing_ok=True)
     log.info("router stopping on %s", signal.Signals(signum).name)
     lines.stop()

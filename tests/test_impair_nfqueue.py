@@ -34,6 +34,15 @@ KERNEL_PACKET = golden(
     "10000900", "00060000c66c2b006cd00000",  # NFQA_HWADDR
     "08000e00", "00000001",  # NFQA_SKB_INFO
 )  # fmt: skip
+KERNEL_STAMPED_PACKET = golden(
+    "54000000", "00030000", "00000000", "00000000", "02000001",
+    "0b000100", "00000001", "0800", "00", "00",
+    "08000500", "0000002e",
+    "10000900", "00060000c66c2b006cd00000",
+    "14000400", "000000006b0d442b", "000000000009b1e8",  # NFQA_TIMESTAMP: 1796031531 s 635368 us (wall clock)
+    "08000e00", "00000001",
+)  # fmt: skip
+"""The same once the socket asked for timestamps (SO_TIMESTAMP)."""
 KERNEL_ENOENT = golden(
     "34000000",
     "02000000",
@@ -70,6 +79,11 @@ def test_requests_encode_byte_for_byte(encoded, expected):
 
 def test_the_kernels_packet_notice_decodes_to_its_queue_id_and_hook():
     assert list(nfqueue.decode(KERNEL_PACKET)) == [Packet(queue=1, packet_id=1, hook=0)]
+
+
+def test_a_stamped_packet_notice_carries_its_arrival_time():
+    [packet] = nfqueue.decode(KERNEL_STAMPED_PACKET)
+    assert packet == Packet(queue=1, packet_id=1, hook=0, timestamp=1796031531.635368)
 
 
 @pytest.mark.parametrize(

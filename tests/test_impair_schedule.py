@@ -111,17 +111,12 @@ def test_gilbert_elliott_loses_the_share_in_bursts_of_the_mean_length(loss, burs
 
 def test_the_chains_probabilities_follow_the_model():
     assert gilbert_elliott(0.02, 4) == pytest.approx((0.02 / (4 * 0.98), 0.25))
-    assert gilbert_elliott(1.0, 4) == (1.0, 0.0)
+    assert gilbert_elliott(2 / 3, 2) == pytest.approx((1.0, 0.5))  # the most bursts of 2 can lose
 
 
-def test_all_loss_in_bursts_loses_everything():
-    _, releases = decisions(LinkImpairment(loss=1.0, loss_burst=5), [i * 0.001 for i in range(1000)])
-    assert releases == [None] * 1000
-
-
-@pytest.mark.parametrize(("loss", "burst"), [(0.7, 2), (0.95, 10)])
+@pytest.mark.parametrize(("loss", "burst"), [(0.7, 2), (0.95, 10), (1.0, 5)])
 def test_a_share_the_bursts_cannot_reach_is_refused(loss, burst):
-    with pytest.raises(ImpairmentError, match=r"cannot be reached: at most"):
+    with pytest.raises(ImpairmentError, match=r"can be at most"):
         LinkImpairment(loss=loss, loss_burst=burst)
 
 
@@ -139,7 +134,9 @@ def test_new_settings_keep_the_queues_order():
 
 
 def test_clearing_ends_a_burst_in_progress():
-    schedule = LinkSchedule(LinkImpairment(loss=1.0, loss_burst=2), random.Random(8))
-    assert schedule.decide(0.0) is None
+    schedule = LinkSchedule(LinkImpairment(loss=0.5, loss_burst=10), random.Random(8))
+    now = 0.0
+    while schedule.decide(now) is not None:  # into a burst (each lasts 10 packets on average)
+        now += 0.001
     schedule.configure(LinkImpairment())
-    assert schedule.decide(0.001) == 0.001
+    assert schedule.decide(now) == now

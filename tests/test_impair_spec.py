@@ -91,8 +91,7 @@ def test_later_tokens_override_a_preset_and_a_preset_replaces_what_came_before()
         ("loss=2% burst=many", "'burst=many': expected the mean loss burst length in packets, a number such as 3"),
         ("burst=3", "burst=3 needs loss (e.g. loss=2% burst=3)"),
         ("loss=2% burst=3 loss=0%", "burst=3 needs loss (e.g. loss=2% burst=3)"),
-        ("burst=2 loss=80%", "'loss=80%': loss 80% in bursts of 2 packets cannot be reached: at most 66.67% "
-         "(each burst is followed by at least one packet that gets through)"),
+        ("burst=2 loss=80%", "'loss=80%': loss in bursts of 2 packets can be at most 66.7%, got 80%"),
         ("rate=10mbps", "'rate=10mbps': byte units are ambiguous (tc reads mbps as megabytes per second); write "
          "bits: bit, kbit, mbit or gbit, such as 10mbit"),
         ("rate=1MB", "'rate=1MB': byte units are ambiguous (tc reads mbps as megabytes per second); write bits: "

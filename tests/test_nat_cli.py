@@ -6,7 +6,7 @@ import logging
 import os
 import subprocess
 import sys
-from typing import Any, ClassVar, cast
+from types import SimpleNamespace
 
 import pytest
 
@@ -56,10 +56,7 @@ class FakeDelayLines:
     """Stands in for the delay line: records what it was asked, binds no netlink queue on this host."""
 
     def __init__(self, impairments, stats_file=None):
-        self.calls: list[tuple[object, ...]] = [("init", impairments, stats_file)]
-        FakeDelayLines.made.append(self)
-
-    made: ClassVar[list["FakeDelayLines"]] = []
+        self.calls: list[tuple] = [("init", impairments, stats_file)]
 
     def start(self):
         self.calls.append(("start",))
@@ -72,14 +69,18 @@ class FakeDelayLines:
 
 
 @pytest.fixture(autouse=True)
-def impair_calls(monkeypatch):
-    """iptables and the delay line replaced in every test here (they would act on the host): the
-    ``apply_impairments`` calls, and the fake delay lines made (``FakeDelayLines.made``)."""
-    calls = []
-    monkeypatch.setattr(router, "apply_impairments", lambda *args: calls.append(args))
-    monkeypatch.setattr(router, "DelayLines", FakeDelayLines)
-    monkeypatch.setattr(FakeDelayLines, "made", [])
-    return calls
+def impair(monkeypatch):
+    """iptables and the delay line replaced in every test here (they would act on the host): ``applied``,
+    the ``apply_impairments`` calls; ``lines``, the fake delay lines made."""
+    done = SimpleNamespace(applied=[], lines=[])
+
+    def make_lines(*args, **kwargs):
+        done.lines.append(FakeDelayLines(*args, **kwargs))
+        return done.lines[-1]
+
+    monkeypatch.setattr(router, "apply_impairments", lambda *args: done.applied.append(args))
+    monkeypatch.setattr(router, "DelayLines", make_lines)
+    return done
 
 
 @pytest.fixture
@@ -100,7 +101,7 @@ def main(state_dir, *args):
     return cli.main(["--state-dir", str(state_dir), *args])
 
 
-def test_setup_applies_the_rendered_script_and_writes_state(state_dir, nft_calls, links, impair_calls):
+def test_setup_applies_the_rendered_script_and_writes_state(state_dir, nft_calls, links, impair):
     router.setup(router.RouterConfig.from_env({**ENV, "NAT_IMPAIR_UP": "delay=40ms"}), state_dir)
     [(args, script), flushed] = nft_calls
     assert args == ("-f", "-")
@@ -113,9 +114,9 @@ def test_setup_applies_the_rendered_script_and_writes_state(state_dir, nft_calls
         "lan": {"ifname": "eth1", "address": "198.18.1.2", "subnet": "198.18.1.0/24"},
     }
     impairments = Impairments(up=LinkImpairment(delay_ms=40))
-    assert impair_calls == [(impairments, "eth0", "eth1")]
+    assert impair.applied == [(impairments, "eth0", "eth1")]
     assert json.loads((state_dir / state.IMPAIR_FILE).read_text()) == impairments.as_dict()
-    [lines] = FakeDelayLines.made
+    [lines] = impair.lines
     assert lines.calls == [("init", impairments, state_dir / state.IMPAIR_STATS_FILE), ("start",)]
     assert (state_dir / state.PID_FILE).read_text() == f"{os.getpid()}\n"
     assert (state_dir / state.READY_FILE).exists()
@@ -136,17 +137,16 @@ def test_run_with_a_bad_impairment_exits_2_naming_the_variable(state_dir, caplog
 
 
 def test_sighup_reconfigures_the_delay_line_from_the_file_and_a_bad_file_keeps_the_old(state_dir, caplog):
-    fake = FakeDelayLines(Impairments())
-    lines = cast(Any, fake)  # reload_impairments only calls configure
+    lines = FakeDelayLines(Impairments())
     state_dir.mkdir()
     impairments = Impairments(down=LinkImpairment(delay_ms=5, reorder=0.1))
     (state_dir / state.IMPAIR_FILE).write_text(json.dumps(impairments.as_dict()))
-    router.reload_impairments(lines, state_dir)
+    router.reload_impairments(lines.configure, state_dir)
     for bad in ("{not json", '["up"]', '{"up": {"delay_ms": -1}}', '{"up": {"speed": 1}}'):
         (state_dir / state.IMPAIR_FILE).write_text(bad)
         with caplog.at_level(logging.INFO, logger="nat"):
-            router.reload_impairments(lines, state_dir)
-    assert fake.calls[1:] == [("configure", impairments)]
+            router.reload_impairments(lines.configure, state_dir)
+    assert lines.calls[1:] == [("configure", impairments)]
     assert len(caplog.messages) == 4
     assert all(m.startswith("impairments not reloaded, the old ones stay: ") for m in caplog.messages)
     assert "unknown field(s) speed" in caplog.messages[-1]

@@ -48,11 +48,12 @@ class LinkImpairment:
                 raise ImpairmentError(f"{name} must not be negative")
         if self.rate_bps < 0 or self.limit < 0:
             raise ImpairmentError("rate and limit must not be negative")
-        if self.loss_burst > 1 and self.loss < 1 and self.loss > (most := self.loss_burst / (self.loss_burst + 1)):
-            # Each loss burst is followed by at least one packet that gets through (see nat.impair.schedule).
+        if self.loss_burst > 1 and self.loss > self.loss_burst / (1 + self.loss_burst):
+            # Gilbert-Elliott: entering the bad state has probability loss / (burst * (1 - loss)), at most 1.
+            most = self.loss_burst / (1 + self.loss_burst)
             raise ImpairmentError(
-                f"loss {self.loss * 100:g}% in bursts of {self.loss_burst:g} packets cannot be reached: at most "
-                f"{most * 100:.4g}% (each burst is followed by at least one packet that gets through)"
+                f"loss in bursts of {self.loss_burst:g} packets can be at most {most * 100:.1f}%, "
+                f"got {self.loss * 100:g}%"
             )
 
     @property

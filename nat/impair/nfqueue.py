@@ -22,7 +22,8 @@ from dataclasses import dataclass
 NETLINK_NETFILTER = 12
 SOL_NETLINK = 270
 NETLINK_NO_ENOBUFS = 5
-SO_RCVBUFFORCE = 33  # Linux; the socket module does not name it
+SO_RCVBUFFORCE = 33  # Linux (asm-generic); the socket module names neither
+SO_TIMESTAMP = 29
 
 NLMSG_ERROR = 2
 NLM_F_REQUEST = 0x1
@@ -35,6 +36,7 @@ NFQNL_MSG_CONFIG = 2
 
 NFQA_PACKET_HDR = 1
 NFQA_VERDICT_HDR = 2
+NFQA_TIMESTAMP = 4
 NFQA_CFG_CMD = 1
 NFQA_CFG_PARAMS = 2
 NFQA_CFG_QUEUE_MAXLEN = 3
@@ -50,6 +52,7 @@ _NLMSGHDR = struct.Struct("=IHHII")  # len, type, flags, seq, portid: host order
 _NLATTR = struct.Struct("=HH")  # len, type: host order
 _NFGENMSG = struct.Struct("!BBH")  # family, version, res_id (the queue number): network order
 _PACKET_HDR = struct.Struct("!IHB")  # packet_id, hw_protocol, hook
+_TIMESTAMP = struct.Struct("!QQ")  # seconds, microseconds (CLOCK_REALTIME)
 _NLA_TYPE_MASK = 0x3FFF  # without NLA_F_NESTED and NLA_F_NET_BYTEORDER
 
 VERDICTS_PER_SEND = 256
@@ -71,6 +74,9 @@ class Packet:
     queue: int
     packet_id: int
     hook: int
+    timestamp: float | None = None
+    """When the interface received it (CLOCK_REALTIME seconds), if the kernel stamped it: it does once any
+    socket asks for timestamps, as :class:`QueueSocket` does."""
 
 
 @dataclass(frozen=True)
@@ -134,11 +140,18 @@ def _packet(data: bytes, offset: int, end: int) -> Packet:
     if end - offset < _NFGENMSG.size:
         raise NfqueueError(errno.EPROTO, "nfnetlink_queue packet message without its nfgenmsg header")
     _family, _version, queue = _NFGENMSG.unpack_from(data, offset)
+    header: tuple[int, int, int] | None = None
+    timestamp = None
     for kind, payload in _attributes(data, offset + _NFGENMSG.size, end):
         if kind == NFQA_PACKET_HDR and len(payload) >= _PACKET_HDR.size:
-            packet_id, _protocol, hook = _PACKET_HDR.unpack_from(payload)
-            return Packet(queue, packet_id, hook)
-    raise NfqueueError(errno.EPROTO, "nfnetlink_queue packet message without NFQA_PACKET_HDR")
+            header = _PACKET_HDR.unpack_from(payload)
+        elif kind == NFQA_TIMESTAMP and len(payload) >= _TIMESTAMP.size:
+            seconds, micros = _TIMESTAMP.unpack_from(payload)
+            timestamp = seconds + micros / 1e6
+    if header is None:
+        raise NfqueueError(errno.EPROTO, "nfnetlink_queue packet message without NFQA_PACKET_HDR")
+    packet_id, _protocol, hook = header
+    return Packet(queue, packet_id, hook, timestamp)
 
 
 def decode(data: bytes) -> Iterator[Packet | Ack]:
@@ -173,6 +186,9 @@ class QueueSocket:
                 self._sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, RECEIVE_BUFFER)
             # An overflow then costs the packets it drops, not an ENOBUFS that would end the receive loop.
             self._sock.setsockopt(SOL_NETLINK, NETLINK_NO_ENOBUFS, 1)
+            # The kernel stamps received packets once a socket asks, and reports the stamp with each packet: the
+            # delay line times a packet from its arrival, not from when a busy thread got round to reading it.
+            self._sock.setsockopt(socket.SOL_SOCKET, SO_TIMESTAMP, 1)
         except OSError:
             self._sock.close()
             raise

@@ -26,9 +26,7 @@ from nat.impair.model import LinkImpairment
 
 def gilbert_elliott(loss: float, burst: float) -> tuple[float, float]:
     """``(p, r)``: the chain's good -> bad and bad -> good probabilities for a loss share and a mean burst
-    (``LinkImpairment`` refuses a share its burst length cannot reach)."""
-    if loss >= 1:
-        return 1.0, 0.0
+    (``LinkImpairment`` refuses a share its burst length cannot reach, p > 1)."""
     return loss / (burst * (1 - loss)), 1 / burst
 
 
