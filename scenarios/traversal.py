@@ -20,7 +20,7 @@ from scenarios.steps import PEER_OF
 
 ROUTERS = ("router-a", "router-b")
 OTHER_ROUTER = {"router-a": "router-b", "router-b": "router-a"}
-FORGET_TIMEOUT_S = 20
+FORGET_TIMEOUT_S = 60
 
 
 @dataclass(frozen=True)

@@ -519,7 +519,12 @@ class AgentCore:
         (``answer``) with a hello-ack, which the seed's client does not know (our probes reach it anyway)."""
         self._heard(peer, now)
         started = None if peer.pending is None else peer.pending.started
-        self.server.heard(peer)
+        if via_relay:
+            # A relay probe proves less: the TURN permissions of an earlier attempt may carry it while the
+            # peer's punch was lost. Our connect is answered, and repeated until the peer is heard direct.
+            self.server.answered(peer, now)
+        else:
+            self.server.heard(peer)
         path = peer.relay if via_relay else peer.path
         if via_relay:
             peer.extended = True  # only an extended peer has a relay

@@ -17,7 +17,7 @@ retransmission gets a new nonce, as the server takes each proof once.
 - retry: the server did not process the request; take its cookie and send the request again at once (a
   retry carrying the cookie we already had answers an older copy: the next retransmission has it).
 - connect: with a proof; repeated until the punch comes or the connect times out. Then, until the peer is
-  heard (a probe or an answer on either path), repeated every ``retry`` at most ``REASKS`` times more: the
+  heard on the direct path (a probe or an answer), repeated every ``retry`` at most ``REASKS`` times more: the
   server sent the peer its punch together with ours, and that one may have been lost on the way, leaving the
   peer unaware and its NAT shut to our probes. Each repeat makes the server punch both again (a punch
   repeated is ignored by a side already punching).
@@ -203,7 +203,7 @@ class ServerLink:
 
     @staticmethod
     def heard(peer: Peer) -> None:
-        """The peer probed or answered us: it has its punch, nothing to ask the server any more."""
+        """The peer probed or answered us on the direct path: it has its punch, nothing to ask any more."""
         peer.pending = peer.reasking = None
 
     def tick_pending(self, peer: Peer, now: float) -> list[Output]:
