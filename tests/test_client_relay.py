@@ -413,8 +413,8 @@ def test_a_relay_that_answers_does_not_stop_asking_again_for_a_lost_punch() -> N
     lab = relay_lab(CONE, CONE)
     connect(lab, "direct")
     lab.run_for(1.0)  # the relay paths confirm too: each allocation now permits the TURN server's address
-    for host, peer in (("alice", "bob"), ("bob", "alice")):
-        lab.request(host, lambda core, peer=peer: core.disconnect(peer))
+    lab.request("alice", lambda core: core.disconnect("bob"))
+    lab.request("bob", lambda core: core.disconnect("alice"))
     bob_nat = lab.nats["bob"]
     assert bob_nat is not None
     for allowed in bob_nat._allowed.values():
