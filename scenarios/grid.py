@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import datetime
-import json
 import math
 import re
 import signal
@@ -31,9 +30,7 @@ import time
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any
 
-from client.engine.routes import USABLE, Route
 from common.rfc4787 import Behaviour
 from nat.impair.model import ImpairmentError, Impairments
 from nat.impair.spec import format_link, parse_link
@@ -41,8 +38,9 @@ from nat.profiles import get_profile
 from scenarios import results_index
 from scenarios.grid_expect import Site, expected_path
 from scenarios.grid_report import Attempt, Cell, failures, write_results
-from scenarios.harness import REPO, Lab, LabError, Subnets
+from scenarios.harness import REPO, Lab, Subnets
 from scenarios.topologies.generate import CGNAT, CGNAT_PROFILES, DEFAULT_CGN, DEFAULT_NET, GRID_FILE, SITES
+from scenarios.traversal import settled_attempt
 
 PROJECT = "natlab-grid"
 RESULTS = REPO / "results" / "grid"
@@ -118,26 +116,10 @@ def attempt(lab: Lab, row: str, column: str) -> Attempt:
     then wait until the path has settled (direct, or punching gave up and the relay or nothing is left).
     """
     timeout = attempt_timeout_s(float(lab.env["NATLAB_PUNCH_TIMEOUT"]))
-    settle = ["--settle", "--timeout", f"{timeout:g}", "--probe", "grid probe", "--json"]
-    try:
-        _, out, err = lab.exec_split(row, "client", "connect", column, *settle)
-    except LabError as exc:
-        out, err = "", str(exc)
-    try:
-        result: dict[str, Any] = json.loads(out)
-    except json.JSONDecodeError:
-        result = {"peer": None, "delivered": False, "error": f"attempt failed: {err.strip() or out.strip()}"[:500]}
+    result = settled_attempt(lab, row, column, timeout, "grid probe")
     lab.exec(row, "client", "disconnect", column)
     lab.exec(column, "client", "disconnect", row)
-    status = result.get("peer") or {}
-    path = status.get("path", Route.NONE)
-    return Attempt(
-        path=path if path in USABLE else Route.NONE,
-        delivered=bool(result.get("delivered")),
-        time_to_first_message_ms=status.get("time_to_first_message_ms"),
-        time_to_direct_ms=result.get("time_to_direct_ms"),
-        reason=result.get("error") or status.get("reason"),
-    )
+    return result
 
 
 def run_grid(lab: Lab, sites: Sequence[str], attempts: int) -> list[Cell]:

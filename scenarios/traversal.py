@@ -82,10 +82,19 @@ def cold_attempt(lab: Lab, timeout_s: float, probe: str | None = None) -> Attemp
     ``probe``: a message sent once a path is up (its delivery is then part of the attempt).
     """
     forget_pair(lab)
+    return settled_attempt(lab, "alice", "bob", timeout_s, probe)
+
+
+def settled_attempt(lab: Lab, host: str, peer: str, timeout_s: float, probe: str | None = None) -> Attempt:
+    """``client connect PEER --settle`` in ``host``: connect, send ``probe`` once a path is up (if given) and
+    wait for its ack, then wait until the path settles; the attempt as the connecting agent reports it."""
     settle = ["--settle", "--timeout", f"{timeout_s:g}", "--json"]
     if probe is not None:
         settle += ["--probe", probe]
-    _, out, err = lab.exec_split("alice", "client", "connect", "bob", *settle)
+    try:
+        _, out, err = lab.exec_split(host, "client", "connect", peer, *settle)
+    except LabError as exc:
+        out, err = "", str(exc)
     try:
         result: dict[str, Any] = json.loads(out)
     except json.JSONDecodeError:
@@ -94,7 +103,7 @@ def cold_attempt(lab: Lab, timeout_s: float, probe: str | None = None) -> Attemp
     path = status.get("path", Route.NONE)
     return Attempt(
         path=path if path in USABLE else Route.NONE,
-        delivered=bool(result.get("delivered")) if probe is not None else False,
+        delivered=bool(result.get("delivered")),
         time_to_first_message_ms=status.get("time_to_first_message_ms"),
         time_to_direct_ms=result.get("time_to_direct_ms"),
         reason=result.get("error") or status.get("reason"),
