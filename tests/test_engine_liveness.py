@@ -103,12 +103,14 @@ def test_traffic_from_an_unconfirmed_address_is_dropped_and_does_not_keep_the_pa
 
 
 class TimedLab(RelayLab):
-    """The relay lab, noting when each host sent a connect, and each datagram not meant for the server."""
+    """The relay lab, noting when each host sent a new connect (a request's repeats, under its transaction id,
+    are not noted), and each datagram not meant for the server."""
 
     def __init__(self, keepalive: float = KEEPALIVE) -> None:
         super().__init__(keepalive)
         self.timed: list[tuple[float, str, Endpoint, Message | Frame | bytes]] = []
         self.connects: list[tuple[float, str]] = []
+        self._connect_txids: set[int] = set()
 
     def perform(self, name: str, outputs: list[Output]) -> None:
         for output in outputs:
@@ -119,7 +121,9 @@ class TimedLab(RelayLab):
     def _note(self, name: str, message: Message | Frame, to: Endpoint) -> None:
         said = self.tap.plain(encode(message))
         if to == SERVER and isinstance(said, Frame) and isinstance(said.message, Connect):
-            self.connects.append((self.now, name))
+            if said.txid not in self._connect_txids:
+                self._connect_txids.add(said.txid)
+                self.connects.append((self.now, name))
         elif to != SERVER:
             self.timed.append((self.now, name, to, said))
 

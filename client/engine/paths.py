@@ -124,8 +124,9 @@ class PathKeeper:
         """When :meth:`tick` has something to do for ``peer`` (connect, reconnect, probes, liveness), or
         ``math.inf``. Worked out after every datagram from the peer: no lists, no calls it can spare."""
         at = math.inf
-        if peer.pending is not None:
-            at = min(peer.pending.deadline, peer.pending.next_send)
+        for connect in (peer.pending, peer.reasking):
+            if connect is not None:
+                at = min(at, connect.deadline, connect.next_send)
         if peer.reconnect_at is not None and peer.reconnect_at < at and self.can_reconnect():
             at = peer.reconnect_at
         for path in (peer.path, peer.relay):

@@ -44,6 +44,8 @@ class Peer:
     sent: int = 0
     received: int = 0
     pending: PendingConnect | None = None
+    reasking: PendingConnect | None = None
+    """Our connect, answered by our punch, repeated until the peer is heard: its punch may have been lost."""
     used: Route = Route.NONE
     """The route last reported (path_changed is emitted when it changes)."""
     first_message_ms: float | None = None
