@@ -9,12 +9,19 @@ STAMP  := $(VENV)/.installed
 NAT_A  ?= cone
 NAT_B  ?= cone
 export NAT_A NAT_B
+# Link impairments for lab-up (README "Impairments"): NAT_A_IMPAIR='delay=40ms loss=2%' sets both directions
+# of router-a, NAT_A_IMPAIR_UP / NAT_A_IMPAIR_DOWN one each (they win over the unsuffixed one); B likewise.
+IMPAIR_VARS := $(foreach site,A B,$(foreach way,_UP _DOWN,NAT_$(site)_IMPAIR$(way)) NAT_$(site)_IMPAIR)
+export $(IMPAIR_VARS)
 COMPOSE := docker compose
 ATTACKER ?=
 # ATTACKER=1: lab-up also starts the attacker (mallory) and its victim, compose profile `attack`.
 PROFILES := $(if $(ATTACKER),--profile attack)
 PYTEST_ARGS ?=
 GRID_ARGS ?=
+IMPAIR_CHECK_ARGS ?=
+SWEEP_ARGS ?=
+
 # CAPTURE=1 (or full): lab-up's routers capture every packet of their WAN and LAN sides from boot; CAPTURE=ring
 # keeps only the last few MB. Sets NATLAB_CAPTURE, which compose passes to the routers (and which the scenario
 # harness reads too: NATLAB_CAPTURE=off make scenarios runs its labs without their default ring).
@@ -23,14 +30,16 @@ ifneq ($(CAPTURE),)
 export NATLAB_CAPTURE := $(if $(filter 1 on yes true,$(CAPTURE)),full,$(CAPTURE))
 endif
 
-.PHONY: help venv compose images lab-up lab-down lab-status logs capture lint unit scenarios test bench grid fuzz clean
+.PHONY: help venv compose images lab-up lab-down lab-status impair-check logs capture lint unit scenarios test bench grid sweep fuzz clean
 
 help: ## Show the targets and what they do
-	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-11s\033[0m %s\n", $$1, $$2}'
+	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
 	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked),"
-	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS,"
+	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS, SWEEP_ARGS,"
 	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
 	@echo "             ATTACKER=1 (lab-up also starts the attacker mallory and its victim)"
+	@echo "             NAT_A_IMPAIR, NAT_A_IMPAIR_UP, NAT_A_IMPAIR_DOWN and NAT_B_… (link impairments for lab-up: 'delay=40ms jitter=5ms"
+	@echo "             loss=2%' or a preset: dsl, cable, lte, satellite, lossy-wifi; up = LAN -> WAN; see README \"Impairments\")"
 	@echo "             CAPTURE=1 (lab-up: the routers capture packets from boot; then make capture), CAPTURE=ring (the last few MB)"
 
 $(STAMP): pyproject.toml
@@ -49,12 +58,15 @@ images: compose ## Build the lab image (bootstraps the Debian base once; rebuild
 
 # `--progress quiet`: compose prints nothing but its errors, verbatim (e.g. "Pool overlaps with other one on
 # this address space" when another lab or network holds the lab's subnets: move it with NATLAB_WAN and friends).
-lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NATLAB_WAN=, ATTACKER=1, ...)
+lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NAT_A_IMPAIR=, NATLAB_WAN=, ATTACKER=1, ...)
 	@err=$$(mktemp); trap 'rm -f "$$err"' EXIT; \
 	$(COMPOSE) $(PROFILES) --progress quiet up -d --wait --wait-timeout 60 --remove-orphans 2>"$$err" || { \
 	  $(COMPOSE) $(PROFILES) ps -a; $(COMPOSE) $(PROFILES) logs --tail 40; \
 	  echo "lab-up: the lab did not come up; docker compose said:" >&2; cat "$$err" >&2; exit 1; }
 	@echo "natlab: lab up and healthy (router-a: $(NAT_A), router-b: $(NAT_B); wan $${NATLAB_WAN:-198.18.0}.0/24)."
+	@for s in A B; do both=$$(printenv NAT_$${s}_IMPAIR || true); \
+	  up=$$(printenv NAT_$${s}_IMPAIR_UP || true); down=$$(printenv NAT_$${s}_IMPAIR_DOWN || true); \
+	  [ -z "$$both$$up$$down" ] || echo "  router-$${s,,} impaired: up '$${up:-$${both:-off}}', down '$${down:-$${both:-off}}'"; done
 	@echo "  chat:    docker compose exec alice client bob"
 	@echo "  details: make lab-status"
 	@$(if $(CAPTURE),echo "  packets: make capture (the routers capture $(NATLAB_CAPTURE) into /var/log/natlab/pcap)",true)
@@ -64,6 +76,9 @@ lab-down: compose ## Stop the interactive lab and remove its containers and netw
 
 lab-status: $(STAMP) ## Show the lab: profiles, addresses, who is registered, each pair's path
 	@$(PY) -m scenarios.lab_status
+
+impair-check: $(STAMP) ## Each router of the running lab: impairments configured vs measured, as a table (IMPAIR_CHECK_ARGS='--seconds 10')
+	@$(PY) -m scenarios.impair_check $(IMPAIR_CHECK_ARGS)
 
 logs: compose ## Show the interactive lab's recent logs (SERVICE=alice for one service)
 	@$(COMPOSE) logs --tail 200 --timestamps $(SERVICE)
@@ -85,11 +100,16 @@ scenarios: images ## Scenario tests on real containers (e.g. PYTEST_ARGS='-k sym
 
 test: lint compose unit scenarios ## Everything CI runs: lint + unit + scenarios (compose first: a unit test checks the topology files with it)
 
-bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; prints the figures
+bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; prints the figures (results/bench), then make sweep
 	@$(PY) -m scenarios.bench
+	@$(MAKE) -s sweep
 
-grid: images ## Every ordered pair of NAT profiles in one lab, checked against theory (GRID_ARGS='--attempts 5')
-	$(PY) -m scenarios.grid $(GRID_ARGS)
+# The grid, then the sweep (its picture of traversal under impairment); fails when either did, after both ran.
+grid: images ## Every ordered pair of NAT profiles in one lab, checked against theory (GRID_ARGS='--attempts 5', '--impair lte'), then make sweep
+	@status=0; $(PY) -m scenarios.grid $(GRID_ARGS) || status=$$?; $(MAKE) -s sweep || status=$$?; exit $$status
+
+sweep: images ## Cone-cone across round trip x loss: time to direct and delivery, plotted to results/sweep (SWEEP_ARGS='--attempts 5')
+	$(PY) -m scenarios.sweep $(SWEEP_ARGS)
 
 FUZZ_SECONDS ?= 60
 FUZZ_STAMP := $(VENV)/.fuzz-installed

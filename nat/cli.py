@@ -1,4 +1,4 @@
-"""``nat`` subcommands: run, health, show, conntrack, block, unblock, render, capture (``nat.capture_cli``).
+"""``nat`` subcommands: run, health, show, conntrack, block, unblock, impair, render, capture (``nat.capture_cli``).
 
 Exit status: 0 success; 1 runtime failure (setup failed, unhealthy, a tool failed); 2 bad input
 (command line, ``NAT_*`` environment, unknown or unsupported profile). Bad input never prints a traceback.
@@ -19,6 +19,11 @@ from typing import Any
 
 from nat import capture_cli, conntrack, nft, state
 from nat.behaviours import UDP_ALLOWED
+from nat.impair import control
+from nat.impair.apply import ApplyError, apply_impairments
+from nat.impair.model import ImpairmentError, Impairments
+from nat.impair.presets import PRESETS
+from nat.impair.spec import DIRECTIONS, KEYS, parse_link
 from nat.profiles import DEFAULT_PROFILE, PROFILES, ProfileError, get_profile, parse_switch
 from nat.render import TABLE, render
 
@@ -68,6 +73,18 @@ def _parser() -> argparse.ArgumentParser:
     unblk.add_argument("addresses", nargs="*", type=_ipv4, help="IPv4 addresses")
     unblk.set_defaults(handler=_unblock)
 
+    imp = commands.add_parser(
+        "impair",
+        help="impair the links: delay, jitter, loss, duplication, rate (no SPEC: print what is in force)",
+        description="Set this router's impairments, per direction: up (LAN -> WAN), down (WAN -> LAN) or both "
+        f"(the default). SPEC is key=value tokens (keys: {', '.join(KEYS)}), a preset "
+        f"({', '.join(sorted(PRESETS))}) or off; later tokens override earlier ones. "
+        "`nat impair clear` clears both. Examples: `nat impair up delay=80ms loss=2%`, `nat impair lte`.",
+    )
+    imp.add_argument("words", nargs="*", metavar="[up|down|both] SPEC", help="direction, then the settings")
+    imp.add_argument("--json", action="store_true", help="print what is in force as one JSON object")
+    imp.set_defaults(handler=_impair)
+
     rend = commands.add_parser("render", help="print the ruleset a profile renders to, apply nothing")
     rend.add_argument("profile", nargs="?", default=DEFAULT_PROFILE, help=", ".join(sorted(PROFILES)))
     rend.add_argument("--wan", default="eth0", help="WAN interface name (%(default)s)")
@@ -106,13 +123,21 @@ def _health(args: argparse.Namespace) -> int:
 @dataclass
 class _ShowReport:
     profile: dict[str, Any] | None = None
+    impairments: Impairments | None = None
+    impair_stats: Any = None
     ruleset: str | None = None
     entries: list[conntrack.Entry] | None = None
     errors: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         entries = None if self.entries is None else [entry.as_dict() for entry in self.entries]
-        return {"profile": self.profile, "ruleset": self.ruleset, "conntrack": entries, "errors": self.errors}
+        return {
+            "profile": self.profile,
+            "impairments": control.describe(self.impairments, self.impair_stats),
+            "ruleset": self.ruleset,
+            "conntrack": entries,
+            "errors": self.errors,
+        }
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -124,6 +149,11 @@ def _show(args: argparse.Namespace) -> int:
         report.profile = json.loads(profile_file.read_text())
     except (OSError, ValueError) as exc:
         report.errors.append(f"no router state in {profile_file}: {exc}")
+    try:
+        report.impairments = control.read_impairments(args.state_dir)
+    except ImpairmentError as exc:
+        report.errors.append(str(exc))
+    report.impair_stats = control.read_stats(args.state_dir)
     try:
         report.ruleset = nft.list_ruleset() if args.all else nft.list_table()
     except nft.NftError as exc:
@@ -140,6 +170,7 @@ def _show_text(report: _ShowReport, whole_ruleset: bool) -> str:
     lines = []
     if report.profile is not None:
         lines += [f"{key:<12}{value}" for key, value in _profile_rows(report.profile)]
+        lines += control.describe_text(report.impairments, report.impair_stats)
     if report.ruleset is not None:
         source = "nft list ruleset" if whole_ruleset else f"nft list table {TABLE}"
         lines += ["", f"# {source}", _NFT_LISTING_NOTE, report.ruleset.rstrip()]
@@ -201,6 +232,51 @@ def _edit_block_list(edit: Callable[[list[ipaddress.IPv4Address]], None], addres
     except nft.NftError as exc:
         _error(str(exc))
         return 1
+    return 0
+
+
+def _impair(args: argparse.Namespace) -> int:
+    """Validate, apply the kernel side, record, tell ``nat run`` (its delay line), print what is in force."""
+    words = list(args.words)
+    if not words:
+        return _print_impairments(args)
+    targets: tuple[str, ...] = DIRECTIONS
+    if words[0] in (*DIRECTIONS, "both"):
+        named = words.pop(0)
+        targets = DIRECTIONS if named == "both" else (named,)
+        if not words:
+            _error(f"impair {args.words[0]}: expected settings after the direction (key=value, a preset, or off)")
+            return 2
+    try:
+        new = {direction: parse_link(" ".join(words), direction) for direction in targets}
+    except ImpairmentError as exc:
+        _error(f"impair: {exc}")
+        return 2
+    try:
+        wan, lan = control.router_links(args.state_dir)
+        pid = control.router_pid(args.state_dir)
+        current = control.read_impairments(args.state_dir) or Impairments()
+        impairments = Impairments(new.get("up", current.up), new.get("down", current.down))
+        apply_impairments(impairments, wan, lan)
+        control.write_impairments(args.state_dir, impairments)
+        control.notify_router(pid)
+    except (control.RouterNotRunning, ImpairmentError, ApplyError, OSError) as exc:
+        _error(f"impair: {exc}")
+        return 1
+    return _print_impairments(args)
+
+
+def _print_impairments(args: argparse.Namespace) -> int:
+    try:
+        impairments = control.read_impairments(args.state_dir)
+    except ImpairmentError as exc:
+        _error(f"impair: {exc}")
+        return 1
+    stats = control.read_stats(args.state_dir)
+    if args.json:
+        print(json.dumps(control.describe(impairments, stats), indent=2))
+    else:
+        print("\n".join(control.describe_text(impairments, stats)))
     return 0
 
 

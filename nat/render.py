@@ -70,8 +70,8 @@ def render(
     """
     _check_supported(profile)
     router = Router(
-        wan=_quoted_ifname(wan_ifname),
-        lan=_quoted_ifname(lan_ifname),
+        wan=quoted_ifname(wan_ifname),
+        lan=quoted_ifname(lan_ifname),
         lan_subnet=ipaddress.IPv4Network(lan_subnet),
         wan_address=None if wan_address is None else ipaddress.IPv4Address(wan_address),
         udp_timeout=profile.udp_timeout,
@@ -224,7 +224,8 @@ def _check_supported(profile: Profile) -> None:
         )
 
 
-def _quoted_ifname(ifname: str) -> str:
+def quoted_ifname(ifname: str) -> str:
+    """``ifname`` in double quotes for an nft script; ``ValueError`` for a name natlab refuses to write."""
     if not _IFNAME_RE.match(ifname):
         raise ValueError(f"unusable interface name {ifname!r}")
     return f'"{ifname}"'

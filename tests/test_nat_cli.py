@@ -3,13 +3,16 @@
 import ipaddress
 import json
 import logging
+import os
 import subprocess
 import sys
+from types import SimpleNamespace
 
 import pytest
 
 from nat import cli, conntrack, interfaces, nft, router, state
 from nat.conntrack import Endpoints, Entry
+from nat.impair.model import Impairments, LinkImpairment
 from nat.interfaces import Link
 from nat.profiles import get_profile
 
@@ -49,6 +52,37 @@ def nft_calls(monkeypatch):
     return calls
 
 
+class FakeDelayLines:
+    """Stands in for the delay line: records what it was asked, binds no netlink queue on this host."""
+
+    def __init__(self, impairments, stats_file=None):
+        self.calls: list[tuple] = [("init", impairments, stats_file)]
+
+    def start(self):
+        self.calls.append(("start",))
+
+    def configure(self, impairments):
+        self.calls.append(("configure", impairments))
+
+    def stop(self):
+        self.calls.append(("stop",))
+
+
+@pytest.fixture(autouse=True)
+def impair(monkeypatch):
+    """iptables and the delay line replaced in every test here (they would act on the host): ``applied``,
+    the ``apply_impairments`` calls; ``lines``, the fake delay lines made."""
+    done = SimpleNamespace(applied=[], lines=[])
+
+    def make_lines(*args, **kwargs):
+        done.lines.append(FakeDelayLines(*args, **kwargs))
+        return done.lines[-1]
+
+    monkeypatch.setattr(router, "apply_impairments", lambda *args: done.applied.append(args))
+    monkeypatch.setattr(router, "DelayLines", make_lines)
+    return done
+
+
 @pytest.fixture
 def links(monkeypatch):
     """pyroute2 replaced: this 'container' has lo, WAN and LAN, and a default route to delete."""
@@ -67,8 +101,8 @@ def main(state_dir, *args):
     return cli.main(["--state-dir", str(state_dir), *args])
 
 
-def test_setup_applies_the_rendered_script_and_writes_state(state_dir, nft_calls, links):
-    router.setup(router.RouterConfig.from_env(ENV), state_dir)
+def test_setup_applies_the_rendered_script_and_writes_state(state_dir, nft_calls, links, impair):
+    router.setup(router.RouterConfig.from_env({**ENV, "NAT_IMPAIR_UP": "delay=40ms"}), state_dir)
     [(args, script), flushed] = nft_calls
     assert args == ("-f", "-")
     assert flushed == (("conntrack", "-F"), None)  # after the ruleset, so no flow escapes it
@@ -79,8 +113,43 @@ def test_setup_applies_the_rendered_script_and_writes_state(state_dir, nft_calls
         "wan": {"ifname": "eth0", "address": "198.18.0.11", "subnet": "198.18.0.0/24"},
         "lan": {"ifname": "eth1", "address": "198.18.1.2", "subnet": "198.18.1.0/24"},
     }
+    impairments = Impairments(up=LinkImpairment(delay_ms=40))
+    assert impair.applied == [(impairments, "eth0", "eth1")]
+    assert json.loads((state_dir / state.IMPAIR_FILE).read_text()) == impairments.as_dict()
+    [lines] = impair.lines
+    assert lines.calls == [("init", impairments, state_dir / state.IMPAIR_STATS_FILE), ("start",)]
+    assert (state_dir / state.PID_FILE).read_text() == f"{os.getpid()}\n"
     assert (state_dir / state.READY_FILE).exists()
-    assert sorted(p.name for p in state_dir.iterdir()) == ["profile.json", "ready", "ruleset.nft"]
+    assert sorted(p.name for p in state_dir.iterdir()) == [
+        "impair.json",
+        "nat.pid",
+        "profile.json",
+        "ready",
+        "ruleset.nft",
+    ]
+
+
+def test_run_with_a_bad_impairment_exits_2_naming_the_variable(state_dir, caplog):
+    with caplog.at_level(logging.INFO, logger="nat"):
+        assert router.run({**ENV, "NAT_IMPAIR_DOWN": "delay=soon"}, state_dir) == 2
+    [message] = caplog.messages
+    assert message.startswith("bad configuration: NAT_IMPAIR_DOWN: 'delay=soon'")
+
+
+def test_sighup_reconfigures_the_delay_line_from_the_file_and_a_bad_file_keeps_the_old(state_dir, caplog):
+    lines = FakeDelayLines(Impairments())
+    state_dir.mkdir()
+    impairments = Impairments(down=LinkImpairment(delay_ms=5, reorder=0.1))
+    (state_dir / state.IMPAIR_FILE).write_text(json.dumps(impairments.as_dict()))
+    router.reload_impairments(lines.configure, state_dir)
+    for bad in ("{not json", '["up"]', '{"up": {"delay_ms": -1}}', '{"up": {"speed": 1}}'):
+        (state_dir / state.IMPAIR_FILE).write_text(bad)
+        with caplog.at_level(logging.INFO, logger="nat"):
+            router.reload_impairments(lines.configure, state_dir)
+    assert lines.calls[1:] == [("configure", impairments)]
+    assert len(caplog.messages) == 4
+    assert all(m.startswith("impairments not reloaded, the old ones stay: ") for m in caplog.messages)
+    assert "unknown field(s) speed" in caplog.messages[-1]
 
 
 def test_setup_refused_by_nft_logs_the_script_and_is_not_ready(state_dir, links, monkeypatch, caplog):

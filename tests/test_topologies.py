@@ -85,6 +85,50 @@ def test_routers_block_each_other_by_name() -> None:
     assert unblocked.service("router-a").environment["NAT_BLOCK"] == ""
 
 
+IMPAIR_BLANK = {
+    f"{prefix}_IMPAIR{suffix}": ""
+    for prefix in ("NAT_A", "NAT_B", "NAT_CARRIER", "NATLAB_GRID")
+    for suffix in ("", "_UP", "_DOWN")
+}
+"""Every impairment variable blank, whatever the shell running the tests has set."""
+
+
+def impairments_of(lab: Lab, service: str) -> tuple[str, str]:
+    environment = lab.service(service).environment
+    return environment.get("NAT_IMPAIR_UP", ""), environment.get("NAT_IMPAIR_DOWN", "")
+
+
+@pytest.mark.needs("docker")
+def test_impairments_reach_each_router_by_site_and_direction() -> None:
+    """NAT_A_IMPAIR sets both directions of router-a unless NAT_A_IMPAIR_UP/_DOWN says otherwise; nothing set,
+    nothing impaired; the CGNAT carrier has its own (NAT_CARRIER_IMPAIR), not router-a's."""
+    subnets = Subnets.for_slot(5)
+    env = IMPAIR_BLANK | {"NAT_A_IMPAIR": "lte", "NAT_A_IMPAIR_DOWN": "rate=10mbit", "NAT_B_IMPAIR_UP": "loss=1%"}
+    lab = Lab(project="natlab-model-check", subnets=subnets, env=env)
+    assert impairments_of(lab, "router-a") == ("lte", "rate=10mbit")
+    assert impairments_of(lab, "router-b") == ("loss=1%", "")
+    plain = Lab(project="natlab-model-check", subnets=subnets, env=IMPAIR_BLANK)
+    assert impairments_of(plain, "router-a") == impairments_of(plain, "router-b") == ("", "")
+    cgnat = Lab(
+        (COMPOSE_FILE, HERE / "cgnat.yaml"),
+        project="natlab-model-check",
+        subnets=subnets,
+        env=IMPAIR_BLANK | {"NAT_A_IMPAIR": "dsl", "NAT_CARRIER_IMPAIR_UP": "delay=5ms"},
+    )
+    assert impairments_of(cgnat, "router-a") == ("dsl", "dsl")
+    assert impairments_of(cgnat, "carrier") == ("delay=5ms", "")
+
+
+@pytest.mark.needs("docker")
+def test_the_grid_impairs_every_sites_own_router_and_no_carrier() -> None:
+    env = IMPAIR_BLANK | {"NATLAB_GRID_IMPAIR": "lte", "NATLAB_GRID_IMPAIR_UP": "off"}
+    lab = Lab((GRID_FILE,), project="natlab-model-check", subnets=Subnets.for_slot(5), env=env)
+    routers = lab.topology.with_role(Role.ROUTER)
+    assert {f"nat-{site.name}" for site in sites()} <= set(routers)
+    for router in routers:
+        assert impairments_of(lab, router) == (("", "") if router.startswith("cgn-") else ("off", "lte")), router
+
+
 @pytest.mark.needs("docker")
 @pytest.mark.parametrize(
     "files", [(GRID_FILE,), (COMPOSE_FILE,), (COMPOSE_FILE, HERE / "hairpin.yaml"), (COMPOSE_FILE, HERE / "cgnat.yaml")]

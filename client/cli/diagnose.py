@@ -1,4 +1,5 @@
-"""The CLI's diagnostic commands: ``stun-ping``, ``nat-type`` and ``udp-rate`` (see :mod:`client.diagnostics`).
+"""The CLI's diagnostic commands: ``stun-ping``, ``nat-type``, ``udp-rate`` and ``linecheck`` (see
+:mod:`client.diagnostics`).
 
 They talk to STUN servers and other hosts directly, never to the agent; their modules are imported only when
 one runs, so the other commands (the healthcheck above all) start fast.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import argparse
 import math
+import socket
+import sys
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -18,6 +21,57 @@ from protocol import Endpoint
 
 MAX_LIFETIME_PROBE = 3600.0
 """The longest binding-lifetime bound `client nat-type --lifetime-max` accepts (seconds)."""
+MAX_LINE_COUNT = 1_000_000
+"""The most datagrams one `client linecheck` run sends (the echo keeps every seq it received)."""
+MAX_LINE_RATE = 100_000.0
+MAX_LINE_SECONDS = 3600.0
+
+
+def _check_seconds(option: str, value: float) -> None:
+    if not (math.isfinite(value) and 0 < value <= MAX_LINE_SECONDS):
+        raise ConfigError(f"linecheck: {option} {value:g}: expected 0-{MAX_LINE_SECONDS:g} seconds")
+
+
+def cmd_linecheck(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    from client.diagnostics import line_check
+    from client.diagnostics.line_wire import MAX_SIZE, MIN_SIZE
+
+    try:
+        token = line_check.parse_token(args.token)
+    except ValueError as exc:
+        raise ConfigError(f"linecheck: {exc}") from None
+    if args.role == "echo":
+        _check_seconds("--duration", args.duration)
+        _check_seconds("--idle", args.idle)
+        if not 0 < args.port < 65536:
+            raise ConfigError(f"linecheck: --port {args.port}: expected 1-65535")
+        family = socket.AF_INET6 if args.ipv6 else socket.AF_INET
+        try:
+            print_json(line_check.echo(args.port, token, args.duration, args.idle, family))
+        except OSError as exc:
+            raise AgentRefused(f"linecheck echo: port {args.port}: {exc.strerror or exc}") from None
+        return 0
+    if not 1 <= args.count <= MAX_LINE_COUNT:
+        raise ConfigError(f"linecheck: --count {args.count}: expected 1-{MAX_LINE_COUNT}")
+    if not (math.isfinite(args.rate) and 0 < args.rate <= MAX_LINE_RATE):
+        raise ConfigError(f"linecheck: --rate {args.rate:g}: expected more than 0, at most {MAX_LINE_RATE:g} a second")
+    if not MIN_SIZE <= args.size <= MAX_SIZE:
+        raise ConfigError(f"linecheck: --size {args.size}: expected {MIN_SIZE}-{MAX_SIZE} bytes")
+    _check_seconds("--timeout", args.timeout)
+    try:
+        target = Endpoint.parse(args.target)
+    except ValueError as exc:
+        raise ConfigError(f"linecheck: {exc}") from None
+    plan = line_check.Plan(args.count, args.rate, args.size, args.timeout)
+    try:
+        report = line_check.send(target, token, plan)
+    except (line_check.EchoSilent, OSError) as exc:
+        raise AgentRefused(f"linecheck: {exc}") from None
+    print_json(report)
+    if report["summary_error"]:
+        print(f"client: linecheck: {report['summary_error']}", file=sys.stderr)
+        return 1
+    return 0
 
 
 def cmd_udp_rate(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -108,3 +162,22 @@ def add_diagnostics(add: Callable[..., Any]) -> None:
     rate.add_argument("--port", type=int, default=40400, help="our UDP port, the same at both ends (40400)")
     rate.add_argument("--size", type=int, default=1000, help="bytes per datagram (default 1000)")
     rate.add_argument("--timeout", type=float, default=10.0, help="seconds to wait for the other end (10)")
+    _add_linecheck(add)
+
+
+def _add_linecheck(add: Callable[..., Any]) -> None:
+    line = add("linecheck", cmd_linecheck, "one-way delay, loss, duplicates and reordering per direction; JSON")
+    roles = line.add_subparsers(dest="role", required=True, metavar="send|echo")
+    send = roles.add_parser("send", help="send numbered datagrams to an echo and report both directions")
+    send.add_argument("target", help="the echo, ip:port")
+    echo = roles.add_parser("echo", help="answer one sender's datagrams (those carrying --token) until done or idle")
+    for role in (send, echo):
+        role.add_argument("--token", required=True, help="32 hex digits, the same at both ends (random per run)")
+    send.add_argument("--count", type=int, default=1000, metavar="N", help="datagrams to send (default 1000)")
+    send.add_argument("--rate", type=float, default=500.0, metavar="PPS", help="datagrams a second (default 500)")
+    send.add_argument("--size", type=int, default=200, metavar="B", help="bytes of UDP payload each (default 200)")
+    send.add_argument("--timeout", type=float, default=5.0, metavar="S", help="seconds to wait for the echo (5)")
+    echo.add_argument("--port", type=int, default=40500, help="UDP port to answer on (default 40500)")
+    echo.add_argument("--duration", type=float, default=120.0, metavar="S", help="exit after S seconds (120)")
+    echo.add_argument("--idle", type=float, default=10.0, metavar="S", help="exit after S s without the sender (10)")
+    echo.add_argument("--ipv6", action="store_true", help="listen on IPv6 instead of IPv4")

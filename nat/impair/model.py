@@ -48,6 +48,13 @@ class LinkImpairment:
                 raise ImpairmentError(f"{name} must not be negative")
         if self.rate_bps < 0 or self.limit < 0:
             raise ImpairmentError("rate and limit must not be negative")
+        if self.loss_burst > 1 and self.loss > self.loss_burst / (1 + self.loss_burst):
+            # Gilbert-Elliott: entering the bad state has probability loss / (burst * (1 - loss)), at most 1.
+            most = self.loss_burst / (1 + self.loss_burst)
+            raise ImpairmentError(
+                f"loss in bursts of {self.loss_burst:g} packets can be at most {most * 100:.1f}%, "
+                f"got {self.loss * 100:g}%"
+            )
 
     @property
     def is_clear(self) -> bool:

@@ -40,6 +40,12 @@ DEFAULT_NET, DEFAULT_CGN = "198.19", "100.100"
 NET = f"${{NATLAB_GRID_NET:-{DEFAULT_NET}}}"
 CGN = f"${{NATLAB_GRID_CGN:-{DEFAULT_CGN}}}"
 WAN = f"{NET}.0"
+GRID_IMPAIR = {
+    "NAT_IMPAIR_UP": "${NATLAB_GRID_IMPAIR_UP:-${NATLAB_GRID_IMPAIR:-}}",
+    "NAT_IMPAIR_DOWN": "${NATLAB_GRID_IMPAIR_DOWN:-${NATLAB_GRID_IMPAIR:-}}",
+}
+"""Every site's own router impairs its access link alike (``NATLAB_GRID_IMPAIR=lte``); a CGNAT site's carrier
+does not, so that every site adds one access link's impairments, whatever its NATs."""
 
 
 @dataclass(frozen=True)
@@ -134,10 +140,11 @@ def services() -> tuple[dict[str, Any], dict[str, Any]]:
                 home, f"{CGN}.{cgn_index}.0/24", lan_subnet, {inside: {"ipv4_address": f"{CGN}.{cgn_index}.3"}}, lan_ip
             )
             router["environment"]["NAT_GATEWAY"] = f"{CGN}.{cgn_index}.2"  # upstream: the carrier NAT
-            svc[f"nat-{site.name}"] = router
             cgn_index += 1
         else:
-            svc[f"nat-{site.name}"] = _router(site.profile, f"{WAN}.0/24", lan_subnet, wan_ip, lan_ip)
+            router = _router(site.profile, f"{WAN}.0/24", lan_subnet, wan_ip, lan_ip)
+        router["environment"].update(GRID_IMPAIR)
+        svc[f"nat-{site.name}"] = router
         svc[site.name] = {
             "role": "host",
             "command": ["lab-entrypoint", "--gateway", f"{NET}.{site.index}.2", "--",

@@ -15,8 +15,11 @@ REPO = Path(__file__).resolve().parents[2]
 
 
 @contextlib.contextmanager
-def running_nat(router_ns: str, state_dir: Path, gateway: str, /, **env: str) -> Iterator[subprocess.Popen[str]]:
-    """``nat run`` in ``router_ns`` with ``env`` added to ours, polled until ready; SIGTERM afterwards.
+def running_nat(
+    router_ns: str, state_dir: Path, gateway: str, log: list[str] | None = None, /, **env: str
+) -> Iterator[subprocess.Popen[str]]:
+    """``nat run`` in ``router_ns`` with ``env`` added to ours, polled until ready; SIGTERM afterwards, and
+    its stderr (the log) appended to ``log`` if given.
 
     Conntrack is flushed first and the default route via ``gateway`` put back (``nat run`` deletes it).
     """
@@ -40,4 +43,6 @@ def running_nat(router_ns: str, state_dir: Path, gateway: str, /, **env: str) ->
     finally:
         if process.poll() is None:
             process.send_signal(signal.SIGTERM)
-            process.communicate(timeout=5)
+        _, stderr = process.communicate(timeout=5)
+        if log is not None:
+            log.append(stderr)
