@@ -20,17 +20,27 @@ PROFILES := $(if $(ATTACKER),--profile attack)
 PYTEST_ARGS ?=
 GRID_ARGS ?=
 IMPAIR_CHECK_ARGS ?=
+SWEEP_ARGS ?=
 
-.PHONY: help venv compose images lab-up lab-down lab-status impair-check logs lint unit scenarios test bench grid fuzz clean
+# CAPTURE=1 (or full): lab-up's routers capture every packet of their WAN and LAN sides from boot; CAPTURE=ring
+# keeps only the last few MB. Sets NATLAB_CAPTURE, which compose passes to the routers (and which the scenario
+# harness reads too: NATLAB_CAPTURE=off make scenarios runs its labs without their default ring).
+CAPTURE ?=
+ifneq ($(CAPTURE),)
+export NATLAB_CAPTURE := $(if $(filter 1 on yes true,$(CAPTURE)),full,$(CAPTURE))
+endif
+
+.PHONY: help venv compose images lab-up lab-down lab-status impair-check logs capture lint unit scenarios test bench grid sweep fuzz clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
 	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked),"
-	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS,"
+	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS, SWEEP_ARGS,"
 	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
 	@echo "             ATTACKER=1 (lab-up also starts the attacker mallory and its victim)"
 	@echo "             NAT_A_IMPAIR, NAT_A_IMPAIR_UP, NAT_A_IMPAIR_DOWN and NAT_B_… (link impairments for lab-up: 'delay=40ms jitter=5ms"
 	@echo "             loss=2%' or a preset: dsl, cable, lte, satellite, lossy-wifi; up = LAN -> WAN; see README \"Impairments\")"
+	@echo "             CAPTURE=1 (lab-up: the routers capture packets from boot; then make capture), CAPTURE=ring (the last few MB)"
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -59,6 +69,7 @@ lab-up: images ## Start the interactive lab and wait until every service is heal
 	  [ -z "$$both$$up$$down" ] || echo "  router-$${s,,} impaired: up '$${up:-$${both:-off}}', down '$${down:-$${both:-off}}'"; done
 	@echo "  chat:    docker compose exec alice client bob"
 	@echo "  details: make lab-status"
+	@$(if $(CAPTURE),echo "  packets: make capture (the routers capture $(NATLAB_CAPTURE) into /var/log/natlab/pcap)",true)
 
 lab-down: compose ## Stop the interactive lab and remove its containers and networks
 	@$(COMPOSE) --profile attack down --volumes --remove-orphans --timeout 2 2>/dev/null  # the attacker too, if up
@@ -71,6 +82,9 @@ impair-check: $(STAMP) ## Each router of the running lab: impairments configured
 
 logs: compose ## Show the interactive lab's recent logs (SERVICE=alice for one service)
 	@$(COMPOSE) logs --tail 200 --timestamps $(SERVICE)
+
+capture: $(STAMP) ## Copy the interactive lab's router pcaps to results/captures/ and print one line per flow
+	@$(PY) -m scenarios.capture_report
 
 lint: $(STAMP) ## ruff check, ruff format --check, mypy
 	$(VENV)/bin/ruff check .
@@ -86,11 +100,16 @@ scenarios: images ## Scenario tests on real containers (e.g. PYTEST_ARGS='-k sym
 
 test: lint compose unit scenarios ## Everything CI runs: lint + unit + scenarios (compose first: a unit test checks the topology files with it)
 
-bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; prints the figures
+bench: images ## Measure lab-up (cold, warm), lab-down and connect-to-direct; prints the figures (results/bench), then make sweep
 	@$(PY) -m scenarios.bench
+	@$(MAKE) -s sweep
 
-grid: images ## Every ordered pair of NAT profiles in one lab, checked against theory (GRID_ARGS='--attempts 5')
-	$(PY) -m scenarios.grid $(GRID_ARGS)
+# The grid, then the sweep (its picture of traversal under impairment); fails when either did, after both ran.
+grid: images ## Every ordered pair of NAT profiles in one lab, checked against theory (GRID_ARGS='--attempts 5', '--impair lte'), then make sweep
+	@status=0; $(PY) -m scenarios.grid $(GRID_ARGS) || status=$$?; $(MAKE) -s sweep || status=$$?; exit $$status
+
+sweep: images ## Cone-cone across round trip x loss: time to direct and delivery, plotted to results/sweep (SWEEP_ARGS='--attempts 5')
+	$(PY) -m scenarios.sweep $(SWEEP_ARGS)
 
 FUZZ_SECONDS ?= 60
 FUZZ_STAMP := $(VENV)/.fuzz-installed

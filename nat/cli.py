@@ -1,4 +1,4 @@
-"""``nat`` subcommands: run, health, show, conntrack, block, unblock, impair, render.
+"""``nat`` subcommands: run, health, show, conntrack, block, unblock, impair, render, capture (``nat.capture_cli``).
 
 Exit status: 0 success; 1 runtime failure (setup failed, unhealthy, a tool failed); 2 bad input
 (command line, ``NAT_*`` environment, unknown or unsupported profile). Bad input never prints a traceback.
@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from nat import conntrack, nft, state
+from nat import capture_cli, conntrack, nft, state
 from nat.behaviours import UDP_ALLOWED
 from nat.impair import control
 from nat.impair.apply import ApplyError, apply_impairments
@@ -96,6 +96,8 @@ def _parser() -> argparse.ArgumentParser:
     rend.add_argument("--udp-blocked", type=parse_switch, help="override whether UDP to the WAN is blocked (on/off)")
     rend.add_argument("--udp-allow", type=_ipv4, nargs="*", default=[], help="WAN addresses exempt from --udp-blocked")
     rend.set_defaults(handler=_render)
+
+    capture_cli.add_parser(commands)
     return parser
 
 

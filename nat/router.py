@@ -45,7 +45,7 @@ from typing import Any, TypeVar
 import tenacity
 
 from common.files import write_atomic
-from nat import conntrack, interfaces, nft
+from nat import capture, conntrack, interfaces, nft
 from nat.impair import control
 from nat.impair.apply import ApplyError, apply_impairments
 from nat.impair.delayline import DelayLines
@@ -270,6 +270,8 @@ def run(env: Mapping[str, str], state_dir: Path = STATE_DIR) -> int:
         except (interfaces.InterfaceNotFound, nft.NftError, ApplyError, OSError) as exc:
             log.error("router setup failed: %s", exc)
             return 1
+        if (failed := capture.start_at_boot(env, state_dir)) is not None:  # NAT_CAPTURE=ring|full (nat/capture.py)
+            return failed
         log.info(
             "router ready: profile=%s wan=%s %s lan=%s %s",
             config.profile.name,

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any
 
-from scenarios import server_rate
+from scenarios import results_index, server_rate
 from scenarios.harness import REPO, Lab, LabError
 from scenarios.lab_status import interactive_lab
 
@@ -35,6 +35,8 @@ ATTEMPTS = int(os.environ.get("BENCH_ATTEMPTS", "20"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "2000"))
 DIRECT_FLOOD = int(os.environ.get("BENCH_DIRECT_FLOOD", "20000"))
 RAW_PORT = "40400"
+BENCH_RESULTS = REPO / "results" / "bench"
+"""bench.txt: the figures as printed, linked from results/index.html."""
 ENV = os.environ | {"NAT_A": "cone", "NAT_B": "cone"}
 
 
@@ -157,27 +159,36 @@ def main(argv: list[str] | None = None) -> int:
     make("lab-up", NAT_B="symmetric")
     first_relayed = sample(connect_to_first_message_ms)
     flood, (uclient_msgs, uclient_mb) = relayed_throughput()
-    print("natlab bench (this machine)")
-    print(f"  make lab-up, cold (no natlab images)   {cold:7.2f} s")
-    print(f"  make lab-up, warm (images built)        {warm:7.2f} s   target < 3 s")
-    print(f"  make lab-up, again while up             {noop:7.2f} s")
-    print(f"  make lab-down                           {down:7.2f} s   target < 2 s")
-    print(f"  connect -> direct, cone-cone, relays on     {spread(direct)}   target median < 20 ms")
-    print(f"  connect -> direct, cone-cone, relays off    {spread(direct_without_relay)}")
-    print(f"  connect -> first delivered, cone-symmetric  {spread(first_relayed)}   target < 50 ms")
-    print(
+    lines: list[str] = []
+
+    def say(line: str) -> None:
+        print(line)
+        lines.append(line)
+
+    say("natlab bench (this machine)")
+    say(f"  make lab-up, cold (no natlab images)   {cold:7.2f} s")
+    say(f"  make lab-up, warm (images built)        {warm:7.2f} s   target < 3 s")
+    say(f"  make lab-up, again while up             {noop:7.2f} s")
+    say(f"  make lab-down                           {down:7.2f} s   target < 2 s")
+    say(f"  connect -> direct, cone-cone, relays on     {spread(direct)}   target median < 20 ms")
+    say(f"  connect -> direct, cone-cone, relays off    {spread(direct_without_relay)}")
+    say(f"  connect -> first delivered, cone-symmetric  {spread(first_relayed)}   target < 50 ms")
+    say(
         f"  relayed throughput, 1000-byte messages      client flood: {flood['msgs_per_s']:.0f} msg/s, "
         f"{flood['mb_per_s']:.2f} MB/s ({flood['delivered']}/{flood['sent']} delivered); "
         f"turnutils_uclient: {uclient_msgs:.0f} msg/s, {uclient_mb:.2f} MB/s"
     )
-    print(
+    say(
         f"  direct throughput, cone-cone, 1000 bytes   client flood: {direct_flood['msgs_per_s']:.0f} msg/s, "
         f"{direct_flood['mb_per_s']:.2f} MB/s ({direct_flood['delivered']}/{direct_flood['sent']} delivered); "
         f"raw UDP (client udp-rate): {raw['per_s']:.0f} msg/s, {raw['mb_per_s']:.2f} MB/s "
         f"({raw['received']}/{raw['sent']} received)"
     )
     for line in server_rate.report(rate, rate_settings):
-        print(line)
+        say(line)
+    BENCH_RESULTS.mkdir(parents=True, exist_ok=True)
+    (BENCH_RESULTS / "bench.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results_index.write(BENCH_RESULTS.parent)
     print("The lab is left up; `make lab-down` stops it.")
     return 0
 

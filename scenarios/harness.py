@@ -15,6 +15,7 @@ import json
 import os
 import secrets
 import subprocess
+import tarfile
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager, suppress
 from dataclasses import dataclass, field
@@ -28,6 +29,8 @@ import docker.errors
 from docker.models.containers import Container
 from tenacity import RetryError, Retrying, retry_if_result, stop_after_delay, wait_fixed
 
+from scenarios.captures import copy_pcaps
+
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "compose.yaml"
 LABEL = "natlab"
@@ -40,6 +43,9 @@ SLOTS = range(1, 64)
 """Two-site slots, each a /22 of 198.18.0.0/16: slot 0 (198.18.0-2.x) is the interactive lab's, and
 198.19.0.0/16 belongs to the grid, whose fixed subnets a slot there would collide with."""
 UP_TIMEOUT_S = 90
+CAPTURE_VARIABLE, SCENARIO_CAPTURE = "NATLAB_CAPTURE", "ring"
+"""Every lab `start_lab` brings up captures a ring of packets on each router (nat/capture.py), which a failed
+scenario saves with its artifacts; NATLAB_CAPTURE in the caller's environment (off, full) overrides it."""
 POOL_OVERLAP = "pool overlaps"
 """What Docker says (through compose) when a network's subnet overlaps one another network holds."""
 
@@ -487,7 +493,8 @@ class Lab:
 
     # -- artifacts -------------------------------------------------------------------------------------
     def collect_artifacts(self, folder: Path) -> Path:
-        """Write logs and, by role (:data:`ARTIFACTS`), event logs, conntrack tables and rulesets into `folder`."""
+        """Write logs and, by role (:data:`ARTIFACTS`), event logs, conntrack tables and rulesets into `folder`;
+        and each router's packet captures (``router-a.wan-1.pcap``, ...: :func:`scenarios.captures.copy_pcaps`)."""
         folder.mkdir(parents=True, exist_ok=True)
         for service in self.running():
             with suppress(docker.errors.APIError, LabError):
@@ -498,6 +505,9 @@ class Lab:
                     code, output = self.exec(service.name, *command)
                     text = output if code == 0 else f"exit {code}\n{output}"
                     (folder / f"{service.name}.{name}").write_text(text)
+            if service.role is Role.ROUTER:
+                with suppress(docker.errors.APIError, LabError, OSError, tarfile.TarError):
+                    copy_pcaps(self.container(service.name), folder, prefix=f"{service.name}.")
         return folder
 
 
@@ -517,8 +527,10 @@ def start_lab(
 ) -> Iterator[Lab]:
     """Bring up an isolated lab of `files` in a free slot; always torn down by label afterwards.
 
-    ``env``: compose variables, e.g. ``{"NAT_A": "cone", "NAT_B": "symmetric"}``; see :class:`Lab`.
+    ``env``: compose variables, e.g. ``{"NAT_A": "cone", "NAT_B": "symmetric"}``; see :class:`Lab`. The
+    routers capture a ring of packets unless ``env`` or the environment says otherwise (``NATLAB_CAPTURE``).
     """
+    env = {CAPTURE_VARIABLE: os.environ.get(CAPTURE_VARIABLE) or SCENARIO_CAPTURE, **(env or {})}
     last_error: SubnetInUse | None = None
     for slot in free_slots():
         project = f"natlab-{name}-{secrets.token_hex(3)}"

@@ -69,9 +69,11 @@ def received_since(lab: Lab, host: str, count_before: int) -> list[str]:
     return [e["text"] for e in events(lab, host, "message_received")[count_before:]]
 
 
-def flood(lab: Lab, sender: str, count: int, size: int) -> dict[str, Any]:
-    """`client flood`: `count` numbered messages of `size` characters; returns its JSON result."""
-    return dict(lab.json(sender, "client", "flood", PEER_OF[sender], str(count), "--size", str(size)))
+def flood(lab: Lab, sender: str, count: int, size: int, rate: float | None = None) -> dict[str, Any]:
+    """`client flood`: `count` numbered messages of `size` characters (`rate` a second: a stream that waits
+    out a lost path); returns its JSON result."""
+    paced = () if rate is None else ("--rate", f"{rate:g}")
+    return dict(lab.json(sender, "client", "flood", PEER_OF[sender], str(count), "--size", str(size), *paced))
 
 
 def flood_texts(count: int, size: int) -> list[str]:

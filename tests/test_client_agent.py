@@ -462,6 +462,7 @@ def test_connect_send_and_events(pair: tuple[AgentProcess, AgentProcess]) -> Non
         "seed",
         "online",
         "last_seen_s",
+        "keepalive_s",
     }
     assert peer["seed"] is False  # keyed: authenticated
 

@@ -15,6 +15,7 @@ class StandIn:
 
     def __init__(self) -> None:
         self.sends: list[tuple[str, str, bool]] = []
+        self.floods: list[tuple[str, int, int, float | None]] = []
         self.forever: asyncio.Event | None = None
 
     def status(self) -> dict[str, Any]:
@@ -38,7 +39,8 @@ class StandIn:
         self.sends.append((peer, text, wait))
         return self.peer(peer)
 
-    async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]:
+    async def flood(self, peer: str, count: int, size: int, rate: float | None = None) -> dict[str, Any]:
+        self.floods.append((peer, count, size, rate))
         return {}
 
     def subscribe(self, subscription: Subscription) -> None:
@@ -64,3 +66,18 @@ def test_one_send_op_with_an_optional_wait() -> None:
     asyncio.run(_answer(agent, {"op": "send", "peer": "bob", "text": "a"}))
     asyncio.run(_answer(agent, {"op": "send", "peer": "bob", "text": "b", "wait": True}))
     assert agent.sends == [("bob", "a", False), ("bob", "b", True)]
+
+
+def test_a_flood_is_paced_only_when_asked() -> None:
+    agent = StandIn()
+    asyncio.run(_answer(agent, {"op": "flood", "peer": "bob", "count": 3}))
+    asyncio.run(_answer(agent, {"op": "flood", "peer": "bob", "count": 3, "size": 20, "rate": 2.5}))
+    assert agent.floods == [("bob", 3, 100, None), ("bob", 3, 20, 2.5)]
+
+
+@pytest.mark.parametrize("rate", [0, -1, "5", True, 1e9, float("nan")])
+def test_a_paced_flood_needs_a_sane_rate(rate: Any) -> None:
+    agent = StandIn()
+    answer = asyncio.run(_answer(agent, {"op": "flood", "peer": "bob", "count": 3, "rate": rate}))
+    error = "flood: 'rate' must be a number of messages a second, above 0 and at most 100000"
+    assert (answer, agent.floods) == ({"ok": False, "error": error}, [])

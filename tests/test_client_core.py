@@ -274,6 +274,55 @@ def test_time_to_direct_counts_from_connect_and_from_punch() -> None:
     assert lab.named("bob", "direct_confirmed")[0]["time_to_direct_ms"] == 0.0
 
 
+def connects(lab: Lab) -> list[Frame]:
+    """alice's connects to bob on the wire so far (retransmissions and repeats included)."""
+    return [said for _, _, said in lab.plain() if isinstance(said, Frame) and said.message == Connect("alice", "bob")]
+
+
+def test_a_punch_lost_on_its_way_to_the_peer_is_asked_for_again() -> None:
+    # bob's punch is lost: his NAT stays shut to alice's probes, he knows nothing. alice, whose own punch
+    # came, asks the server again after 250 ms; the server punches both again, and bob's gets through.
+    lab = two_hosts(CONE, CONE)
+    lab.server.lost_punches["bob"] = 1
+    connect(lab)
+    assert lab.state("alice", "bob") is PathState.DIRECT
+    assert lab.named("alice", "direct_confirmed")[0]["time_to_direct_ms"] == pytest.approx(250.0)
+    assert len(connects(lab)) == 2
+    assert len({frame.txid for frame in connects(lab)}) == 1  # the same request, repeated
+    assert lab.cores["alice"].peers["bob"].reasking is None  # bob was heard: no more repeats
+    lab.run_for(2.0)
+    assert len(connects(lab)) == 2
+
+
+def test_a_peer_heard_at_once_costs_no_repeat() -> None:
+    lab = two_hosts(CONE, CONE)
+    connect(lab)
+    lab.run_for(2.0)
+    assert len(connects(lab)) == 1
+
+
+def test_a_peer_never_heard_gets_at_most_four_repeats() -> None:
+    lab = two_hosts(CONE, CONE)
+    lab.server.lost_punches["bob"] = 100  # bob never learns of alice
+    connect(lab)
+    assert lab.state("alice", "bob") is PathState.FAILED
+    assert len(connects(lab)) == 1 + 4  # re-sent every 250 ms after the punch, then no more
+
+
+def test_an_error_for_a_repeat_stops_the_repeats_and_keeps_the_path() -> None:
+    lab = two_hosts(CONE, CONE)
+    lab.server.lost_punches["bob"] = 100
+    now = lab.now
+    lab.request("alice", lambda core: core.connect("bob", now))
+    del lab.server.peers["bob"]  # bob expired from the server: a repeat gets "invalid peers"
+    lab.run_for(0.3)
+    alice = lab.cores["alice"]
+    assert alice.peers["bob"].reasking is None
+    assert lab.state("alice", "bob") is PathState.PUNCHING  # the punch goes on until its own deadline
+    assert any("connect to bob repeated: server: invalid peers" in line for line in lab.logs["alice"])
+    assert lab.named("alice", "server_error") == []
+
+
 @pytest.mark.parametrize(
     ("alice_nat", "bob_nat"),
     [pytest.param(SYMMETRIC, SYMMETRIC, id="symmetric-symmetric"), pytest.param(CONE, SYMMETRIC, id="cone-symmetric")],

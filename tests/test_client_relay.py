@@ -403,3 +403,22 @@ def test_text_checked_once_against_the_frame_it_will_ride_in() -> None:
     lab.send("alice", "bob", largest)
     lab.run_until(lambda: lab.delivered("alice") == 1)
     assert lab.received("bob") == [largest]
+
+
+def test_a_relay_that_answers_does_not_stop_asking_again_for_a_lost_punch() -> None:
+    # The pair met before: each TURN allocation still permits the other's relay. Both forget each other and
+    # bob's NAT shuts again; then bob's punch is lost. alice's relay probe still reaches bob (the old
+    # permission) and confirms the relay path, which proves nothing about the punch: alice asks again until
+    # she hears bob on the direct path.
+    lab = relay_lab(CONE, CONE)
+    connect(lab, "direct")
+    lab.run_for(1.0)  # the relay paths confirm too: each allocation now permits the TURN server's address
+    lab.request("alice", lambda core: core.disconnect("bob"))
+    lab.request("bob", lambda core: core.disconnect("alice"))
+    bob_nat = lab.nats["bob"]
+    assert bob_nat is not None
+    for allowed in bob_nat._allowed.values():
+        allowed -= {a for a in allowed if a.host == "198.18.0.11" and a.port != TURN.port}
+    lab.server.lost_punches["bob"] = 1
+    connect(lab, "direct")
+    assert lab.cores["alice"].peers["bob"].reasking is None

@@ -11,6 +11,7 @@ represented.
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ from protocol import Connect, Endpoint, Frame, Hello, HelloAck, Message, encode
 from tests.support.engine_outputs import events, field
 from tests.support.signal_server import register
 from tests.test_client_core import CONE, SERVER, SYMMETRIC, TIMING, Nat
-from tests.test_client_relay import RelayLab, connect
+from tests.test_client_relay import RelayLab, connect, connected
 
 KEEPALIVE = 10.0
 LIVENESS = 3 * KEEPALIVE  # the README's "three keepalive periods"
@@ -102,12 +103,14 @@ def test_traffic_from_an_unconfirmed_address_is_dropped_and_does_not_keep_the_pa
 
 
 class TimedLab(RelayLab):
-    """The relay lab, noting when each host sent a connect, and each datagram not meant for the server."""
+    """The relay lab, noting when each host sent a new connect (a request's repeats, under its transaction id,
+    are not noted), and each datagram not meant for the server."""
 
     def __init__(self, keepalive: float = KEEPALIVE) -> None:
         super().__init__(keepalive)
         self.timed: list[tuple[float, str, Endpoint, Message | Frame | bytes]] = []
         self.connects: list[tuple[float, str]] = []
+        self._connect_txids: set[int] = set()
 
     def perform(self, name: str, outputs: list[Output]) -> None:
         for output in outputs:
@@ -118,7 +121,9 @@ class TimedLab(RelayLab):
     def _note(self, name: str, message: Message | Frame, to: Endpoint) -> None:
         said = self.tap.plain(encode(message))
         if to == SERVER and isinstance(said, Frame) and isinstance(said.message, Connect):
-            self.connects.append((self.now, name))
+            if said.txid not in self._connect_txids:
+                self._connect_txids.add(said.txid)
+                self.connects.append((self.now, name))
         elif to != SERVER:
             self.timed.append((self.now, name, to, said))
 
@@ -128,10 +133,10 @@ def hellos(lab: TimedLab, host: str) -> list[tuple[float, Message]]:
     return [(when, said) for when, name, _, said in lab.timed if isinstance(said, Hello | HelloAck) and name == host]
 
 
-def timed_relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str]) -> TimedLab:
+def timed_relay_lab(alice_nat: dict[str, Any], bob_nat: dict[str, Any]) -> TimedLab:
     lab = TimedLab()
-    lab.add("alice", Nat("198.18.0.11", **alice_nat))  # type: ignore[arg-type]
-    lab.add("bob", Nat("198.18.0.12", **bob_nat))  # type: ignore[arg-type]
+    lab.add("alice", Nat("198.18.0.11", **alice_nat))
+    lab.add("bob", Nat("198.18.0.12", **bob_nat))
     lab.run_until(lambda: all(c.relay_up and c.registered and not c.server.reannouncing for c in lab.cores.values()))
     return lab
 
@@ -175,3 +180,77 @@ def test_a_pair_left_with_no_path_connects_again_at_once_then_every_two_punch_ti
     times = [when for when, name in lab.connects if name == "alice"]
     assert gone < times[0] <= gone + LIVENESS  # silence noticed: connect again at once
     assert [b - a for a, b in itertools.pairwise(times)] == pytest.approx([2 * TIMING.timeout] * (len(times) - 1))
+
+
+def test_while_it_connects_again_the_status_keeps_saying_why_the_pair_has_no_path() -> None:
+    lab = timed_relay_lab(SYMMETRIC, CONE)
+    connect(lab, "relay")
+    del lab.cores["bob"]
+    lab.server.receive = lambda data, source: []  # type: ignore[method-assign]  # the server is cut off too
+    lab.connects.clear()
+    lab.run_until(lambda: len(lab.connects) >= 1, limit=LIVENESS + 1)
+    [change] = [c for c in lab.named("alice", "path_changed") if c["new"] == "none"]
+    status = lab.status("alice", "bob")
+    assert (status["path"], status["reason"]) == ("none", change["reason"] + "; connecting again")
+    assert change["reason"].startswith("relay lost: no response from ")
+    lab.run_until(lambda: len(lab.connects) >= 3, limit=4 * TIMING.timeout + 1)
+    assert lab.status("alice", "bob")["reason"].count("; connecting again") == 1  # never piled up
+
+
+# -- a NAT that forgets idle mappings sooner than keepalives come ----------------------------------
+
+
+def keepalives_to(out: list[Output], addr: Endpoint) -> int:
+    """How many keepalives ``out`` sends to ``addr``."""
+    return sum(1 for o in out if isinstance(o, Send) and o.to == addr and encode(o.message) == b"keepalive")
+
+
+def test_each_loss_to_silence_halves_the_peers_keepalive_period_down_to_a_floor() -> None:
+    alice = direct_to_bob(now=1.0)
+    assert alice.peer_status("bob")["keepalive_s"] is None  # type: ignore[index]  # the agent's period
+    periods, now = [], 1.0
+    for _ in range(6):
+        now += LIVENESS
+        lost = alice.tick(now)
+        assert [field(e, "reason") for e in events(lost, "punch_failed")] == [lost_reason(BOB)]
+        periods.append(alice.peer_status("bob")["keepalive_s"])  # type: ignore[index]
+        assert events(alice.receive(b"hello-ack bob", BOB, now), "direct_confirmed")  # the same address again
+    assert periods == [5.0, 2.5, 1.25, 1.0, 1.0, 1.0]
+
+
+def test_a_shortened_period_sends_that_peers_keepalives_on_its_own_clock_and_no_others() -> None:
+    alice = direct_to_bob(now=1.0)
+    alice.tick(10.0)  # the agent's keepalive: once on its period
+    lost = 1.0 + LIVENESS
+    alice.tick(lost)
+    alice.receive(b"hello-ack bob", BOB, lost + 0.5)  # confirmed again: keepalives every 5 s from the loss
+    sent: dict[float, int] = {}
+    now = lost + 0.5
+    while now < lost + 30.0:
+        now = alice.wakeup()
+        out = alice.tick(now)
+        if keepalives_to(out, BOB):
+            sent[now] = keepalives_to(out, BOB)
+        alice.receive(b"keepalive", BOB, now)  # bob is alive, so the path stays up
+    assert list(sent.values()) == [1] * len(sent)
+    assert list(sent) == pytest.approx([lost + 5.0 * i for i in range(1, 7)])
+
+
+def test_a_mapping_that_expires_between_keepalives_is_reported_then_kept_open_by_keepalives_twice_as_often() -> None:
+    # Alice's NAT forgets a mapping after 7 s without traffic from her; she sends every 10 s. The next mapping
+    # it makes has another port: bob's datagrams to the old one meet nothing, and hers come from a stranger.
+    lab = timed_relay_lab({**CONE, "timeout": 7.0}, CONE)
+    connect(lab, "direct")
+
+    def lost(host: str) -> list[dict[str, Any]]:
+        return [e for e in lab.named(host, "punch_failed") if e["reason"].startswith("direct lost: ")]
+
+    lab.run_until(lambda: bool(lost("alice")), limit=LIVENESS + 2 * KEEPALIVE)
+    assert lost("alice")[0]["reason"].startswith(f"direct lost: no response from {BOB.host}:")
+    assert lab.status("alice", "bob")["keepalive_s"] == KEEPALIVE / 2
+    assert any("keepalives to bob every 5 s from now" in line for line in lab.logs["alice"])
+    lab.run_until(connected(lab, "direct"), limit=4 * TIMING.timeout + LIVENESS)  # connected again by itself
+    changes = {host: len(lab.named(host, "path_changed")) for host in ("alice", "bob")}
+    lab.run_for(4 * LIVENESS)  # now the mapping lives: no more losses
+    assert {host: len(lab.named(host, "path_changed")) for host in ("alice", "bob")} == changes
+    assert (lab.path("alice", "bob"), lab.path("bob", "alice")) == ("direct", "direct")

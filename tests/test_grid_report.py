@@ -81,8 +81,27 @@ def test_a_cell_without_attempts_took_no_path_and_does_not_match():
     assert (empty.median_first_message_ms, empty.median_direct_ms) == (None, None)
 
 
-def test_success_rate_is_the_share_that_delivered():
+def test_success_rate_is_the_share_that_took_the_expected_path_and_delivered():
     assert cell("a", "b", "relay", [relay(), relay(), failed(), relay()]).success_rate == 0.75
+    assert cell("a", "b", "direct", [direct(), relay(), direct(), direct()]).success_rate == 0.75
+
+
+def test_on_impaired_links_a_cell_matches_when_more_than_half_succeeded():
+    lossy = Cell("cone", "cone", "direct", "both map endpoint-independently", [direct(), failed(), direct()], False)
+    assert lossy.matches
+    assert lossy.label() == "direct 2/3 · 67% ok · 3.0 ms · ↗2.0 ms"
+    half = Cell("cone", "full-cone", "direct", "theory", [direct(), relay()], False)
+    assert not half.matches
+    assert half.summary().endswith("MISMATCH, expected direct in more than half of the attempts")
+    markdown = render_markdown([lossy, half], [CONE, FULL], META)
+    assert "more than half of its attempts succeeded" in markdown
+    assert (
+        "| **cone** | direct 2/3 · 67% ok · 3.0 ms · ↗2.0 ms | ✗ relay 2/2 · 50% ok · 22 ms (expected direct) |"
+        in markdown
+    )
+    perfect = Cell("cone", "cone", "direct", "theory", [direct(), direct()], False)
+    assert perfect.label() == "direct 2/2 · 3.0 ms · ↗2.0 ms"  # no "100% ok": the counts say it
+    assert "67% ok" in render_html([lossy], [CONE], META)
 
 
 def test_medians_skip_attempts_without_the_value():

@@ -158,7 +158,20 @@ def in_scratch_netns(shell_command, stdin):
     return done
 
 
-@pytest.mark.parametrize("impairments", [EVERYTHING, Impairments()], ids=["everything", "clear"])
+ALL_OF_THEM = Impairments(parse_link("loss=100%", "up"), parse_link("duplicate=100%", "down"))
+"""A total outage one way, every packet doubled the other: no random number decides."""
+
+
+def test_a_share_of_100_percent_takes_every_packet():
+    script = render_nft(ALL_OF_THEM, "eth0", "eth1")
+    assert "\t\tmeta protocol ip drop\n" in script
+    assert "\t\tmeta protocol ip meta mark & 0x" in script
+    assert "numgen" not in script
+
+
+@pytest.mark.parametrize(
+    "impairments", [EVERYTHING, Impairments(), ALL_OF_THEM], ids=["everything", "clear", "all-of-them"]
+)
 def test_nft_accepts_the_script(impairments):
     require(missing(["nft"]))
     done = in_scratch_netns("nft -c -f -", render_nft(impairments, "eth0", "eth1"))

@@ -4,8 +4,10 @@
     client <peer> | chat <peer>       interactive chat (connects first when there is no direct path)
     client send <peer> TEXT...        connect if needed, send one message and wait until the peer has it
                                       (acknowledged); exit 1 if there is no path or it was not delivered
-    client flood <peer> N [--size B]  send N messages of B characters as fast as the window allows; print
-                                      JSON {sent, delivered, undelivered, seconds, msgs_per_s, mb_per_s}
+    client flood <peer> N [--size B] [--rate R]
+                                      send N messages of B characters as fast as the window allows (with
+                                      --rate, R a second: a stream that waits out a lost path); print JSON
+                                      {sent, delivered, undelivered, seconds, msgs_per_s, mb_per_s, no_path_s}
     client connect <peer> [--json]    connect and wait: exit 0 if the path is direct or relay, 1 if none
     client connect <peer> --settle [--timeout S] [--probe TEXT] [--json]
                                       wait until the path settles (direct, or punching gave up); print the
@@ -60,6 +62,7 @@ from client.daemon.config import (
     socket_path,
     with_identity,
 )
+from client.daemon.control import MAX_RATE
 from client.engine.core import RequestError, check_id
 from client.engine.routes import USABLE, Route
 
@@ -150,11 +153,18 @@ def cmd_send(args: argparse.Namespace, env: Mapping[str, str]) -> int:
 def cmd_flood(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     if args.count < 1 or args.size < 1:
         raise ConfigError("flood: N and --size must be positive")
-    # Every message may take up to the delivery deadline, but they are in flight together.
+    if args.rate is not None and not 0 < args.rate <= MAX_RATE:
+        raise ConfigError(f"flood: --rate must be above 0 and at most {MAX_RATE} messages a second")
+    # Every message may take up to the delivery deadline, but they are in flight together. A stream also
+    # takes N/R seconds, and may wait up to the deadline once more for a lost path.
     timeout = _delivery_timeout(env) + args.count * 0.1
+    paced = {}
+    if args.rate is not None:
+        timeout += args.count / args.rate + delivery_deadline(env)
+        paced = {"rate": args.rate}
     with AgentClient(socket_path(env), timeout=timeout) as agent:
         _ensure_path(agent, args.peer)
-        result = agent.request("flood", peer=args.peer, count=args.count, size=args.size)["result"]
+        result = agent.request("flood", peer=args.peer, count=args.count, size=args.size, **paced)["result"]
     print_json(result)
     return 0 if result["undelivered"] == 0 else 1
 
@@ -323,6 +333,9 @@ def _parser() -> argparse.ArgumentParser:
     flood = add("flood", cmd_flood, "send N messages as fast as the window allows; print JSON", peer=True)
     flood.add_argument("count", type=int, help="how many messages")
     flood.add_argument("--size", type=int, default=100, help="characters per message (default 100)")
+    flood.add_argument(
+        "--rate", type=float, metavar="R", help="R messages a second: a stream that waits out a lost path"
+    )
     connect = add(
         "connect", cmd_connect, "connect and wait: exit 0 if direct or relay, 1 if none", peer=True, json=True
     )

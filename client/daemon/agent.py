@@ -12,6 +12,7 @@ delivered) is logged at INFO only while they come at a human rate (:class:`Messa
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import signal
 import socket
@@ -23,7 +24,18 @@ from client.daemon.config import AgentConfig, AgentStartError
 from client.daemon.control import ControlServer, Subscription
 from client.daemon.eventlog import EventLog
 from client.daemon.udp import DatagramSocket
-from client.engine.core import AgentCore, Emit, Log, Output, RequestError, Send, SendRaw, WindowFullError, check_id
+from client.engine.core import (
+    AgentCore,
+    Emit,
+    Log,
+    NoPathError,
+    Output,
+    RequestError,
+    Send,
+    SendRaw,
+    WindowFullError,
+    check_id,
+)
 from client.engine.events import (
     Event,
     MessageDelivered,
@@ -219,14 +231,22 @@ class Agent:
         self._perform(sent.outputs)
         return sent.ticket
 
-    async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]:
+    async def flood(self, peer: str, count: int, size: int, rate: float | None = None) -> dict[str, Any]:
         """Send ``count`` messages of ``size`` characters as fast as the window allows; wait until all are
-        settled. Each text starts with its number (``000001 ``), so a receiver can check order."""
+        settled. Each text starts with its number (``000001 ``), so a receiver can check order.
+
+        With ``rate`` (messages a second) it is a stream: message i is due ``i / rate`` s after the start (at
+        once when the stream is behind), and while there is no path it waits for one instead of failing, as a
+        live stream across a fault would; a path gone for longer than the delivery deadline ends it with the
+        reason. ``no_path_s`` is how long it waited."""
         started = self._loop.time()
         tally = Tally()
+        no_path = 0.0
         try:
             for i in range(count):
                 text = f"{i + 1:06d} ".ljust(size, "x")[: max(size, 7)]
+                if rate is not None:
+                    await self._until(started + i / rate)
                 while True:
                     try:
                         ticket = self._post(peer, text)
@@ -235,6 +255,10 @@ class Agent:
                         self._after()
                         self._settled.clear()
                         await self._settled.wait()  # not before a message is settled: the window is full till then
+                    except NoPathError as error:
+                        if rate is None:
+                            raise
+                        no_path += await self._path_back(peer, error)
                 if ticket is not None:
                     self._outcomes[ticket] = tally
                     tally.add()
@@ -250,7 +274,30 @@ class Agent:
             "seconds": round(seconds, 3),
             "msgs_per_s": round(delivered / seconds, 1),
             "mb_per_s": round(delivered * size / seconds / 1e6, 3),
+            "no_path_s": round(no_path, 3),
         }
+
+    async def _until(self, due: float) -> None:
+        """Yield until the loop's clock reaches ``due`` (at once if it has)."""
+        delay = due - self._loop.time()
+        if delay > 0:
+            self._after()  # what was sent so far goes out, and the timer is armed, before we sleep
+            await asyncio.sleep(delay)
+
+    async def _path_back(self, peer: str, error: NoPathError) -> float:
+        """Wait until ``peer`` has a path again (the core reconnects by itself); the seconds waited. Still none
+        after the delivery deadline: ``error`` (the send refused for lack of a path, with its reason)."""
+        began = self._loop.time()
+        deadline = began + self.config.delivery_deadline
+        self._after()
+        while not self.core.has_path(peer):
+            left = deadline - self._loop.time()
+            if left <= 0:
+                raise error
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(left):
+                    await self._changed()
+        return self._loop.time() - began
 
     # -- the shell -----------------------------------------------------------------------------------
 

@@ -21,8 +21,10 @@ request                                                    response
                                                            ``"wait": true`` answered once acknowledged
                                                            (or ``ok: false``, "not delivered to bob: ...")
 ``{"op": "flood", "peer": "bob", "count": 200,             ``{"ok": true, "result": {sent, delivered,
-"size": 100}``                                             undelivered, seconds, msgs_per_s, mb_per_s}}``
-                                                           once every message is settled
+"size": 100}``, optionally ``"rate": 50``                  undelivered, seconds, msgs_per_s, mb_per_s,
+                                                           no_path_s}}`` once every message is settled;
+                                                           with ``rate``, a paced stream that waits out
+                                                           a lost path
 ``{"op": "subscribe"}`` or ``{..., "peer": "bob"}``        ``{"ok": true}``, then one event object per line
                                                            (as in the event log) until the client closes;
                                                            ``{"ok": false, "error": "fell behind"}`` ends
@@ -51,6 +53,9 @@ from client.engine.events import Event
 
 MAX_SETTLE = 3600.0
 """The longest a ``settle`` request may wait (seconds)."""
+
+MAX_RATE = 100_000
+"""The highest paced flood rate (messages a second): beyond any the window allows, and a finite number."""
 
 SUBSCRIBER_BACKLOG = 1000
 """Events a subscriber may fall behind by before it is cut off (a chat suspended with Ctrl-Z)."""
@@ -83,7 +88,7 @@ class Agent(Protocol):
     def peer(self, peer: str) -> dict[str, Any] | None: ...
     def disconnect(self, peer: str) -> dict[str, Any] | None: ...
     async def send(self, peer: str, text: str, wait: bool = False) -> dict[str, Any] | None: ...
-    async def flood(self, peer: str, count: int, size: int) -> dict[str, Any]: ...
+    async def flood(self, peer: str, count: int, size: int, rate: float | None = None) -> dict[str, Any]: ...
     def subscribe(self, subscription: Subscription) -> None: ...
     def unsubscribe(self, subscription: Subscription) -> None: ...
 
@@ -134,10 +139,12 @@ async def _send(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
 
 
 async def _flood(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
-    count, size = request.get("count"), request.get("size", 100)
+    count, size, rate = request.get("count"), request.get("size", 100), request.get("rate")
     if not isinstance(count, int) or count < 1 or not isinstance(size, int) or size < 1:
         raise BadRequest("flood: 'count' and 'size' must be positive integers")
-    return {"ok": True, "result": await agent.flood(_peer_field(request), count, size)}
+    if rate is not None and (isinstance(rate, bool) or not isinstance(rate, int | float) or not 0 < rate <= MAX_RATE):
+        raise BadRequest(f"flood: 'rate' must be a number of messages a second, above 0 and at most {MAX_RATE}")
+    return {"ok": True, "result": await agent.flood(_peer_field(request), count, size, rate)}
 
 
 HANDLERS: dict[str, Handler] = {

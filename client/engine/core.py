@@ -270,6 +270,11 @@ class AgentCore:
         punching = PathState.PUNCHING in (peer.path.state, peer.relay.state)
         return peer.path.state is PathState.DIRECT or not punching
 
+    def has_path(self, peer_id: str) -> bool:
+        """Whether a message to ``peer_id`` can go now: a path (direct or relay) is in use."""
+        peer = self.peers.get(peer_id)
+        return peer is not None and peer.route(self.relay_up) is not None
+
     def disconnect(self, peer_id: str) -> list[Output]:
         """Forget the paths to a peer locally (state none); the peer itself is not told.
 
@@ -279,7 +284,7 @@ class AgentCore:
         peer = self.peers.get(peer_id)
         if peer is None:
             return []
-        peer.pending = None
+        peer.pending = peer.reasking = None
         peer.reconnect_at = None
         peer.path.reset()
         peer.relay.reset()
@@ -432,7 +437,7 @@ class AgentCore:
             return [Log(logging.WARNING, f"ignoring punch to ourselves at {punch.addr}")]
         out: list[Output] = []
         peer = self.peers.get(punch.id)
-        asked = peer is not None and peer.pending is not None
+        asked = peer is not None and (peer.pending is not None or peer.reasking is not None)
         if not asked and not self.introductions.take(now):
             # Someone made the server introduce us (the other side's connect): at most so many a second,
             # or whoever can make the server punch us would have us probe any address at their pace.
@@ -447,7 +452,7 @@ class AgentCore:
             return out + self._drop(Drop(exc.reason), punch, source)
         self._heard(peer, now)
         started = None if peer.pending is None else peer.pending.started
-        peer.pending = None
+        self.server.answered(peer, now)
         peer.extended = punch.candidates is not None or keys is not None
         before = peer.path.started
         probes = UNASKED_KEYLESS_PROBES if not asked and keys is None else None
@@ -519,7 +524,12 @@ class AgentCore:
         (``answer``) with a hello-ack, which the seed's client does not know (our probes reach it anyway)."""
         self._heard(peer, now)
         started = None if peer.pending is None else peer.pending.started
-        peer.pending = None
+        if via_relay:
+            # A relay probe proves less: the TURN permissions of an earlier attempt may carry it while the
+            # peer's punch was lost. Our connect is answered, and repeated until the peer is heard direct.
+            self.server.answered(peer, now)
+        else:
+            self.server.heard(peer)
         path = peer.relay if via_relay else peer.path
         if via_relay:
             peer.extended = True  # only an extended peer has a relay

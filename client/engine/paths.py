@@ -14,13 +14,15 @@ from client.engine.messaging import Messenger
 from client.engine.outputs import Emit, Log, Output
 from client.engine.path import Action, Answer, Changed, Ignored, Moved, PathState, PathTiming, Probe, Spent
 from client.engine.path_events import change_reason, direct_path_event, relay_path_event
-from client.engine.peer import Peer
+from client.engine.peer import RECONNECTING_SUFFIX, Peer
 from client.engine.routes import Route
 from client.engine.server_link import ServerLink
 from protocol import Hello, HelloAck, Keepalive
 
 LIVENESS_PERIODS = 3
 """Keepalive periods of silence after which a path to an extended peer counts as lost."""
+MIN_KEEPALIVE = 1.0
+"""Seconds: the shortest keepalive period :meth:`PathKeeper.keep_closer` goes down to."""
 
 
 class PathKeeper:
@@ -41,6 +43,7 @@ class PathKeeper:
     ) -> None:
         self.me = me
         self.timing = timing
+        self.keepalive = keepalive
         self.liveness = LIVENESS_PERIODS * keepalive
         self.direct_retry = direct_retry
         self.carrier = carrier
@@ -100,10 +103,16 @@ class PathKeeper:
         out += self.server.tick_pending(peer, now)
         out += self.perform(peer, peer.path.tick(now), now, via_relay=False)
         out += self.perform(peer, peer.relay.tick(now), now, via_relay=True)
+        if now >= peer.next_keepalive:
+            out += self._keepalive(peer, now)
+            peer.next_keepalive = now + (peer.keepalive or self.keepalive)
         if peer.extended:
             relay_up = self.carrier.relay_up
             had_a_path = peer.path_name(relay_up) is not Route.NONE
-            out += self.perform(peer, peer.path.check_alive(now, self.liveness, "direct"), now, via_relay=False)
+            lost = peer.path.check_alive(now, self.liveness, "direct")
+            if lost:
+                out += self.keep_closer(peer, now)
+            out += self.perform(peer, lost, now, via_relay=False)
             out += self.perform(peer, peer.relay.check_alive(now, self.liveness, "relay"), now, via_relay=True)
             if had_a_path and peer.path_name(relay_up) is Route.NONE:
                 # The peer went silent on every path (its relay or ours died, or a NAT dropped us): keep
@@ -115,15 +124,35 @@ class PathKeeper:
         """When :meth:`tick` has something to do for ``peer`` (connect, reconnect, probes, liveness), or
         ``math.inf``. Worked out after every datagram from the peer: no lists, no calls it can spare."""
         at = math.inf
-        if peer.pending is not None:
-            at = min(peer.pending.deadline, peer.pending.next_send)
+        for connect in (peer.pending, peer.reasking):
+            if connect is not None:
+                at = min(at, connect.deadline, connect.next_send)
         if peer.reconnect_at is not None and peer.reconnect_at < at and self.can_reconnect():
             at = peer.reconnect_at
         for path in (peer.path, peer.relay):
             for t in (path.wakeup(), path.silent_until(self.liveness) if peer.extended else None):
                 if t is not None and t < at:
                     at = t
-        return at
+        return min(at, peer.next_keepalive)
+
+    def keep_closer(self, peer: Peer, now: float) -> list[Output]:
+        """The direct path to ``peer`` went silent: from now on send it keepalives twice as often (down to
+        :data:`MIN_KEEPALIVE`), on its own clock.
+
+        The usual cause of a confirmed path falling silent while both ends run is a NAT that forgets an idle
+        mapping sooner than keepalives come (RFC 4787 asks for 2 minutes; many home routers keep 30 s, some
+        less): the peer's datagrams then meet a closed door at *our* NAT whenever we have not sent for a
+        while, and only sending more often keeps it open. The pair connects again by itself meanwhile; each
+        further loss halves the period again. A genuine outage shortens it too, at the cost of a few
+        keepalives more."""
+        period = peer.keepalive or self.keepalive
+        shorter = min(period, max(MIN_KEEPALIVE, period / 2))
+        if shorter == period:
+            return []
+        peer.keepalive = shorter
+        peer.next_keepalive = now + shorter
+        why = f"its direct path went silent (a NAT may forget idle mappings sooner than every {period:g} s)"
+        return [Log(logging.INFO, f"keepalives to {peer.id} every {shorter:g} s from now: {why}")]
 
     def _tick_reconnect(self, peer: Peer, now: float) -> list[Output]:
         """A relay path lost with our allocation: connect again once the relay is back (and every two punch
@@ -132,10 +161,15 @@ class PathKeeper:
         if not due or peer.pending is not None or peer.path_name(self.carrier.relay_up) is not Route.NONE:
             return []
         peer.reconnect_at = now + 2 * self.timing.timeout
-        return [
+        why = peer.reason(self.carrier.relay_up)
+        out = [
             Log(logging.INFO, f"relay is back: connecting to {peer.id} again"),
             *self.server.start_connect(peer, now),
         ]
+        if why:
+            # The connect starts both paths afresh, reasons too: status keeps saying why there is no path.
+            peer.path.reason = why.removesuffix(RECONNECTING_SUFFIX) + RECONNECTING_SUFFIX
+        return out
 
     def routes(self, peers: list[Peer], now: float) -> list[Output]:
         """Report route changes (path_changed), resend unacknowledged data on the new path, and keep
@@ -183,11 +217,14 @@ class PathKeeper:
         return out
 
     def keepalives(self, peers: list[Peer], now: float) -> list[Output]:
-        """A keepalive on every live path."""
+        """A keepalive on every live path (of the peers on the agent's period; the others' come in :meth:`tick`)."""
+        return [o for peer in peers if peer.keepalive is None for o in self._keepalive(peer, now)]
+
+    def _keepalive(self, peer: Peer, now: float) -> list[Output]:
+        """A keepalive on each live path to ``peer``."""
         out: list[Output] = []
-        for peer in peers:
-            if peer.path.state is PathState.DIRECT and peer.path.addr is not None:
-                out += self.carrier.to(peer, peer.path.addr, Keepalive(), now, via_relay=False)
-            if peer.relay.state is PathState.DIRECT and peer.relay.addr is not None:
-                out += self.carrier.to(peer, peer.relay.addr, Keepalive(), now, via_relay=True)
+        if peer.path.state is PathState.DIRECT and peer.path.addr is not None:
+            out += self.carrier.to(peer, peer.path.addr, Keepalive(), now, via_relay=False)
+        if peer.relay.state is PathState.DIRECT and peer.relay.addr is not None:
+            out += self.carrier.to(peer, peer.relay.addr, Keepalive(), now, via_relay=True)
         return out

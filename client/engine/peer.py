@@ -7,6 +7,7 @@ use: direct when confirmed, else the relay when confirmed (and our allocation is
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from typing import Any
 
@@ -17,6 +18,8 @@ from protocol import Endpoint
 from trust import PeerSession
 
 RELAYED_SUFFIX = "; relayed, still probing direct"
+RECONNECTING_SUFFIX = "; connecting again"
+"""Added to the reason a pair lost its paths while the agent connects again by itself."""
 
 
 @dataclass
@@ -41,6 +44,8 @@ class Peer:
     sent: int = 0
     received: int = 0
     pending: PendingConnect | None = None
+    reasking: PendingConnect | None = None
+    """Our connect, answered by our punch, repeated until the peer is heard: its punch may have been lost."""
     used: Route = Route.NONE
     """The route last reported (path_changed is emitted when it changes)."""
     first_message_ms: float | None = None
@@ -59,6 +64,12 @@ class Peer:
     """What our server last said of the peer's presence (``None``: not asked yet)."""
     last_seen: float | None = None
     """When (``now``'s clock) our server last heard the peer, as of its last presence report."""
+    keepalive: float | None = None
+    """Our keepalive period to this peer when shorter than the agent's: its direct path went silent once (a
+    NAT on the way, most likely ours, forgets idle mappings sooner than our keepalives came), ``None``:
+    the agent's period. See :meth:`client.engine.paths.PathKeeper.keep_closer`."""
+    next_keepalive: float = math.inf
+    """When the next keepalive of this peer's own period is due (``inf`` without one)."""
 
     @property
     def seed(self) -> bool:
@@ -136,4 +147,5 @@ class Peer:
             "seed": self.seed,
             "online": self.online,
             "last_seen_s": None if now is None or self.last_seen is None else round(max(0.0, now - self.last_seen), 1),
+            "keepalive_s": self.keepalive,
         }

@@ -86,7 +86,7 @@ def render_nft(impairments: Impairments, wan_ifname: str, lan_ifname: str) -> st
                 f"{way.name}_loss",
                 "ingress",
                 way.ingress,
-                f"meta protocol ip numgen random mod {PPM} < {_ppm(way.link.loss)} drop",
+                f"meta protocol ip {_share(way.link.loss)}drop",
             )
         if way.link.duplicate:
             mark = f"0x{DUPLICATE_MARK:08x}"
@@ -94,7 +94,7 @@ def render_nft(impairments: Impairments, wan_ifname: str, lan_ifname: str) -> st
                 f"{way.name}_duplicate",
                 "egress",
                 way.egress,
-                f"meta protocol ip meta mark & {mark} == 0 numgen random mod {PPM} < {_ppm(way.link.duplicate)} "
+                f"meta protocol ip meta mark & {mark} == 0 {_share(way.link.duplicate)}"
                 f"meta mark set meta mark | {mark} dup to {quoted_ifname(way.egress)}",
             )
     lines = [
@@ -119,6 +119,13 @@ def _chain(name: str, hook: str, ifname: str, rule: str) -> list[str]:
 
 def _ppm(share: float) -> int:
     return round(share * PPM)
+
+
+def _share(share: float) -> str:
+    """The match that picks ``share`` of the packets (with a trailing space), or nothing for all of them: nft
+    refuses ``numgen random mod 1000000 < 1000000``, the value being outside the generator's range."""
+    ppm = _ppm(share)
+    return "" if ppm >= PPM else f"numgen random mod {PPM} < {ppm} "
 
 
 def render_rate(link: LinkImpairment, ifname: str) -> list[str] | None:

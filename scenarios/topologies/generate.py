@@ -84,6 +84,7 @@ def _router(profile: str, wan_subnet: str, lan_subnet: str, wan: Networks, lan: 
             "NAT_LAN_SUBNET": lan_subnet,
             "NAT_UDP_TIMEOUT": "${NATLAB_GRID_UDP_TIMEOUT:-}",
             "NAT_UDP_ALLOW": f"{WAN}.10,{WAN}.20,{WAN}.21",  # signal + TURN servers, for udp-blocked
+            "NAT_CAPTURE": "${NATLAB_CAPTURE:-}",  # ring|full: packet captures (nat/capture.py)
         },
         "sysctls": "*router-sysctls",
         "networks": {**wan, **lan},

@@ -57,6 +57,8 @@ class SignalServer:
     """Peer id -> the address punches name for it instead of its own (one nobody answers on)."""
     offline: set[str] = field(default_factory=set)
     """Ids presence reports offline whatever the table says."""
+    lost_punches: dict[str, int] = field(default_factory=dict)
+    """Peer id -> how many of the next punches to it are lost on the way (a lossy path to that peer)."""
     secret: bytes = b"epoch 0"
     requests: list[tuple[Endpoint, Frame]] = field(default_factory=list)
     """Every v2 request, as received (before the cookie check)."""
@@ -146,7 +148,13 @@ class SignalServer:
         return []
 
     def _introduce(self, a: str, b: str, txid: int) -> list[tuple[Frame | Message, Endpoint]]:
-        return [self._punch(a, b, txid), self._punch(b, a, txid)]
+        punches = []
+        for to, about in ((a, b), (b, a)):
+            if self.lost_punches.get(to, 0) > 0:
+                self.lost_punches[to] -= 1
+                continue
+            punches.append(self._punch(to, about, txid))
+        return punches
 
     def _punch(self, to: str, about: str, txid: int) -> tuple[Frame | Message, Endpoint]:
         """The punch telling ``to`` about ``about``, in ``to``'s version (keys only of a keyed peer)."""
