@@ -11,6 +11,8 @@ Configuration comes from the environment (all set by compose):
 - ``NAT_UDP_ALLOW``: optional, comma-separated WAN addresses that still exchange UDP with the LAN when UDP
   is blocked (the lab's TURN and signal servers); without them a blocked router passes no UDP at all;
 - ``NAT_BLOCK``: optional, comma-separated WAN addresses whose inbound UDP is dropped from the start;
+- ``NAT_CAPTURE``: optional, ``ring`` or ``full``: capture the WAN and LAN sides with tcpdump from boot
+  (``nat.capture``);
 - ``NAT_GATEWAY``: optional, an upstream router on the WAN subnet to send everything else to (a home NAT
   behind a carrier NAT); without it the router reaches only its own subnets, which is all a one-level lab
   needs;
@@ -271,6 +273,8 @@ def run(env: Mapping[str, str], state_dir: Path = STATE_DIR) -> int:
             log.error("router setup failed: %s", exc)
             return 1
         if (failed := capture.start_at_boot(env, state_dir)) is not None:  # NAT_CAPTURE=ring|full (nat/capture.py)
+            (state_dir / READY_FILE).unlink(missing_ok=True)
+            lines.stop()
             return failed
         log.info(
             "router ready: profile=%s wan=%s %s lan=%s %s",
