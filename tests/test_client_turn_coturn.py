@@ -77,12 +77,22 @@ def _free_udp_ports(count: int) -> range:
     return free_udp_ports(count, (LOOPBACK,))
 
 
+def _polling_socket(server: Endpoint) -> socket.socket:
+    """A loopback socket on any port but the server's: the kernel may hand out the port chosen for coturn
+    before coturn binds it (seen under load), and then our requests would come back to ourselves."""
+    while True:
+        sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+        sock.bind((LOOPBACK, 0))
+        if sock.getsockname()[1] != server.port:
+            return sock
+        sock.close()
+
+
 def _wait_until_answering(server: Endpoint, process: subprocess.Popen[bytes], log: Path) -> None:
     """Poll with STUN Binding requests until coturn answers; a time-out or exit fails with its log."""
     deadline = time.monotonic() + 10.0
     sent: set[bytes] = set()  # an answer to an earlier request counts too
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as sock:
-        sock.bind((LOOPBACK, 0))
+    with _polling_socket(server) as sock:
         while time.monotonic() < deadline:
             if process.poll() is not None:
                 raise RuntimeError(f"turnserver exited with {process.returncode}:\n{log.read_text()}")
