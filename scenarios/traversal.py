@@ -27,7 +27,7 @@ FORGET_TIMEOUT_S = 60
 
 @dataclass(frozen=True)
 class Link:
-    """One point of the RTT x loss plane: both routers get half the round trip's share each way."""
+    """One point of the RTT x loss plane, applied alike to both routers, both directions."""
 
     rtt_ms: float
     """The pair's round trip: each router delays each direction by a quarter of it."""
