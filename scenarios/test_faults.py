@@ -3,9 +3,11 @@ message crosses exactly once, in order) and the path and reason the agents repor
 
 The streams are `client flood N --rate R` on both hosts at once (alice -> bob and bob -> alice): a message
 every 1/R s, and while there is no path the stream waits for it to come back instead of failing, as a live
-application would. The guarantee is checked on the receivers' event logs: their `message_received` texts
-since the stream began are exactly the stream's texts, in order (nothing lost, nothing doubled), and each
-sender's stream ends with every message acknowledged (`undelivered` 0).
+application would. Each fault is injected once both streams flow (a test fails if one had ended before),
+and the outages check that each stream stalled (a pass means the fault met them). The guarantee is checked
+on the receivers' event logs: their `message_received` texts since the stream began are exactly the
+stream's texts, in order (nothing lost, nothing doubled), and each sender's stream ends with every message
+acknowledged (`undelivered` 0).
 
 One lab (cone-cone, keepalives every KEEPALIVE s, so a silent path is lost after 3 x KEEPALIVE) serves
 every fault but the mapping expiry, which needs routers that forget idle mappings sooner than the agents'
@@ -14,8 +16,8 @@ keepalives come, and so a lab of its own (started first, and gone before the sha
 - router restart (`docker restart router-a`, about 1.5 s): conntrack and mappings go with the router's
   network namespace. The pair must resume with every message delivered once, and whatever path changes
   happened (on a loaded host the restart can outlast the path's liveness) must have their reasons.
-- router reboot (router-a stopped until both agents have reported the path lost, then started): the loss
-  is reported with its reason (`direct lost: no response from ... within 6 s`), both agents connect again
+- router reboot (router-a stopped for 3 x KEEPALIVE + 2 s, past the path's liveness, then started): the
+  loss is reported with its reason (`direct lost: no response from ... within 6 s`), both agents connect again
   by themselves (a new punch) once the router is back, and the streams resume.
 - signal server restart while the pair is direct: no path event on either side, the streams go on, and
   both hosts are in the new server's table within one keepalive period of its start.
@@ -56,9 +58,13 @@ from scenarios.steps import (
 KEEPALIVE = 2
 """The shared lab's keepalive period (s): a silent path is lost after three, 6 s."""
 RATE = 40
-"""Messages a second in each stream."""
+"""Messages a second in each stream ..."""
+STREAM_S = 20
+"""... for this many seconds (more while there is no path): long enough to meet a fault on a loaded host."""
 SIZE = 100
 """Characters per message."""
+BOOT = 120
+"""Seconds a restarted router may take to be healthy again (seconds when idle; far more on a loaded host)."""
 OUTAGE = 10
 """Seconds router-a's WAN is cut off in the outage fault."""
 PATH_EVENTS = ("path_changed", "punch_failed", "punch_started", "direct_confirmed", "relay_confirmed")
@@ -130,6 +136,7 @@ class Streams:
         self.lab = lab
         self.count = int(RATE * seconds)
         self.before = {host: len(received_since(lab, host, 0)) for host in PEER_OF}
+        self.counted = {host: received_count(lab, host) for host in PEER_OF}
         self._pool = ThreadPoolExecutor(max_workers=len(PEER_OF), thread_name_prefix="stream")
         self.runs: dict[str, Future[dict[str, Any]]] = {}
 
@@ -150,11 +157,20 @@ class Streams:
         return round(max((b["ts"] - a["ts"] for a, b in itertools.pairwise(got)), default=0.0), 1)
 
     def flowing(self) -> None:
-        """Wait until each stream has delivered a message: the fault then hits both mid-way."""
-        self.lab.wait_for(lambda: all(self.received(h) for h in PEER_OF) or None, 30, "both streams to flow")
+        """Wait until each stream has delivered a message (the status's counter, which costs less to read than
+        the whole event log), and assert both still run: the fault that comes next hits them mid-way. A host
+        so slow that a stream ended first fails here rather than pass without the fault having met it."""
 
-    def finish(self) -> dict[str, dict[str, Any]]:
-        """Wait for both streams; assert every message was acknowledged and received exactly once, in order."""
+        def both() -> bool | None:
+            return all(received_count(self.lab, h) > n for h, n in self.counted.items()) or None
+
+        self.lab.wait_for(both, 60, "both streams to flow")
+        done = [sender for sender, run in self.runs.items() if run.done()]
+        assert not done, f"the streams from {done} ended before the fault came: make them longer"
+
+    def finish(self, stalled: float = 0.0) -> dict[str, dict[str, Any]]:
+        """Wait for both streams; assert every message was acknowledged and received exactly once, in order,
+        and that each stalled at least `stalled` s (the evidence that the fault met it)."""
         results = {sender: run.result() for sender, run in self.runs.items()}
         sent = flood_texts(self.count, SIZE)
         for sender, result in results.items():
@@ -163,6 +179,7 @@ class Streams:
             got = self.received(receiver)
             assert got == sent, f"{sender} -> {receiver}: {guarantee_broken(got, sent)}"
             result["stall_s"] = self.stall_s(receiver)
+            assert result["stall_s"] >= stalled, f"{sender} -> {receiver} never stalled: the fault missed it"
         return results
 
     @staticmethod
@@ -172,6 +189,11 @@ class Streams:
             f"{s}->{PEER_OF[s]} {r['delivered']} exactly once, stall {r['stall_s']} s, no path {r['no_path_s']} s"
             for s, r in results.items()
         )
+
+
+def received_count(lab: Lab, host: str) -> int:
+    """How many messages `host` has received from its peer (its status's counter)."""
+    return int((peer_status(lab, host) or {}).get("received", 0))
 
 
 def started_at(lab: Lab, service: str) -> str:
@@ -291,12 +313,12 @@ def test_a_router_restart_under_a_stream_loses_nothing(faults_lab: Lab) -> None:
     before = both_direct(lab)
     since = marks(lab)
     booted = started_at(lab, "router-a")
-    with Streams(lab, seconds=6) as streams:
+    with Streams(lab, seconds=STREAM_S) as streams:
         streams.flowing()
         lab.container("router-a").restart(timeout=2)  # docker restart: a new network namespace, empty conntrack
         assert started_at(lab, "router-a") != booted
-        lab.wait_for(lambda: True if lab.health("router-a") == "healthy" else None, 30, "router-a healthy again")
-        results = streams.finish()
+        lab.wait_for(lambda: True if lab.health("router-a") == "healthy" else None, BOOT, "router-a healthy again")
+        results = streams.finish(stalled=0.5)
     after = both_direct(lab)
     # The restarted cone NAT maps alice's port to the same external port again: bob still reaches her there.
     assert after["bob"]["addr"] == before["bob"]["addr"], (before, after)
@@ -313,18 +335,18 @@ def test_a_router_reboot_longer_than_the_paths_liveness_is_reported_and_recovere
     both_direct(lab)
     since = marks(lab)
     limit = 3 * keepalive_s(lab, "alice")
-    with Streams(lab, seconds=6) as streams:
+    with Streams(lab, seconds=STREAM_S) as streams:
         streams.flowing()
         lab.stop("router-a")
         try:
-            for host in PEER_OF:
-                lab.wait_for(partial(path_of, lab, host, "none"), limit + 30, f"{host} to report the path lost")
+            # Down past the path's liveness (the agents notice by themselves; their events say so below).
+            wait_seconds(lab, limit + 2, "router-a to stay down past the path's liveness")
         finally:
-            lab.start("router-a")
+            lab.start("router-a", timeout=BOOT)
         up = time.monotonic()
         both_direct(lab, timeout=60)
         back = time.monotonic() - up
-        results = streams.finish()
+        results = streams.finish(stalled=limit)
     for host in PEER_OF:
         lost_and_back(lab, host, since)
     print(f"\nfaults: router reboot: both direct {back:.1f} s after the router was healthy; {Streams.summary(results)}")
@@ -341,7 +363,7 @@ def test_a_signal_server_restart_does_not_disturb_a_direct_pair(faults_lab: Lab)
         peers = {p["id"] for p in state["peers"]}
         return state if state["started"] != old and peers >= set(PEER_OF) else None
 
-    with Streams(lab, seconds=6) as streams:
+    with Streams(lab, seconds=STREAM_S) as streams:
         streams.flowing()
         lab.container("server").restart(timeout=2)
         state = lab.wait_for(both_back, 60, "alice and bob in the restarted server's table")
@@ -365,7 +387,7 @@ def test_a_10_s_outage_of_router_as_wan_is_reported_and_recovered(faults_lab: La
     both_direct(lab)
     since = marks(lab)
     assert 3 * keepalive_s(lab, "alice") < OUTAGE, "an outage the agents cannot notice tests nothing"
-    with Streams(lab, seconds=6) as streams:
+    with Streams(lab, seconds=STREAM_S) as streams:
         streams.flowing()
         impair(lab, "both", "loss=100%")
         try:
@@ -375,7 +397,7 @@ def test_a_10_s_outage_of_router_as_wan_is_reported_and_recovered(faults_lab: La
         cleared = time.monotonic()
         both_direct(lab, timeout=60)
         back = time.monotonic() - cleared
-        results = streams.finish()
+        results = streams.finish(stalled=OUTAGE / 2)
     for host in PEER_OF:
         lost_and_back(lab, host, since)
     print(f"\nfaults: {OUTAGE} s WAN outage: both direct {back:.1f} s after it ended; {Streams.summary(results)}")
@@ -386,7 +408,7 @@ def test_a_path_that_turns_30_percent_lossy_mid_stream_stays_direct_and_loses_no
     both_direct(lab)
     since = marks(lab)
     retransmitted = {host: (peer_status(lab, host) or {})["retransmitted"] for host in PEER_OF}
-    with Streams(lab, seconds=8) as streams:
+    with Streams(lab, seconds=STREAM_S) as streams:
         streams.flowing()
         impair(lab, "both", "loss=30%")
         try:

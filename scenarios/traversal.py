@@ -10,6 +10,8 @@ next connect maps to the same public endpoints, but the filters are shut again: 
 from __future__ import annotations
 
 import json
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import closing
 from dataclasses import dataclass
 from typing import Any
 
@@ -25,7 +27,7 @@ FORGET_TIMEOUT_S = 60
 
 @dataclass(frozen=True)
 class Link:
-    """One point of the RTT x loss plane: both routers get half the round trip's share each way."""
+    """One point of the RTT x loss plane, applied alike to both routers, both directions."""
 
     rtt_ms: float
     """The pair's round trip: each router delays each direction by a quarter of it."""
@@ -58,8 +60,7 @@ def forget_pair(lab: Lab) -> None:
     wan = {router: lab.address(router, "wan") for router in ROUTERS}
 
     def forgotten() -> bool | None:
-        for host, peer in PEER_OF.items():
-            lab.exec_ok(host, "client", "disconnect", peer)
+        disconnect_both(lab)
         for router in ROUTERS:
             # Exit status 1 when nothing matched (conntrack's own convention): not an error here.
             code, out = lab.exec(router, "conntrack", "-D", "-p", "udp", "--orig-dst", wan[OTHER_ROUTER[router]])
@@ -68,6 +69,16 @@ def forget_pair(lab: Lab) -> None:
         return None if any(_has_path(lab, host, peer) for host, peer in PEER_OF.items()) else True
 
     lab.wait_for(forgotten, FORGET_TIMEOUT_S, "alice and bob to forget each other and their routers the pair")
+
+
+def disconnect_both(lab: Lab) -> None:
+    """alice and bob forget each other at the same moment: one after the other, the side still remembering
+    would find the other silent after three keepalive periods and connect again by itself, which a loaded
+    machine's slow ``docker exec`` can make happen in between. bob's runs on a Docker client of its own."""
+    with ThreadPoolExecutor(1) as pool, closing(Lab(lab.files, project=lab.project, env=lab.env)) as twin:
+        bob = pool.submit(twin.exec_ok, "bob", "client", "disconnect", "alice")
+        lab.exec_ok("alice", "client", "disconnect", "bob")
+        bob.result()
 
 
 def _has_path(lab: Lab, host: str, peer: str) -> bool:

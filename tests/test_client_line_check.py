@@ -15,6 +15,7 @@ from contextlib import contextmanager, suppress
 from typing import Any
 
 import pytest
+from tenacity import Retrying, retry_if_result, stop_after_delay, wait_fixed
 
 from client.cli.main import main
 from client.diagnostics import line_check
@@ -168,11 +169,16 @@ def _exchange(sock: socket.socket, data: bytes) -> bytes | None:
 
 def _hello_until_answered(sock: socket.socket, token: bytes) -> bytes:
     """Say hello until the echo (starting in its thread) answers; its answer."""
-    for _ in range(50):
+
+    def hello() -> bytes | None:
         with suppress(ConnectionRefusedError):  # not listening yet
-            if (answer := _exchange(sock, encode(Hello(token), 64))) is not None:
-                return answer
-    raise AssertionError("the echo never answered a hello")
+            return _exchange(sock, encode(Hello(token), 64))
+        return None
+
+    retrying = Retrying(stop=stop_after_delay(10), wait=wait_fixed(0.05), retry=retry_if_result(lambda r: r is None))
+    answer = retrying(hello)
+    assert answer is not None
+    return answer
 
 
 def test_the_echo_answers_only_its_token_from_its_first_sender_never_with_more_bytes() -> None:

@@ -405,20 +405,45 @@ def test_text_checked_once_against_the_frame_it_will_ride_in() -> None:
     assert lab.received("bob") == [largest]
 
 
+def warm_relays_shut_nats(lab: RelayLab) -> None:
+    """The pair met before (each TURN allocation still permits the other's relay), forgot each other, and both
+    NATs are shut to each other again."""
+    connect(lab, "direct")
+    lab.run_for(1.0)  # the relay paths confirm too: each allocation now permits the TURN server's address
+    lab.request("alice", lambda core: core.disconnect("bob"))
+    lab.request("bob", lambda core: core.disconnect("alice"))
+    for name, other in (("alice", "198.18.0.12"), ("bob", "198.18.0.11")):
+        nat = lab.nats[name]
+        assert nat is not None
+        for allowed in nat._allowed.values():
+            allowed -= {a for a in allowed if a.host == other}
+
+
+def test_when_the_peers_relay_probe_comes_before_our_punch_direct_still_counts_from_the_connect() -> None:
+    # alice's punch is lost; bob's comes, and his relay probe reaches alice through the old permission: her
+    # relay path confirms before she knows where bob is. Her connect is repeated, her punch comes 250 ms late,
+    # and the path is not settled until direct confirms; time to direct counts from her connect.
+    lab = relay_lab(CONE, CONE)
+    warm_relays_shut_nats(lab)
+    lab.server.lost_punches["alice"] = 1
+    now = lab.now
+    lab.request("alice", lambda core: core.connect("bob", now))
+    alice = lab.cores["alice"]
+    lab.run_until(lambda: lab.path("alice", "bob") == "relay")
+    assert not alice.path_settled("bob")
+    lab.run_until(lambda: alice.path_settled("bob"))
+    assert lab.path("alice", "bob") == "direct"
+    # Repeated 250 ms after bob's relay probe, which came after the relay's 10 ms head start.
+    assert alice.peers["bob"].path.time_to_direct_ms == pytest.approx(260.0)
+
+
 def test_a_relay_that_answers_does_not_stop_asking_again_for_a_lost_punch() -> None:
     # The pair met before: each TURN allocation still permits the other's relay. Both forget each other and
     # bob's NAT shuts again; then bob's punch is lost. alice's relay probe still reaches bob (the old
     # permission) and confirms the relay path, which proves nothing about the punch: alice asks again until
     # she hears bob on the direct path.
     lab = relay_lab(CONE, CONE)
-    connect(lab, "direct")
-    lab.run_for(1.0)  # the relay paths confirm too: each allocation now permits the TURN server's address
-    lab.request("alice", lambda core: core.disconnect("bob"))
-    lab.request("bob", lambda core: core.disconnect("alice"))
-    bob_nat = lab.nats["bob"]
-    assert bob_nat is not None
-    for allowed in bob_nat._allowed.values():
-        allowed -= {a for a in allowed if a.host == "198.18.0.11" and a.port != TURN.port}
+    warm_relays_shut_nats(lab)
     lab.server.lost_punches["bob"] = 1
     connect(lab, "direct")
     assert lab.cores["alice"].peers["bob"].reasking is None

@@ -265,8 +265,8 @@ class AgentCore:
         peer = self.peers.get(peer_id)
         if peer is None:
             return True
-        if peer.pending is not None:
-            return False
+        if peer.pending is not None or (peer.reasking is not None and peer.path.state is PathState.NONE):
+            return False  # our punch has not come yet (the peer's relay probe may come first): direct may follow
         punching = PathState.PUNCHING in (peer.path.state, peer.relay.state)
         return peer.path.state is PathState.DIRECT or not punching
 
@@ -451,7 +451,7 @@ class AgentCore:
         except AuthError as exc:
             return out + self._drop(Drop(exc.reason), punch, source)
         self._heard(peer, now)
-        started = None if peer.pending is None else peer.pending.started
+        started = self.server.connect_started(peer)
         self.server.answered(peer, now)
         peer.extended = punch.candidates is not None or keys is not None
         before = peer.path.started
@@ -523,7 +523,7 @@ class AgentCore:
         """A probe (or answer) from ``peer`` at ``source``: the path is confirmed there; a probe is answered
         (``answer``) with a hello-ack, which the seed's client does not know (our probes reach it anyway)."""
         self._heard(peer, now)
-        started = None if peer.pending is None else peer.pending.started
+        started = self.server.connect_started(peer)
         if via_relay:
             # A relay probe proves less: the TURN permissions of an earlier attempt may carry it while the
             # peer's punch was lost. Our connect is answered, and repeated until the peer is heard direct.

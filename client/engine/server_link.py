@@ -202,6 +202,13 @@ class ServerLink:
             peer.reasking = PendingConnect(pending.started, min(pending.deadline, last), now + self.retry, pending.txid)
 
     @staticmethod
+    def connect_started(peer: Peer) -> float | None:
+        """When our connect to ``peer`` began, while it waits for its punch or is repeated (``None``: no connect
+        of ours): what time to direct counts from, even when the peer's relay probe came before our punch."""
+        connect = peer.pending or peer.reasking
+        return None if connect is None else connect.started
+
+    @staticmethod
     def heard(peer: Peer) -> None:
         """The peer probed or answered us on the direct path: it has its punch, nothing to ask any more."""
         peer.pending = peer.reasking = None
