@@ -178,11 +178,12 @@ def _burst_row(link: LinkImpairment, measured: DirectionStats, where: tuple[str,
     want = expected_burst(link)
     carry_on = 1 - 1 / want  # the chance a loss is followed by another
     runs = measured.counts.lost_runs
+    if not runs:  # a small loss may lose nothing in a short probe (the loss row judges that): no run to measure
+        return Row(*where, "burst", f"{want:.2f}", "no loss seen", "", None)
     spread = math.sqrt(carry_on) / (1 - carry_on)  # a geometric run length's standard deviation
-    allowed = max(BURST_MIN_ALLOWANCE, BURST_SES * spread / math.sqrt(runs)) if runs else 0.0
+    allowed = max(BURST_MIN_ALLOWANCE, BURST_SES * spread / math.sqrt(runs))
     shown = f"{measured.mean_burst:.2f} ({runs} bursts)"
-    ok = runs > 0 and abs(measured.mean_burst - want) <= allowed
-    return Row(*where, "burst", f"{want:.2f}", shown, f"± {allowed:.2f}", ok)
+    return Row(*where, "burst", f"{want:.2f}", shown, f"± {allowed:.2f}", abs(measured.mean_burst - want) <= allowed)
 
 
 def rate_row(router: str, link: LinkImpairment, result: RateResult | None, direction: str) -> Row | None:

@@ -106,6 +106,16 @@ def test_the_mean_burst_within_3_standard_errors(runs: int, ok: bool) -> None:
     assert rows_by_quantity(direction_rows("r", "up", link, measured, FAST))["burst"].ok is ok
 
 
+def test_a_probe_that_lost_nothing_leaves_the_burst_unchecked() -> None:
+    # 0.5 % of 250 is about one datagram: losing none is within the loss row's interval, and there is no run
+    rows = rows_by_quantity(
+        direction_rows("r", "up", LinkImpairment(loss=0.005), DirectionStats(clean(250), None), FAST)
+    )
+    assert rows["loss"].ok
+    assert rows["burst"].ok is None
+    assert rows["burst"].measured == "no loss seen"
+
+
 def test_independent_losses_come_in_runs_of_one_over_one_minus_loss() -> None:
     assert expected_burst(LinkImpairment(loss=0.1)) == pytest.approx(1 / 0.9)
     assert expected_burst(LinkImpairment(loss=0.1, loss_burst=3)) == 3
