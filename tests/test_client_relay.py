@@ -285,6 +285,28 @@ def test_a_connect_after_a_forgotten_peer_brought_the_relay_back_still_punches()
     assert len(lab.named("alice", "punch_started")) == punches + 1
 
 
+def test_time_to_first_message_counts_from_this_connect_not_from_a_relay_path_the_last_one_left_up() -> None:
+    # As in the grid: after an attempt bob's late relay probe brings alice's relay path back once she forgot
+    # him, and keepalives keep it up; two minutes later alice connects again and sends. The relay path's start
+    # is the old attempt's: the first message counts from this connect's punch.
+    lab = relay_lab(CONE, CONE)
+    connect(lab, "direct")
+    lab.run_for(1.0)
+    lab.perform("bob", lab.cores["bob"].disconnect("alice"))
+    lab.perform("alice", lab.cores["alice"].disconnect("bob"))
+    connect(lab, "direct")
+    lab.perform("alice", lab.cores["alice"].disconnect("bob"))
+    lab.run_for(0.5)  # bob's relay probes arrive after alice forgot him: her relay path is up again
+    assert lab.path("alice", "bob") == "relay"
+    lab.run_for(100.0)
+    now = lab.now
+    lab.request("alice", lambda core: core.connect("bob", now))
+    lab.run_until(connected(lab, "direct"))
+    lab.send("alice", "bob", "first")
+    lab.run_until(lambda: lab.delivered("alice") == 1)
+    assert lab.status("alice", "bob")["time_to_first_message_ms"] < 1000
+
+
 def test_a_connect_made_before_the_first_allocation_is_retried_when_the_relay_comes_up() -> None:
     lab = RelayLab()
     lab.turn_down = True

@@ -242,6 +242,8 @@ class AgentCore:
             if peer is None:
                 raise RequestError(f"cannot connect to {peer_id}: {self.table.full()}")
         self._heard(peer, now)
+        if peer.pending is None:  # a new request (not a repeat while ours waits): the first message counts from it
+            peer.asked, peer.first_message_ms = now, None
         if peer.pending is not None or not self._wants_connect(peer):
             return self._finish(out, now)
         return self._finish(out + self.server.start_connect(peer, now), now)

@@ -49,6 +49,8 @@ class Peer:
     used: Route = Route.NONE
     """The route last reported (path_changed is emitted when it changes)."""
     first_message_ms: float | None = None
+    asked: float | None = None
+    """When a local connect last asked for a path (one already up or under way included)."""
     reconnect_at: float | None = None
     """When to connect again once our relay is back (the relay path in use died with our allocation)."""
     routed: tuple[object, ...] | None = None
@@ -122,9 +124,14 @@ class Peer:
         return self.path.reason or self.relay.reason
 
     def started(self) -> float | None:
-        """When the current connection attempt began."""
-        times = [t for t in (self.path.started, self.relay.started) if t is not None]
-        return min(times, default=None)
+        """When the current connection attempt began, what time to first message counts from: the direct
+        path's start, which every punch sets, else the relay path's (the peer's relay probe came before any
+        punch); or our latest local connect, if later. Not the earlier of the two paths' starts: a relay path
+        that stayed up since an earlier attempt ignores the punch and keeps that attempt's start; and a path
+        that came up by itself (the peer's background probe) before our connect asked for none."""
+        attempt = self.path.started if self.path.started is not None else self.relay.started
+        times = [t for t in (attempt, self.asked) if t is not None]
+        return max(times, default=None)
 
     def status(self, relay_up: bool, now: float | None = None) -> dict[str, Any]:
         """As status JSON shows the peer; ``now`` gives the presence's last-seen age (else it is ``None``)."""
