@@ -28,7 +28,7 @@ from client.engine.drops import Drop, Drops
 from client.engine.errors import NoPathError, RequestError, WindowFullError, check_id
 from client.engine.events import Disconnected, TurnAllocated, TurnFailed
 from client.engine.messaging import Messenger, Sent
-from client.engine.outputs import Emit, Log, Output, Send, SendRaw
+from client.engine.outputs import Emit, Log, Output, Send, SendRaw, TunnelIn
 from client.engine.path import Answer, PathState, PathTiming
 from client.engine.paths import PathKeeper
 from client.engine.peer import Peer
@@ -64,6 +64,7 @@ from protocol import (
     message_name,
     parse,
 )
+from protocol.wireguard import is_wireguard
 from trust import AuthError, Identity
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "Send",
     "SendRaw",
     "Sent",
+    "TunnelIn",
     "WindowFullError",
     "check_id",
 ]
@@ -323,6 +325,23 @@ class AgentCore:
         self.drops.set(Drop.HELD_FULL, self.held.refused)  # the receivers count it where it happens
         return self.drops.as_json()
 
+    def relay_datagram(self, to: Endpoint, data: bytes, now: float) -> list[Output]:
+        """``data`` (a tunnel datagram) to a peer's relayed address ``to`` through our allocation, as our own
+        relayed datagrams go; nothing while we have none."""
+        if self.relay is None:
+            return []
+        return self._turn(self.relay.send(to, data, now), now)
+
+    def route(self, peer_id: str) -> tuple[Route, Endpoint] | None:
+        """The path in use to ``peer_id`` and where it sends (``None``: none, or an unknown peer)."""
+        peer = self.peers.get(peer_id)
+        return None if peer is None else peer.route(self.relay_up)
+
+    def peer_box_key(self, peer_id: str) -> bytes | None:
+        """The X25519 key our server's punch gave for ``peer_id`` (its WireGuard key), or ``None``."""
+        peer = self.peers.get(peer_id)
+        return None if peer is None or peer.session is None else peer.session.peer_public.box
+
     def relay_status(self) -> dict[str, Any]:
         """The top-level ``relay`` and ``turn`` fields of status JSON."""
         if self.relay is None:
@@ -410,7 +429,10 @@ class AgentCore:
                 case turn.Transmit(data, to):
                     out.append(SendRaw(data, to))
                 case turn.Relayed(peer, payload):
-                    out += self._datagram(payload, peer, now, via_relay=True)
+                    if is_wireguard(payload):
+                        out.append(TunnelIn(payload, peer))  # the tunnel's, not ours: see client.tunnel
+                    else:
+                        out += self._datagram(payload, peer, now, via_relay=True)
                 case turn.Allocated(relayed):
                     self._touched.everyone = True
                     out.append(Emit(TurnAllocated(str(relayed))))
