@@ -45,6 +45,9 @@ DEFAULT_PORT = 51820
 """WireGuard's listen port on each host: only the agent reaches it (loopback; nftables drops the rest)."""
 BATCH = 256
 """Most datagrams read from one loopback socket in one callback."""
+BUFFER = 4 << 20
+"""Loopback socket buffers asked for, as the agent's own socket's (:data:`client.daemon.udp.BUFFER`): WireGuard
+sends a TCP window's burst at once, faster than the agent reads it."""
 SYNC_PERIOD = 1.0
 """Seconds between looks at the registry and the peers (new peers, keys, connects); routes are followed
 after every batch of the agent's, not at this pace."""
@@ -263,6 +266,8 @@ class Tunnel:
             sock.bind(("127.0.0.1", 0))
             sock.connect(("127.0.0.1", self.config.port))  # hears WireGuard only
             sock.setblocking(False)
+            for option in (socket.SO_RCVBUF, socket.SO_SNDBUF):
+                sock.setsockopt(socket.SOL_SOCKET, option, BUFFER)
         except OSError as exc:
             sock.close()
             logger.warning("tunnel: no loopback socket for %s: %s", peer_id, exc.strerror)
@@ -320,27 +325,20 @@ class Tunnel:
 
     def from_direct(self, data: bytes, addr: tuple[str, int]) -> None:
         """A WireGuard datagram on the agent's socket from ``addr``: to WireGuard if it is a peer's direct path."""
-        link = self._direct.get(addr)
-        if link is None:
-            if self.up:
-                self.counters.not_peer += 1
-            else:
-                self.counters.down += 1
-            return
-        self._to_wireguard(link, data)
+        self._to_wireguard(self._direct.get(addr), data)
 
     def from_relay(self, data: bytes, source: Endpoint) -> None:
         """A WireGuard datagram through our relay from ``source``: to WireGuard if it is a peer's relay path."""
-        link = self._relayed.get(source)
+        self._to_wireguard(self._relayed.get(source), data)
+
+    def _to_wireguard(self, link: Link | None, data: bytes) -> None:
+        """``data`` to WireGuard from ``link``'s socket; with no link (not a peer's path), dropped and counted."""
         if link is None:
             if self.up:
                 self.counters.not_peer += 1
             else:
                 self.counters.down += 1
             return
-        self._to_wireguard(link, data)
-
-    def _to_wireguard(self, link: Link, data: bytes) -> None:
         try:
             link.sock.send(data)
             link.carried_in += 1
