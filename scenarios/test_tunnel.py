@@ -138,3 +138,19 @@ def test_a_stranger_cannot_send_into_the_tunnel(tunnel_lab: Lab) -> None:
         timeout=10,
         what="the forged tunnel datagram to be counted as not from a peer",
     )
+
+
+def test_down_removes_the_interface_names_and_filter_and_up_brings_them_back(tunnel_lab: Lab) -> None:
+    down = tunnel_lab.json("alice", "client", "tunnel", "down", "--json")
+    assert down["up"] is False
+    code, output = tunnel_lab.exec("alice", "ip", "link", "show", "natlab0")
+    assert code != 0, output  # wireguard-go stopped: its interface went with it
+    assert "bob.natlab" not in tunnel_lab.exec_ok("alice", "cat", "/etc/hosts")
+    assert tunnel_lab.exec("alice", "nft", "list", "table", "inet", "natlab_tunnel")[0] != 0
+    assert tunnel_lab.exec("alice", "pgrep", "-x", "wireguard-go")[0] != 0
+
+    up = tunnel_lab.json("alice", "client", "tunnel", "up", "--json")
+    assert up["up"] is True
+    handshaken(tunnel_lab, "alice", "bob")
+    code, output = tunnel_lab.exec("alice", "ping", "-c", "3", "-i", "0.2", "-w", "15", "bob.natlab")
+    assert code == 0, output

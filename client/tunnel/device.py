@@ -35,6 +35,10 @@ START_WAIT = 5.0
 NFT_TABLE = "natlab_tunnel"
 
 
+_BANNER = "┌│└"
+"""First characters of the lines of wireguard-go's start-up banner box, left out of the agent's log."""
+
+
 class TunnelError(RuntimeError):
     """The tunnel cannot come up (or a tool failed); the message carries the tool's own words."""
 
@@ -134,6 +138,8 @@ class Device:
         assert self._process.stdout is not None
         while line := await self._process.stdout.readline():
             text = line.decode(errors="replace").rstrip()
+            if not text or text[0] in _BANNER:
+                continue  # its banner: "running wireguard-go is not required" (this kernel has no module)
             lines.append(text)
             del lines[:-20]
             logger.info("wireguard-go: %s", text)
