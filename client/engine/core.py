@@ -156,6 +156,8 @@ class AgentCore:
         timing = dataclasses.replace(config.timing, probes=bounds.probes(probe_bytes))
         self.table = PeerTable(bounds, timing, self.clock, self._touched, self.drops, sealer=self.sealer)
         self.peers: dict[str, Peer] = self.table.peers
+        self._channels: set[Endpoint] = set()
+        """Relayed addresses the tunnel asked our allocation to bind a channel to (:meth:`relay_datagram`)."""
 
     @property
     def relay_up(self) -> bool:
@@ -327,10 +329,16 @@ class AgentCore:
 
     def relay_datagram(self, to: Endpoint, data: bytes, now: float) -> list[Output]:
         """``data`` (a tunnel datagram) to a peer's relayed address ``to`` through our allocation, as our own
-        relayed datagrams go; nothing while we have none."""
+        relayed datagrams go; nothing while we have none. The first one binds a channel to ``to``: a tunnel's
+        stream of datagrams then travels as ChannelData both ways (our own messages to the peer too), not as
+        Send and Data indications, each a STUN message to encode and parse."""
         if self.relay is None:
             return []
-        return self._turn(self.relay.send(to, data, now), now)
+        out: list[Output] = []
+        if to not in self._channels:
+            self._channels.add(to)
+            out = self._turn(self.relay.bind(to, now), now)
+        return out + self._turn(self.relay.send(to, data, now), now)
 
     def route(self, peer_id: str) -> tuple[Route, Endpoint] | None:
         """The path in use to ``peer_id`` and where it sends (``None``: none, or an unknown peer)."""
@@ -434,6 +442,7 @@ class AgentCore:
                     else:
                         out += self._datagram(payload, peer, now, via_relay=True)
                 case turn.Allocated(relayed):
+                    self._channels.clear()  # a new allocation has no channels
                     self._touched.everyone = True
                     out.append(Emit(TurnAllocated(str(relayed))))
                     self.server.reannounce(now)

@@ -120,17 +120,27 @@ class Device:
             raise
 
     async def _wait_for_socket(self, lines: list[str]) -> None:
+        """Until wireguard-go answers on its UAPI socket: the file appears at bind, before it listens (a
+        connect in between is refused)."""
         loop = asyncio.get_running_loop()
         deadline = loop.time() + START_WAIT
-        while not self.socket.exists():
+        while not await self._answers():
             process = self._process
             if process is not None and process.returncode is not None:
                 await asyncio.sleep(0)  # the last lines of its output
                 said = "; ".join(lines[-5:]) or "no output"
                 raise TunnelError(f"wireguard-go {self.interface} exited ({process.returncode}): {said}")
             if loop.time() > deadline:
-                raise TunnelError(f"wireguard-go made no {self.socket} within {START_WAIT:g} s")
+                raise TunnelError(f"wireguard-go did not answer on {self.socket} within {START_WAIT:g} s")
             await asyncio.sleep(0.02)
+
+    async def _answers(self) -> bool:
+        try:
+            _, writer = await asyncio.open_unix_connection(str(self.socket))
+        except OSError:
+            return False
+        writer.close()
+        return True
 
     async def _relay_output(self, lines: list[str]) -> None:
         """wireguard-go's own lines, into the agent's log (and kept for an error message)."""
