@@ -41,6 +41,7 @@ class Device:
 class Carrier:
     def __init__(self) -> None:
         self.routes: dict[str, tuple[Route, Endpoint] | None] = {}
+        self.paths: dict[str, tuple[Endpoint | None, Endpoint | None]] = {}
         self.keys: dict[str, bytes] = {}
         self.direct: list[tuple[bytes, tuple[str, int]]] = []
         self.relayed: list[tuple[bytes, Endpoint]] = []
@@ -48,6 +49,9 @@ class Carrier:
 
     def route(self, peer_id: str) -> tuple[Route, Endpoint] | None:
         return self.routes.get(peer_id)
+
+    def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]:
+        return self.paths.get(peer_id, (None, None))
 
     def peer_key(self, peer_id: str) -> bytes | None:
         return self.keys.get(peer_id)
@@ -89,6 +93,17 @@ async def _up(tmp_path: Path, wireguard: socket.socket, carrier: Carrier) -> tup
     return tunnel, device
 
 
+async def _linked(tmp_path: Path, wireguard: socket.socket, carrier: Carrier) -> tuple[Tunnel, Device, int]:
+    """A tunnel up whose link to bob is configured: the loopback port WireGuard was given for bob."""
+    tunnel, device = await _up(tmp_path, wireguard, carrier)
+    tunnel.sync()
+    await _until(lambda: device.requests)
+    endpoint = next(line for line in device.requests[0].splitlines() if line.startswith("endpoint="))
+    host, port = endpoint.removeprefix("endpoint=").split(":")
+    assert host == "127.0.0.1"
+    return tunnel, device, int(port)
+
+
 async def _until(condition: Callable[[], object], seconds: float = 2.0) -> None:
     """Poll the in-process condition (the loop runs the sockets' callbacks meanwhile), with a deadline."""
     loop = asyncio.get_running_loop()
@@ -105,46 +120,50 @@ def test_a_peer_with_a_path_and_a_key_gets_a_loopback_endpoint_and_its_datagrams
         carrier = Carrier()
         bob_direct = Endpoint("198.18.0.12", 40000)
         carrier.routes["bob"] = (Route.DIRECT, bob_direct)
-        tunnel, device = await _up(tmp_path, wireguard, carrier)
-        tunnel.sync()
-        await _until(lambda: device.requests)
+        carrier.paths["bob"] = (bob_direct, None)
+        tunnel, device, port = await _linked(tmp_path, wireguard, carrier)
         request = device.requests[0]
         assert "allowed_ip=198.19.255.2/32\n" in request
         assert f"public_key={carrier.keys['bob'].hex()}\n" in request
-        endpoint = next(line for line in request.splitlines() if line.startswith("endpoint="))
-        host, port = endpoint.removeprefix("endpoint=").split(":")
-        assert host == "127.0.0.1"
         assert carrier.connects == ["carol"]  # no path to carol: the tunnel asks for one
 
         # WireGuard -> bob: out on the direct path.
-        wireguard.sendto(WG, ("127.0.0.1", int(port)))
+        wireguard.sendto(WG, ("127.0.0.1", port))
         await _until(lambda: carrier.direct)
         assert carrier.direct == [(WG, bob_direct.sockaddr())]
 
         # bob's direct path -> WireGuard, from bob's loopback endpoint; a stranger's is dropped and counted.
         tunnel.from_direct(WG + b"in", bob_direct.sockaddr())
         data, source = wireguard.recvfrom(100)
-        assert (data, source) == (WG + b"in", ("127.0.0.1", int(port)))
+        assert (data, source) == (WG + b"in", ("127.0.0.1", port))
         tunnel.from_direct(WG, ("198.18.0.66", 40000))
         tunnel.from_relay(WG, Endpoint("198.18.0.20", 50000))
         assert tunnel.counters.not_peer == 2
 
-        # The path switches to the relay: WireGuard's endpoint stays, the datagrams follow the route.
+        # The relay confirms too (direct still in use): datagrams are taken from both paths.
         relayed = Endpoint("198.18.0.20", 50123)
-        carrier.routes["bob"] = (Route.RELAY, relayed)
+        carrier.paths["bob"] = (bob_direct, relayed)
         tunnel.refresh()
-        wireguard.sendto(WG, ("127.0.0.1", int(port)))
+        tunnel.from_relay(WG + b"r", relayed)
+        assert wireguard.recvfrom(100) == (WG + b"r", ("127.0.0.1", port))
+
+        # Direct is lost, the route switches to the relay: WireGuard's endpoint stays, the datagrams follow.
+        carrier.routes["bob"] = (Route.RELAY, relayed)
+        carrier.paths["bob"] = (None, relayed)
+        tunnel.refresh()
+        wireguard.sendto(WG, ("127.0.0.1", port))
         await _until(lambda: carrier.relayed)
         assert carrier.relayed == [(WG, relayed)]
         tunnel.from_direct(WG, bob_direct.sockaddr())  # the old direct address is no path of bob's now
         assert tunnel.counters.not_peer == 3
-        tunnel.from_relay(WG + b"r", relayed)
-        assert wireguard.recvfrom(100) == (WG + b"r", ("127.0.0.1", int(port)))
+        tunnel.from_relay(WG + b"r2", relayed)
+        assert wireguard.recvfrom(100) == (WG + b"r2", ("127.0.0.1", port))
 
         # No path: dropped and counted, never sent.
         carrier.routes["bob"] = None
+        carrier.paths["bob"] = (None, None)
         tunnel.refresh()
-        wireguard.sendto(WG, ("127.0.0.1", int(port)))
+        wireguard.sendto(WG, ("127.0.0.1", port))
         await _until(lambda: tunnel._links["bob"].no_path == 1)
 
         status = await tunnel.status()

@@ -454,6 +454,9 @@ class _TunnelCarrier:
     def route(self, peer_id: str) -> tuple[Route, Endpoint] | None:
         return self._agent.core.route(peer_id)
 
+    def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]:
+        return self._agent.core.confirmed(peer_id)
+
     def peer_key(self, peer_id: str) -> bytes | None:
         return self._agent.core.peer_box_key(peer_id)
 

@@ -345,6 +345,16 @@ class AgentCore:
         peer = self.peers.get(peer_id)
         return None if peer is None else peer.route(self.relay_up)
 
+    def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]:
+        """``peer_id``'s confirmed direct address and relayed address (``None`` where that path is not
+        confirmed, or our allocation is down): the addresses its datagrams may come from."""
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            return None, None
+        direct = peer.path.addr if peer.path.state is PathState.DIRECT else None
+        relayed = peer.relay.addr if self.relay_up and peer.relay.state is PathState.DIRECT else None
+        return direct, relayed
+
     def peer_box_key(self, peer_id: str) -> bytes | None:
         """The X25519 key our server's punch gave for ``peer_id`` (its WireGuard key), or ``None``."""
         peer = self.peers.get(peer_id)

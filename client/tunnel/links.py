@@ -4,14 +4,14 @@ As Tailscale's magicsock does, WireGuard never sees the network: each peer's Wir
 socket of the agent on ``127.0.0.1`` (an ephemeral port, connected to WireGuard's port). What WireGuard sends
 to it, the agent sends on the peer's route of the moment, from the agent's own UDP socket: straight to the
 confirmed direct address, or through the TURN allocation to the peer's relayed address, exactly as the agent's
-own frames go. What arrives from that peer's direct address or relay, shaped as WireGuard
+own frames go. What arrives from that peer's confirmed direct address or relay, shaped as WireGuard
 (:func:`protocol.wireguard.is_wireguard`), is written to WireGuard from that peer's loopback socket, so
 WireGuard's endpoint never moves: a path switch needs nothing from it. A WireGuard datagram from anywhere else
 is dropped and counted, never forwarded.
 
 Per datagram the work is a dict lookup and a ``send``: reads from WireGuard are drained in batches (as
 :mod:`client.daemon.udp` drains the agent's socket), the route looked up once per batch; the inbound address
-maps are brought up to date once per batch of the agent's (:meth:`Tunnel.refresh`).
+maps (each peer's confirmed paths) are brought up to date once per batch of the agent's (:meth:`Tunnel.refresh`).
 
 Which peers: every id of the lab's registry with an overlay address (``trust.overlay``) that has a path (direct
 or relay) and whose key came in our server's punch (it is the peer's WireGuard key, ``trust.wireguard``). While
@@ -63,6 +63,7 @@ class Carrier(Protocol):
     """What the tunnel needs from the agent: peers' routes and keys, the agent's socket and relay, connects."""
 
     def route(self, peer_id: str) -> tuple[Route, Endpoint] | None: ...
+    def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]: ...
     def peer_key(self, peer_id: str) -> bytes | None: ...
     def send_direct(self, data: bytes, addr: tuple[str, int]) -> None: ...
     def send_relayed(self, data: bytes, to: Endpoint) -> None: ...
@@ -78,7 +79,10 @@ class Link:
     overlay: ipaddress.IPv4Address
     public: bytes
     sock: socket.socket
-    route: tuple[Route, Endpoint] | None = None
+    paths: tuple[Endpoint | None, Endpoint | None] = (None, None)
+    """The peer's confirmed direct address and relayed address (either may be ``None``): where its datagrams
+    are taken from. Both, not only the route in use: while a path switches, the two sides switch a moment
+    apart, and the peer may already send on the path we do not use yet."""
     carried_out: int = 0
     """Datagrams from WireGuard sent to the peer."""
     carried_in: int = 0
@@ -280,7 +284,7 @@ class Tunnel:
 
     def _close(self, link: Link) -> None:
         self._links.pop(link.peer_id, None)
-        self._set_route(link, None)
+        self._set_paths(link, (None, None))
         with contextlib.suppress(OSError, ValueError):
             self._loop.remove_reader(link.sock.fileno())
         link.sock.close()
@@ -297,29 +301,25 @@ class Tunnel:
             logger.warning("tunnel: %s", exc)
 
     def refresh(self) -> None:
-        """Follow each link's route (after a batch of the agent's datagrams, a tick or a request): the inbound
-        maps hold each peer's current direct address or relayed address, nothing else."""
-        route = self._carrier.route
+        """Follow each link's confirmed paths (after a batch of the agent's datagrams, a tick or a request):
+        the inbound maps hold each peer's confirmed direct address and relayed address, nothing else."""
+        confirmed = self._carrier.confirmed
         for peer_id, link in self._links.items():
-            now = route(peer_id)
-            if now != link.route:
-                self._set_route(link, now)
+            now = confirmed(peer_id)
+            if now != link.paths:
+                self._set_paths(link, now)
 
-    def _set_route(self, link: Link, route: tuple[Route, Endpoint] | None) -> None:
-        old = link.route
-        if old is not None:
-            kind, addr = old
-            if kind is Route.DIRECT:
-                self._direct.pop(addr.sockaddr(), None)
-            else:
-                self._relayed.pop(addr, None)
-        link.route = route
-        if route is not None:
-            kind, addr = route
-            if kind is Route.DIRECT:
-                self._direct[addr.sockaddr()] = link
-            else:
-                self._relayed[addr] = link
+    def _set_paths(self, link: Link, paths: tuple[Endpoint | None, Endpoint | None]) -> None:
+        direct, relayed = link.paths
+        if direct is not None and self._direct.get(direct.sockaddr()) is link:
+            del self._direct[direct.sockaddr()]
+        if relayed is not None and self._relayed.get(relayed) is link:
+            del self._relayed[relayed]
+        link.paths = direct, relayed = paths
+        if direct is not None:
+            self._direct[direct.sockaddr()] = link
+        if relayed is not None:
+            self._relayed[relayed] = link
 
     # -- datagrams -----------------------------------------------------------------------------------
 
