@@ -46,6 +46,10 @@ UP_TIMEOUT_S = 90
 CAPTURE_VARIABLE, SCENARIO_CAPTURE = "NATLAB_CAPTURE", "ring"
 """Every lab `start_lab` brings up captures a ring of packets on each router (nat/capture.py), which a failed
 scenario saves with its artifacts; NATLAB_CAPTURE in the caller's environment (off, full) overrides it."""
+TUNNEL_VARIABLE = "NATLAB_TUNNEL"
+"""compose.yaml brings the hosts' WireGuard tunnel up at start (the interactive lab); a scenario lab starts
+without it (its WireGuard traffic and connects would be in every other scenario's figures) unless its ``env``
+says ``NATLAB_TUNNEL=1``, as scenarios/test_tunnel.py's does."""
 POOL_OVERLAP = "pool overlaps"
 """What Docker says (through compose) when a network's subnet overlaps one another network holds."""
 
@@ -528,9 +532,10 @@ def start_lab(
     """Bring up an isolated lab of `files` in a free slot; always torn down by label afterwards.
 
     ``env``: compose variables, e.g. ``{"NAT_A": "cone", "NAT_B": "symmetric"}``; see :class:`Lab`. The
-    routers capture a ring of packets unless ``env`` or the environment says otherwise (``NATLAB_CAPTURE``).
+    routers capture a ring of packets unless ``env`` or the environment says otherwise (``NATLAB_CAPTURE``);
+    the hosts start without the tunnel unless ``env`` has ``NATLAB_TUNNEL=1``.
     """
-    env = {CAPTURE_VARIABLE: os.environ.get(CAPTURE_VARIABLE) or SCENARIO_CAPTURE, **(env or {})}
+    env = {CAPTURE_VARIABLE: os.environ.get(CAPTURE_VARIABLE) or SCENARIO_CAPTURE, TUNNEL_VARIABLE: "0", **(env or {})}
     last_error: SubnetInUse | None = None
     for slot in free_slots():
         project = f"natlab-{name}-{secrets.token_hex(3)}"

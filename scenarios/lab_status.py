@@ -88,12 +88,27 @@ def attack_service(service: Service, state: Any) -> str:
 
 
 def paths(host: str, status: Any) -> list[str]:
+    """One line per pair; while the host's tunnel is up, a second line: what the tunnel carries to the peer."""
     lines = []
+    tunnel = (status or {}).get("tunnel") or {}
+    carried = {peer["id"]: peer for peer in tunnel.get("peers", [])} if tunnel.get("up") else {}
     for peer in (status or {}).get("peers", []):
         timing = f", direct in {peer['time_to_direct_ms']:.1f} ms" if peer.get("time_to_direct_ms") else ""
         reason = f" ({peer['reason']})" if peer.get("reason") else ""
         lines.append(f"  {host} -> {peer['id']}: {peer['path']} via {peer.get('addr')}{timing}{reason}")
+        if peer["id"] in carried:
+            lines.append(f"    {tunnel_line(carried[peer['id']])}")
     return lines
+
+
+def tunnel_line(peer: Mapping[str, Any]) -> str:
+    """The tunnel to one peer (README "Tunnel"): its name and overlay address, path, handshake and bytes."""
+    age = peer.get("handshake_age_s")
+    handshake = "no handshake yet" if age is None else f"handshake {age:.0f} s ago"
+    return (
+        f"tunnel {peer['name']} ({peer['overlay']}) over {peer['path']}, {handshake}, "
+        f"{peer['rx_bytes']} B in, {peer['tx_bytes']} B out"
+    )
 
 
 def counters(views: Sequence[ServiceView]) -> list[str]:

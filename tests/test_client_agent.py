@@ -349,6 +349,15 @@ def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSig
         "turn": None,
         "peers": [],
         "dropped": dict.fromkeys(DOCUMENTED_DROPS, 0),  # every reason there, in the README's order
+        "tunnel": {  # down: no NATLAB_TUNNEL (README "Tunnel")
+            "up": False,
+            "interface": "natlab0",
+            "address": None,
+            "port": 51820,
+            "reason": None,
+            "peers": [],
+            "dropped": {"not_peer": 0, "down": 0, "unwritable": 0},
+        },
     }
     assert list(status["dropped"]) == DOCUMENTED_DROPS
     assert alice.named("registered") == [

@@ -98,6 +98,19 @@ def test_a_bad_bound_is_a_clear_error(value: str) -> None:
         agent_config({**BASE, "NATLAB_MAX_PEERS": value})
 
 
+def test_tunnel_config_defaults_and_switches() -> None:
+    default = agent_config(BASE)
+    assert (default.tunnel, default.tunnel_port, default.registry) == (
+        False,
+        51820,
+        "/run/natlab-secrets/registry.json",
+    )
+    env = {"NATLAB_TUNNEL": "1", "NATLAB_TUNNEL_PORT": "51999", "NATLAB_REGISTRY": "/tmp/r.json"}
+    on = agent_config({**BASE, **env})
+    assert (on.tunnel, on.tunnel_port, on.registry) == (True, 51999, "/tmp/r.json")
+    assert agent_config({**BASE, "NATLAB_TUNNEL": "0"}).tunnel is False
+
+
 def test_server_by_name_is_resolved_once() -> None:
     assert parse_server("server:9000", lambda host, port: "198.18.0.10") == Endpoint("198.18.0.10", 9000)
 
@@ -117,6 +130,8 @@ def test_server_by_name_is_resolved_once() -> None:
         ({"NATLAB_PORT": "-1"}, "NATLAB_PORT='-1': expected a UDP port"),
         ({"NATLAB_SERVER": "198.18.0.10:0"}, "NATLAB_SERVER='198.18.0.10:0': expected ip:port"),
         ({"NATLAB_LOG": "loud"}, "NATLAB_LOG='loud': expected one of debug, info, warning"),
+        ({"NATLAB_TUNNEL": "maybe"}, "NATLAB_TUNNEL='maybe': expected 1 or 0"),
+        ({"NATLAB_TUNNEL_PORT": "0"}, "NATLAB_TUNNEL_PORT='0': expected a UDP port, 1-65535"),
     ],
 )
 def test_bad_config_names_the_variable(env: dict[str, str], message: str) -> None:

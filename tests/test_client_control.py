@@ -21,6 +21,15 @@ class StandIn:
     def status(self) -> dict[str, Any]:
         return {"id": "alice", "peers": []}
 
+    async def tunnel_status(self) -> dict[str, Any]:
+        return {"up": False, "peers": []}
+
+    async def tunnel_up(self) -> dict[str, Any]:
+        return {"up": True, "peers": []}
+
+    async def tunnel_down(self) -> dict[str, Any]:
+        return await self.tunnel_status()
+
     async def connect(self, peer: str) -> dict[str, Any] | None:
         return self.peer(peer)
 
@@ -81,3 +90,16 @@ def test_a_paced_flood_needs_a_sane_rate(rate: Any) -> None:
     answer = asyncio.run(_answer(agent, {"op": "flood", "peer": "bob", "count": 3, "rate": rate}))
     error = "flood: 'rate' must be a number of messages a second, above 0 and at most 100000"
     assert (answer, agent.floods) == ({"ok": False, "error": error}, [])
+
+
+def test_status_carries_the_tunnel_and_tunnel_takes_up_down_status() -> None:
+    agent = StandIn()
+    status = asyncio.run(_answer(agent, {"op": "status"}))
+    assert status == {"ok": True, "status": {"id": "alice", "peers": [], "tunnel": {"up": False, "peers": []}}}
+    assert asyncio.run(_answer(agent, {"op": "tunnel", "action": "up"})) == {
+        "ok": True,
+        "tunnel": {"up": True, "peers": []},
+    }
+    assert asyncio.run(_answer(agent, {"op": "tunnel", "action": "down"}))["tunnel"]["up"] is False
+    bad = asyncio.run(_answer(agent, {"op": "tunnel", "action": "sideways"}))
+    assert bad == {"ok": False, "error": "tunnel: 'action' must be up, down or status"}

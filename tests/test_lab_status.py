@@ -78,6 +78,19 @@ def test_render_shows_networks_addresses_and_paths() -> None:
     assert text[-1] == "  alice -> bob: direct via 198.19.0.12:4000, direct in 3.2 ms"
 
 
+def test_render_shows_the_tunnel_under_each_pair_while_it_is_up() -> None:
+    tunnel_peer: dict[str, object] = {"id": "bob", "name": "bob.natlab", "overlay": "198.19.255.2", "path": "direct"}
+    tunnel_peer |= {"handshake_age_s": 3.4, "rx_bytes": 1200, "tx_bytes": 900}
+    up = {**ALICE_STATUS, "tunnel": {"up": True, "peers": [tunnel_peer]}}
+    text = render("natlab", {}, [ServiceView(ALICE, "healthy", up)]).splitlines()
+    assert text[-2:] == [
+        "  alice -> bob: direct via 198.19.0.12:4000, direct in 3.2 ms",
+        "    tunnel bob.natlab (198.19.255.2) over direct, handshake 3 s ago, 1200 B in, 900 B out",
+    ]
+    down = {**ALICE_STATUS, "tunnel": {"up": False, "peers": [tunnel_peer]}}
+    assert render("natlab", {}, [ServiceView(ALICE, "healthy", down)]).splitlines()[-1].startswith("  alice -> bob")
+
+
 def test_render_without_paths_says_how_to_make_one() -> None:
     text = render("natlab", {}, [ServiceView(SERVER, "healthy", {"peers": []})])
     assert text.splitlines()[-1].startswith("  none yet")

@@ -26,7 +26,9 @@ PACKAGES = (
 )
 SHIPPED = frozenset({"common", "protocol", "trust", "server", "nat", "client", "attacks", "seedclient"})
 """What the lab image carries; scenarios and tests sit on top and may import any of it."""
-CLIENT_LAYERS = frozenset({"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"})
+CLIENT_LAYERS = frozenset(
+    {"client.turn", "client.engine", "client.tunnel", "client.daemon", "client.cli", "client.diagnostics"}
+)
 
 LAYERS: dict[str, frozenset[str]] = {
     "common": frozenset(),
@@ -37,17 +39,17 @@ LAYERS: dict[str, frozenset[str]] = {
     "client.turn": frozenset({"common", "protocol"}),
     "client.diagnostics": frozenset({"common", "protocol", "trust", "client.turn"}),
     "client.engine": frozenset({"common", "protocol", "trust", "client.turn"}),
-    "client.daemon": frozenset({"common", "protocol", "trust", "client.turn", "client.engine"}),
+    "client.tunnel": frozenset({"common", "protocol", "trust", "client.engine"}),
+    "client.daemon": frozenset({"common", "protocol", "trust", "client.turn", "client.engine", "client.tunnel"}),
     "client.cli": frozenset(
         {"common", "protocol", "trust", "client.turn", "client.engine", "client.daemon", "client.diagnostics"}
     ),
     "client": frozenset({"client.cli"}),  # client/__main__.py
     "attacks": frozenset({"common", "protocol"}),
     "seedclient": frozenset(),  # the seed's client knows nothing of natlab
-    "scenarios": SHIPPED | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics"},
+    "scenarios": SHIPPED | CLIENT_LAYERS,
     "fuzz": SHIPPED | CLIENT_LAYERS,
-    "tests": SHIPPED
-    | {"client.turn", "client.engine", "client.daemon", "client.cli", "client.diagnostics", "scenarios", "fuzz"},
+    "tests": SHIPPED | CLIENT_LAYERS | {"scenarios", "fuzz"},
 }
 """Folder -> the folders it may import from (besides itself); the README's Design section shows this map."""
 

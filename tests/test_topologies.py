@@ -6,11 +6,13 @@ import subprocess
 from pathlib import Path
 
 import pytest
+import yaml
 
 from scenarios.harness import COMPOSE_FILE, SLOTS, Lab, Role, Subnets
 from scenarios.topologies import generate
 from scenarios.topologies.generate import DEFAULT_CGN, DEFAULT_NET, GRID_FILE, HERE, render, sites
 from tests.support.host import require
+from trust.overlay import OVERLAY_NET
 
 
 def test_grid_file_is_what_the_generator_writes() -> None:
@@ -180,3 +182,25 @@ def test_no_scenario_slot_overlaps_the_interactive_lab_or_the_grid() -> None:
         for prefix in Subnets.for_slot(slot).prefixes.values():
             net = ipaddress.IPv4Network(f"{prefix}.0/24")
             assert not any(net.overlaps(other) for other in interactive + grid), (slot, net)
+
+
+def test_no_lab_grid_or_slot_network_overlaps_the_overlay_block() -> None:
+    """The tunnel's overlay block (198.19.255.0/24, trust.overlay) is routed to natlab0 on every host: a lab
+    network inside it would be unreachable from the hosts. Every network of every slot, of the interactive
+    lab, of the grid's topology as generated and of the CGNAT topology stays out of it."""
+    networks = [ipaddress.IPv4Network(f"{p}.0/24") for slot in SLOTS for p in Subnets.for_slot(slot).prefixes.values()]
+    networks += [ipaddress.IPv4Network(f"{p}.0/24") for p in Subnets.for_slot(0).prefixes.values()]
+    grid = yaml.safe_load(GRID_FILE.read_text())["networks"]
+    for spec in grid.values():
+        subnet = spec["ipam"]["config"][0]["subnet"]
+        networks.append(
+            ipaddress.IPv4Network(
+                subnet.replace("${NATLAB_GRID_NET:-198.19}", DEFAULT_NET).replace(
+                    "${NATLAB_GRID_CGN:-100.100}", DEFAULT_CGN
+                )
+            )
+        )
+    networks.append(ipaddress.IPv4Network("100.64.0.0/16"))  # the CGNAT topology's carrier insides
+    assert len(networks) > len(SLOTS) * 3
+    for net in networks:
+        assert not net.overlaps(OVERLAY_NET), net

@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import stat
 import subprocess
 import sys
+from ipaddress import IPv4Address
 from pathlib import Path
 
 import pytest
 
-from trust import Identity, Registry, key_file, make_keys, parse_ids
+from trust import Identity, KeyFileError, Registry, key_file, make_keys, parse_ids
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -86,9 +88,10 @@ def test_cli_reports_what_it_made_and_kept(tmp_path: Path) -> None:
     done = make_keys_cli("--ids", "alice, bob,alice", "--dir", str(tmp_path / "secrets"))
     assert done.returncode == 0, done.stderr
     registry = tmp_path / "secrets" / "registry.json"
-    assert done.stdout == f"make-keys: made alice, bob; kept none; {registry} holds alice, bob\n"
+    holds = "alice (198.19.255.1), bob (198.19.255.2)"
+    assert done.stdout == f"make-keys: made alice, bob; kept none; {registry} holds {holds}\n"
     again = make_keys_cli("--ids", "bob", "--dir", str(tmp_path / "secrets"))
-    assert again.stdout == f"make-keys: made none; kept bob; {registry} holds alice, bob\n"
+    assert again.stdout == f"make-keys: made none; kept bob; {registry} holds {holds}\n"
 
 
 @pytest.mark.parametrize(
@@ -131,3 +134,47 @@ def test_parse_ids() -> None:
     assert parse_ids(" carol , alice,carol") == ["carol", "alice"]
     with pytest.raises(ValueError, match="invalid id"):
         parse_ids("alice bob")
+
+
+def test_each_host_gets_an_overlay_address_it_keeps_across_runs(tmp_path: Path) -> None:
+    """The tunnel's addresses: stable for the lab's life (a restart keeps them), the lowest free for a new id."""
+    first = make_keys(["bob", "alice"], tmp_path).registry.overlay
+    assert first == {"alice": IPv4Address("198.19.255.1"), "bob": IPv4Address("198.19.255.2")}
+    key_file(tmp_path, "alice").unlink()  # alice leaves: her address is free again, bob keeps his
+    assert make_keys(["bob"], tmp_path).registry.overlay == {"bob": IPv4Address("198.19.255.2")}
+    again = make_keys(["carol", "bob", "dave"], tmp_path).registry.overlay
+    assert again == {
+        "bob": IPv4Address("198.19.255.2"),
+        "carol": IPv4Address("198.19.255.1"),
+        "dave": IPv4Address("198.19.255.3"),
+    }
+    assert Registry.load(tmp_path / "registry.json").overlay == again
+
+
+def test_a_registry_from_before_the_tunnel_still_loads_and_gains_addresses(tmp_path: Path) -> None:
+    """Readers that do not know ``overlay`` ignore it; a registry without it loads with none."""
+    made = make_keys(["alice"], tmp_path)
+    path = tmp_path / "registry.json"
+    fields = json.loads(path.read_text())
+    assert fields["ids"]["alice"]["overlay"] == "198.19.255.1"
+    del fields["ids"]["alice"]["overlay"]
+    path.write_text(json.dumps(fields))
+    old = Registry.load(path)
+    assert old == made.registry
+    assert old.overlay == {}
+    assert make_keys(["alice"], tmp_path).registry.overlay == {"alice": IPv4Address("198.19.255.1")}
+
+
+def test_a_bad_overlay_address_in_the_registry_is_named(tmp_path: Path) -> None:
+    make_keys(["alice"], tmp_path)
+    path = tmp_path / "registry.json"
+    path.write_text(path.read_text().replace("198.19.255.1", "not-an-address"))
+    with pytest.raises(KeyFileError, match="alice: overlay: 'not-an-address' is not an IPv4 address"):
+        Registry.load(path)
+
+
+def test_cli_fails_when_the_overlay_block_is_full(tmp_path: Path) -> None:
+    ids = ",".join(f"h{i}" for i in range(255))
+    done = make_keys_cli("--ids", ids, "--dir", str(tmp_path))
+    assert done.returncode == 1
+    assert "no overlay address left for 'h99': 198.19.255.0/24 holds 254 hosts" in done.stderr  # ids in order

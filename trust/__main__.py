@@ -12,6 +12,7 @@ from pathlib import Path
 
 from trust.keymaker import KEYS_DIR, REGISTRY_FILE, make_keys, parse_ids
 from trust.keys import KeyFileError
+from trust.overlay import OverlayFull
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -37,7 +38,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     try:
         made = make_keys(args.ids, args.dir)
-    except KeyFileError as exc:
+    except (KeyFileError, OverlayFull) as exc:
         print(f"make-keys: {exc}", file=sys.stderr)
         return 1
     except OSError as exc:
@@ -47,7 +48,8 @@ def main(argv: list[str] | None = None) -> int:
     made_text = ", ".join(made.created) or "none"
     kept_text = ", ".join(made.kept) or "none"
     registry = args.dir / REGISTRY_FILE
-    print(f"make-keys: made {made_text}; kept {kept_text}; {registry} holds {', '.join(made.registry)}")
+    holds = ", ".join(f"{peer_id} ({made.registry.overlay[peer_id]})" for peer_id in made.registry)
+    print(f"make-keys: made {made_text}; kept {kept_text}; {registry} holds {holds}")
     return 0
 
 

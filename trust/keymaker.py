@@ -3,22 +3,27 @@
 Layout under the secrets directory (the lab's ``secrets`` volume, ``/run/natlab-secrets``)::
 
     keys/<id>.json      each host's identity (mode 0600; the folder 0700)
-    registry.json       every id that has a key file -> its public keys (mode 0644)
+    registry.json       every id that has a key file -> its public keys and overlay address (mode 0644)
 
 Idempotent: a host that already has a key file keeps it (a restarted lab keeps its identities, as it keeps
 its TURN password), and the registry is rewritten from all the key files in ``keys/`` (so it always says
 exactly which ids hold keys, including hosts added by an earlier run). A damaged key file is an error, never
 silently replaced: that would change a host's identity behind its back.
+
+Each id in the registry also gets its tunnel (overlay) address (:mod:`trust.overlay`): the address the
+registry already gave it, so that it is stable for the lab's life, else the lowest free one.
 """
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 
 from common.ids import ID_RE, ID_SYNTAX
 from trust.keys import Identity, KeyFileError, Registry
+from trust.overlay import assign
 
 KEYS_DIR = "keys"
 REGISTRY_FILE = "registry.json"
@@ -63,7 +68,8 @@ def make_keys(ids: Iterable[str], directory: Path) -> MadeKeys:
         else:
             Identity.generate().save(path)
             created.append(peer_id)
-    registry = registry_of(keys_dir)
+    keys = registry_of(keys_dir)
+    registry = Registry(keys, assign(keys, _kept_overlay(directory / REGISTRY_FILE)))
     registry.save(directory / REGISTRY_FILE)
     return MadeKeys(tuple(created), tuple(kept), registry)
 
@@ -79,3 +85,12 @@ def registry_of(keys_dir: Path) -> Registry:
             raise KeyFileError(f"{path}: not a key file name (<id>.json, ids match {ID_SYNTAX})")
         public[path.stem] = Identity.load(path).public
     return Registry(public)
+
+
+def _kept_overlay(path: Path) -> dict[str, ipaddress.IPv4Address]:
+    """The overlay addresses the registry at ``path`` gave so far: none when it does not exist yet, or cannot
+    be read (the registry is rewritten from the key files then, as ever; addresses are assigned afresh)."""
+    try:
+        return dict(Registry.load(path).overlay)
+    except KeyFileError:
+        return {}

@@ -11,7 +11,9 @@ Files are JSON with base64 fields (``base64.b64encode``, standard alphabet, padd
   seed>, "box_secret": <32-byte X25519 secret>, "sign": <public>, "box": <public>}``. The public halves are
   there for people (and ``jq``) and are checked against the secrets on load, so a damaged file is refused.
 - registry (``registry.json``, mode 0644: nothing secret): ``{"format": "natlab-registry/1", "ids": {<id>:
-  {"sign": <public>, "box": <public>}, ...}}``.
+  {"sign": <public>, "box": <public>, "overlay": "198.19.255.1"}, ...}}``. ``overlay`` (the host's tunnel
+  address, :mod:`trust.overlay`) came later: a reader that does not know it ignores it, and a registry
+  without it loads with no overlay addresses.
 
 Loading either raises :class:`KeyFileError` naming the file and what is wrong; :class:`KeyFileMissing`
 (its subclass) when the file does not exist, the one error an agent waits on. Writes are atomic
@@ -22,6 +24,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import ipaddress
 import json
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
@@ -115,6 +118,11 @@ class Identity:
         except nacl.exceptions.RuntimeError:  # libsodium refuses an all-zero result
             raise ValueError("peer's X25519 key is a low-order point") from None
 
+    def tunnel_secret(self) -> bytes:
+        """The X25519 secret key as bytes: WireGuard's private key (:mod:`trust.wireguard`), the one use of
+        the secret outside this class."""
+        return bytes(self._box)
+
     @classmethod
     def load(cls, path: Path) -> Identity:
         fields = _object(_read_json(path), str(path))
@@ -139,13 +147,20 @@ class Identity:
 
 
 class Registry(Mapping[str, PublicKeys]):
-    """Id -> public keys, read-only: the ids the lab made keys for (the server admits them only with a proof)."""
+    """Id -> public keys, read-only: the ids the lab made keys for (the server admits them only with a proof).
 
-    def __init__(self, keys: Mapping[str, PublicKeys] | None = None) -> None:
+    ``overlay``: id -> its tunnel address (:mod:`trust.overlay`), for ids of the registry only."""
+
+    def __init__(
+        self,
+        keys: Mapping[str, PublicKeys] | None = None,
+        overlay: Mapping[str, ipaddress.IPv4Address] | None = None,
+    ) -> None:
         self._keys = dict(sorted((keys or {}).items()))
         for peer_id in self._keys:
             if not ID_RE.match(peer_id):
                 raise ValueError(f"invalid id {peer_id!r}: ids match {ID_SYNTAX}")
+        self.overlay = {peer_id: address for peer_id, address in (overlay or {}).items() if peer_id in self._keys}
 
     def __getitem__(self, peer_id: str) -> PublicKeys:
         return self._keys[peer_id]
@@ -167,12 +182,30 @@ class Registry(Mapping[str, PublicKeys]):
         for peer_id in ids:
             if not ID_RE.match(peer_id):
                 raise KeyFileError(f"{path}: invalid id {peer_id[:32]!r}: ids match {ID_SYNTAX}")
-        return cls({peer_id: PublicKeys.from_json(value, f"{path}: {peer_id}") for peer_id, value in ids.items()})
+        keys = {peer_id: PublicKeys.from_json(value, f"{path}: {peer_id}") for peer_id, value in ids.items()}
+        overlay = {peer_id: _address(value, f"{path}: {peer_id}") for peer_id, value in ids.items()}
+        return cls(keys, {peer_id: address for peer_id, address in overlay.items() if address is not None})
 
     def save(self, path: Path) -> None:
-        """Write the registry atomically, mode 0644 (public keys only)."""
-        fields = {"format": REGISTRY_FORMAT, "ids": {peer_id: keys.to_json() for peer_id, keys in self.items()}}
+        """Write the registry atomically, mode 0644 (public keys and overlay addresses only)."""
+        ids = {}
+        for peer_id, keys in self.items():
+            ids[peer_id] = keys.to_json()
+            if peer_id in self.overlay:
+                ids[peer_id]["overlay"] = str(self.overlay[peer_id])
+        fields = {"format": REGISTRY_FORMAT, "ids": ids}
         write_atomic(path, json.dumps(fields, indent=2) + "\n", mode=REGISTRY_MODE)
+
+
+def _address(value: object, where: str) -> ipaddress.IPv4Address | None:
+    """An id's optional ``overlay`` field: ``None`` when absent (a registry from before the tunnel)."""
+    text = _object(value, where).get("overlay")
+    if text is None:
+        return None
+    try:
+        return ipaddress.IPv4Address(text)
+    except ValueError:
+        raise KeyFileError(f"{where}: overlay: {str(text)[:40]!r} is not an IPv4 address") from None
 
 
 def _b64(value: bytes) -> str:

@@ -17,6 +17,9 @@
     client disconnect <peer>          forget the path locally
     client peers [--json]             one line per peer: id, addr, path, reason
     client status [--json]            the agent's status
+    client tunnel up|down|status [--json]
+                                      the WireGuard tunnel (natlab0): bring it up or down; per peer its
+                                      overlay address, the path carrying it, latest handshake, bytes
     client events [--follow]          print the event log (JSON lines); --follow streams new events from the agent
     client health                     exit 0 iff the agent answers and is registered (fast)
     client stun-ping <ip:port> [--wait S] [--count N] [--interval S] [--json]
@@ -77,6 +80,7 @@ RESERVED = frozenset(
         "disconnect",
         "peers",
         "status",
+        "tunnel",
         "events",
         "health",
         "stun-ping",
@@ -248,7 +252,41 @@ def cmd_status(args: argparse.Namespace, env: Mapping[str, str]) -> int:
     dropped = [f"{reason} {n}" for reason, n in status.get("dropped", {}).items() if n]
     if dropped:
         print(f"  dropped: {', '.join(dropped)}")
+    if status.get("tunnel"):
+        for line in tunnel_lines(status["tunnel"]):
+            print(f"  {line}")
     return 0
+
+
+def cmd_tunnel(args: argparse.Namespace, env: Mapping[str, str]) -> int:
+    # Bringing wireguard-go up (and the registry's first read) may take a few seconds.
+    with AgentClient(socket_path(env), timeout=30.0) as agent:
+        tunnel: dict[str, Any] = agent.request("tunnel", action=args.action)["tunnel"]
+    if args.json:
+        print_json(tunnel)
+    else:
+        for line in tunnel_lines(tunnel):
+            print(line)
+    return 0
+
+
+def tunnel_lines(tunnel: dict[str, Any]) -> list[str]:
+    """The tunnel as people read it: one line for the interface, one per peer."""
+    if not tunnel["up"]:
+        why = f": {tunnel['reason']}" if tunnel.get("reason") else ""
+        return [f"tunnel {tunnel['interface']} down{why}"]
+    lines = [f"tunnel {tunnel['interface']} up at {tunnel['address']} (WireGuard port {tunnel['port']}, loopback only)"]
+    for peer in tunnel["peers"]:
+        age = peer["handshake_age_s"]
+        handshake = "no handshake yet" if age is None else f"handshake {age:.0f} s ago"
+        lines.append(
+            f"{peer['name']:<20} {peer['overlay']:<15} {peer['path']:<7} {handshake}, "
+            f"received {peer['rx_bytes']} B, sent {peer['tx_bytes']} B"
+        )
+    dropped = [f"{reason} {n}" for reason, n in tunnel.get("dropped", {}).items() if n]
+    if dropped:
+        lines.append(f"dropped: {', '.join(dropped)}")
+    return lines
 
 
 def cmd_health(args: argparse.Namespace, env: Mapping[str, str]) -> int:
@@ -355,6 +393,8 @@ def _parser() -> argparse.ArgumentParser:
     add("disconnect", cmd_disconnect, "forget the path to a peer locally", peer=True)
     add("peers", cmd_peers, "one line per peer: id, addr, path, reason", json=True)
     add("status", cmd_status, "the agent's status", json=True)
+    tunnel = add("tunnel", cmd_tunnel, "the WireGuard tunnel: up, down, or its status", json=True)
+    tunnel.add_argument("action", choices=("up", "down", "status"), help="what to do")
     add("events", cmd_events, "print the event log").add_argument(
         "--follow", "-f", action="store_true", help="keep printing new events"
     )

@@ -33,6 +33,7 @@ from client.engine.core import (
     RequestError,
     Send,
     SendRaw,
+    TunnelIn,
     WindowFullError,
     check_id,
 )
@@ -47,7 +48,11 @@ from client.engine.events import (
     describe,
     ticket_of,
 )
+from client.engine.routes import Route
+from client.tunnel.device import TunnelError
+from client.tunnel.links import Tunnel, TunnelConfig
 from protocol import Endpoint, encode
+from protocol.wireguard import is_wireguard
 
 logger = logging.getLogger("client")
 
@@ -125,6 +130,11 @@ class Agent:
         self._lines = MessageLines()
         self._events: list[Event] = []  # performed, not yet emitted (see _emit)
         self.subscriptions: set[Subscription] = set()
+        self.tunnel = Tunnel(
+            self._loop,
+            TunnelConfig(config.id, config.identity, Path(config.registry), config.tunnel_port),
+            _TunnelCarrier(self),
+        )
 
     async def open(self) -> None:
         """Bind the UDP socket and start registering."""
@@ -165,6 +175,22 @@ class Agent:
             "peers": self.core.peer_statuses(self._loop.time()),
             "dropped": self.core.dropped(),
         }
+
+    async def tunnel_status(self) -> dict[str, Any]:
+        """The ``tunnel`` object of status JSON (WireGuard's handshakes and bytes come from its UAPI socket)."""
+        return await self.tunnel.status()
+
+    async def tunnel_up(self) -> dict[str, Any]:
+        """Bring the tunnel up (:class:`RequestError` with the reason if it cannot come up); its status."""
+        try:
+            await self.tunnel.bring_up()
+        except TunnelError as exc:
+            raise RequestError(f"tunnel: {exc}") from None
+        return await self.tunnel.status()
+
+    async def tunnel_down(self) -> dict[str, Any]:
+        await self.tunnel.bring_down()
+        return await self.tunnel.status()
 
     async def connect(self, peer: str) -> dict[str, Any] | None:
         """Connect (unless direct or punching already) and wait for the outcome; the peer's status."""
@@ -302,6 +328,9 @@ class Agent:
     # -- the shell -----------------------------------------------------------------------------------
 
     def on_datagram(self, data: bytes, addr: Any) -> None:
+        if data and data[0] < 5 and is_wireguard(data):
+            self.tunnel.from_direct(data, addr)  # WireGuard's, carried for the tunnel: not the core's
+            return
         try:
             outputs = self.core.receive(data, Endpoint.of(addr), self._loop.time())
         except Exception:
@@ -341,6 +370,8 @@ class Agent:
             elif kind is SendRaw:
                 if sock is not None:
                     sock.sendto(output.data, output.to.sockaddr())  # type: ignore[union-attr]
+            elif kind is TunnelIn:
+                self.tunnel.from_relay(output.data, output.source)  # type: ignore[union-attr]
             else:
                 assert isinstance(output, Log)
                 self._emit()  # the lines in the order the core gave them
@@ -413,6 +444,46 @@ class Agent:
                 waiter.set_result(None)
 
 
+class _TunnelCarrier:
+    """The agent as the tunnel's carrier (:class:`client.tunnel.links.Carrier`): routes and keys from the
+    core, datagrams out of the agent's one socket, straight or through its relay."""
+
+    def __init__(self, agent: Agent) -> None:
+        self._agent = agent
+
+    def route(self, peer_id: str) -> tuple[Route, Endpoint] | None:
+        return self._agent.core.route(peer_id)
+
+    def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]:
+        return self._agent.core.confirmed(peer_id)
+
+    def peer_key(self, peer_id: str) -> bytes | None:
+        return self._agent.core.peer_box_key(peer_id)
+
+    def send_direct(self, data: bytes, addr: tuple[str, int]) -> None:
+        sock = self._agent._socket
+        if sock is not None:
+            sock.sendto(data, addr)
+
+    def send_relayed(self, data: bytes, to: Endpoint) -> None:
+        agent = self._agent
+        agent._perform(agent.core.relay_datagram(to, data, agent._loop.time()))
+
+    def sent(self) -> None:
+        """A batch of tunnel datagrams went out: what the relay did (a refresh, say) is followed up."""
+        agent = self._agent
+        if agent._events:
+            agent._after()
+
+    def connect(self, peer_id: str) -> None:
+        """Ask for a path (the tunnel's own connect: no one waits for it; a refusal is a debug line)."""
+        agent = self._agent
+        try:
+            agent._request(agent.core.connect(peer_id, agent._loop.time()))
+        except RequestError as exc:
+            logger.debug("tunnel: no connect to %s yet: %s", peer_id, exc)
+
+
 _MESSAGE_LINES = frozenset((MessageSent, MessageReceived, MessageDelivered))
 """Events whose log line is rate-limited (:class:`MessageLines`); an undelivered message is always shown."""
 
@@ -435,6 +506,14 @@ def _route_ip(server: Endpoint, fallback: str) -> str:
             return fallback
 
 
+async def _tunnel_at_start(agent: Agent) -> None:
+    """NATLAB_TUNNEL=1: the tunnel comes up at start; if it cannot, the agent runs on and says why."""
+    try:
+        await agent.tunnel_up()
+    except RequestError as exc:
+        logger.error("%s (NATLAB_TUNNEL=1)", exc)
+
+
 async def run(config: AgentConfig) -> int:
     """Run the agent until SIGTERM or SIGINT; returns the exit status. ``config`` holds the identity
     (:func:`client.daemon.config.with_identity` loads it first)."""
@@ -452,8 +531,12 @@ async def run(config: AgentConfig) -> int:
         try:
             async with ControlServer(agent, config.socket):
                 logger.info("listening on %s as %s (control %s)", agent.local, config.id, config.socket)
+                starting = loop.create_task(_tunnel_at_start(agent)) if config.tunnel else None
                 await stop.wait()
+                if starting is not None:
+                    starting.cancel()
         finally:
+            await agent.tunnel_down()  # wireguard-go is the agent's: it stops with it
             agent.close()
     logger.info("stopped")
     return 0

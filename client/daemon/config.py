@@ -27,6 +27,9 @@ NATLAB_MAX_HELD            4096                               out-of-order frame
 NATLAB_PROBE_BUDGET        512 (bytes)                        probes per path per connect until answered
 NATLAB_INTRO_RATE          2 (per s)                          punches we did not ask for, sustained ...
 NATLAB_INTRO_BURST         20                                 ... and at once (a token bucket)
+NATLAB_TUNNEL              0 (off)                            1: bring the WireGuard tunnel up at start
+NATLAB_TUNNEL_PORT         51820                              WireGuard's listen port (loopback use only)
+NATLAB_REGISTRY            /run/natlab-secrets/registry.json  the lab's registry: peers' overlay addresses
 NATLAB_LOG                 info                               log level: debug, info, warning
 =========================  =================================  ==============================================
 
@@ -59,6 +62,8 @@ DEFAULT_EVENTS = "/var/log/natlab/events.jsonl"
 DEFAULT_READY_FILE = "/run/natlab/registered"
 DEFAULT_TURN_USER = "natlab"
 DEFAULT_TURN_PASSWORD_FILE = "/run/natlab-secrets/turn-password"
+DEFAULT_REGISTRY = "/run/natlab-secrets/registry.json"
+DEFAULT_TUNNEL_PORT = 51820
 LOG_LEVELS = ("debug", "info", "warning")
 KEY_WAIT = 30.0
 """Seconds the agent waits for NATLAB_KEY_FILE to appear (the lab's server makes the keys as hosts start)."""
@@ -100,6 +105,10 @@ class AgentConfig:
     identity: Identity = field(default_factory=Identity.generate, compare=False)
     """Ephemeral unless :func:`with_identity` loaded ``key_file`` (the agent does at start)."""
     bounds: Bounds = field(default_factory=Bounds)
+    tunnel: bool = False
+    """Bring the tunnel up at start (NATLAB_TUNNEL=1); ``client tunnel up`` does it later otherwise."""
+    tunnel_port: int = DEFAULT_TUNNEL_PORT
+    registry: str = DEFAULT_REGISTRY
 
     def core(self, wall_offset: float = 0.0) -> CoreConfig:
         """The core's configuration; ``wall_offset``: wall-clock seconds minus the loop's clock (see CoreConfig)."""
@@ -171,7 +180,27 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         delivery_deadline=delivery_deadline(env),
         key_file=env.get("NATLAB_KEY_FILE", "").strip() or None,
         bounds=bounds(env),
+        tunnel=_flag(env, "NATLAB_TUNNEL"),
+        tunnel_port=_tunnel_port(env.get("NATLAB_TUNNEL_PORT", "")),
+        registry=env.get("NATLAB_REGISTRY", "").strip() or DEFAULT_REGISTRY,
     )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    text = env.get(name, "").strip().lower()
+    if text in ("", "0", "off", "no", "false"):
+        return False
+    if text in ("1", "on", "yes", "true"):
+        return True
+    raise ConfigError(f"{name}={text!r}: expected 1 or 0")
+
+
+def _tunnel_port(text: str) -> int:
+    if not text.strip():
+        return DEFAULT_TUNNEL_PORT
+    if not text.strip().isdigit() or not 0 < int(text) < 65536:
+        raise ConfigError(f"NATLAB_TUNNEL_PORT={text!r}: expected a UDP port, 1-65535")
+    return int(text)
 
 
 def bounds(env: Mapping[str, str]) -> Bounds:

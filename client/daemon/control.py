@@ -8,6 +8,9 @@ a connection may carry several requests. Every response has ``ok``; a failure is
 request                                                    response
 =========================================================  ==============================================
 ``{"op": "status"}``                                       ``{"ok": true, "status": <status>}``
+``{"op": "tunnel", "action": "up"}`` (or ``down``,          ``{"ok": true, "tunnel": <tunnel>}``: the
+``status``)                                                tunnel's status after the action; ``up`` that
+                                                           fails is ``ok: false`` with the reason
 ``{"op": "connect", "peer": "bob"}``                       ``{"ok": true, "peer": <peer>}`` once the path
                                                            is direct or failed, or the server refused
                                                            (returns at once if already direct)
@@ -31,7 +34,8 @@ request                                                    response
                                                            a stream whose reader stopped reading
 =========================================================  ==============================================
 
-``<status>`` is the status JSON (``client status --json``); ``<peer>`` is one entry of its ``peers``.
+``<status>`` is the status JSON (``client status --json``); ``<peer>`` is one entry of its ``peers``,
+``<tunnel>`` its ``tunnel`` object.
 """
 
 from __future__ import annotations
@@ -83,6 +87,9 @@ class Agent(Protocol):
     """What the control socket asks of the agent (:class:`client.daemon.agent.Agent` is the one)."""
 
     def status(self) -> dict[str, Any]: ...
+    async def tunnel_status(self) -> dict[str, Any]: ...
+    async def tunnel_up(self) -> dict[str, Any]: ...
+    async def tunnel_down(self) -> dict[str, Any]: ...
     async def connect(self, peer: str) -> dict[str, Any] | None: ...
     async def settle(self, peer: str) -> dict[str, Any] | None: ...
     def peer(self, peer: str) -> dict[str, Any] | None: ...
@@ -108,7 +115,18 @@ def _peer_field(request: dict[str, Any]) -> str:
 
 
 async def _status(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
-    return {"ok": True, "status": agent.status()}
+    return {"ok": True, "status": {**agent.status(), "tunnel": await agent.tunnel_status()}}
+
+
+async def _tunnel(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
+    action = request.get("action")
+    if action == "up":
+        return {"ok": True, "tunnel": await agent.tunnel_up()}
+    if action == "down":
+        return {"ok": True, "tunnel": await agent.tunnel_down()}
+    if action == "status":
+        return {"ok": True, "tunnel": await agent.tunnel_status()}
+    raise BadRequest("tunnel: 'action' must be up, down or status")
 
 
 async def _connect(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
@@ -149,6 +167,7 @@ async def _flood(agent: Agent, request: dict[str, Any]) -> dict[str, Any]:
 
 HANDLERS: dict[str, Handler] = {
     "status": _status,
+    "tunnel": _tunnel,
     "connect": _connect,
     "settle": _settle,
     "disconnect": _disconnect,

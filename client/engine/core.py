@@ -28,7 +28,7 @@ from client.engine.drops import Drop, Drops
 from client.engine.errors import NoPathError, RequestError, WindowFullError, check_id
 from client.engine.events import Disconnected, TurnAllocated, TurnFailed
 from client.engine.messaging import Messenger, Sent
-from client.engine.outputs import Emit, Log, Output, Send, SendRaw
+from client.engine.outputs import Emit, Log, Output, Send, SendRaw, TunnelIn
 from client.engine.path import Answer, PathState, PathTiming
 from client.engine.paths import PathKeeper
 from client.engine.peer import Peer
@@ -64,6 +64,7 @@ from protocol import (
     message_name,
     parse,
 )
+from protocol.wireguard import is_wireguard
 from trust import AuthError, Identity
 
 __all__ = [
@@ -77,6 +78,7 @@ __all__ = [
     "Send",
     "SendRaw",
     "Sent",
+    "TunnelIn",
     "WindowFullError",
     "check_id",
 ]
@@ -154,6 +156,8 @@ class AgentCore:
         timing = dataclasses.replace(config.timing, probes=bounds.probes(probe_bytes))
         self.table = PeerTable(bounds, timing, self.clock, self._touched, self.drops, sealer=self.sealer)
         self.peers: dict[str, Peer] = self.table.peers
+        self._channels: set[Endpoint] = set()
+        """Relayed addresses the tunnel asked our allocation to bind a channel to (:meth:`relay_datagram`)."""
 
     @property
     def relay_up(self) -> bool:
@@ -325,6 +329,39 @@ class AgentCore:
         self.drops.set(Drop.HELD_FULL, self.held.refused)  # the receivers count it where it happens
         return self.drops.as_json()
 
+    def relay_datagram(self, to: Endpoint, data: bytes, now: float) -> list[Output]:
+        """``data`` (a tunnel datagram) to a peer's relayed address ``to`` through our allocation, as our own
+        relayed datagrams go; nothing while we have none. The first one binds a channel to ``to``: a tunnel's
+        stream of datagrams then travels as ChannelData both ways (our own messages to the peer too), not as
+        Send and Data indications, each a STUN message to encode and parse."""
+        if self.relay is None:
+            return []
+        out: list[Output] = []
+        if to not in self._channels:
+            self._channels.add(to)
+            out = self._turn(self.relay.bind(to, now), now)
+        return out + self._turn(self.relay.send(to, data, now), now)
+
+    def route(self, peer_id: str) -> tuple[Route, Endpoint] | None:
+        """The path in use to ``peer_id`` and where it sends (``None``: none, or an unknown peer)."""
+        peer = self.peers.get(peer_id)
+        return None if peer is None else peer.route(self.relay_up)
+
+    def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]:
+        """``peer_id``'s confirmed direct address and relayed address (``None`` where that path is not
+        confirmed, or our allocation is down): the addresses its datagrams may come from."""
+        peer = self.peers.get(peer_id)
+        if peer is None:
+            return None, None
+        direct = peer.path.addr if peer.path.state is PathState.DIRECT else None
+        relayed = peer.relay.addr if self.relay_up and peer.relay.state is PathState.DIRECT else None
+        return direct, relayed
+
+    def peer_box_key(self, peer_id: str) -> bytes | None:
+        """The X25519 key our server's punch gave for ``peer_id`` (its WireGuard key), or ``None``."""
+        peer = self.peers.get(peer_id)
+        return None if peer is None or peer.session is None else peer.session.peer_public.box
+
     def relay_status(self) -> dict[str, Any]:
         """The top-level ``relay`` and ``turn`` fields of status JSON."""
         if self.relay is None:
@@ -412,8 +449,12 @@ class AgentCore:
                 case turn.Transmit(data, to):
                     out.append(SendRaw(data, to))
                 case turn.Relayed(peer, payload):
-                    out += self._datagram(payload, peer, now, via_relay=True)
+                    if is_wireguard(payload):
+                        out.append(TunnelIn(payload, peer))  # the tunnel's, not ours: see client.tunnel
+                    else:
+                        out += self._datagram(payload, peer, now, via_relay=True)
                 case turn.Allocated(relayed):
+                    self._channels.clear()  # a new allocation has no channels
                     self._touched.everyone = True
                     out.append(Emit(TurnAllocated(str(relayed))))
                     self.server.reannounce(now)

@@ -42,4 +42,14 @@ class Log:
     text: str
 
 
-Output = Send | SendRaw | Emit | Log
+@dataclass(frozen=True)
+class TunnelIn:
+    """A WireGuard datagram (:func:`protocol.wireguard.is_wireguard`) arrived through our relay from ``source``
+    (a peer's relayed address): the tunnel (:mod:`client.tunnel`) hands it to WireGuard if ``source`` is a
+    peer's relay path, else drops it."""
+
+    data: bytes
+    source: Endpoint
+
+
+Output = Send | SendRaw | Emit | Log | TunnelIn

@@ -152,6 +152,7 @@ def services() -> tuple[dict[str, Any], dict[str, Any]]:
             "environment": {"<<": "*host-env", "NATLAB_ID": site.name,
                             "NATLAB_KEY_FILE": f"/run/natlab-secrets/keys/{site.name}.json"},
             "volumes": ["secrets:/run/natlab-secrets:ro"],
+            "devices": ["/dev/net/tun:/dev/net/tun"],  # the tunnel's TUN device (README "Tunnel")
             "networks": {lan: {"ipv4_address": f"{NET}.{site.index}.10"}},
             "healthcheck": "*host-health",
         }  # fmt: skip

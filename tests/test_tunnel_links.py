@@ -1,0 +1,191 @@
+"""The tunnel's links (client.tunnel.links) on real loopback sockets: what "WireGuard" (a UDP socket on the
+tunnel's port) sends to a peer's loopback endpoint goes out on the peer's route, what comes from the peer's
+current path reaches WireGuard from that endpoint, and anything else is dropped and counted. wireguard-go
+itself is not here (scenarios/test_tunnel.py runs it): the device only records its UAPI requests."""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from client.engine.routes import Route
+from client.tunnel.links import Tunnel, TunnelConfig
+from protocol import Endpoint
+from trust import Identity, make_keys
+
+WG = bytes([4, 0, 0, 0]) + bytes(60)
+"""A transport-data-shaped datagram."""
+
+
+class Device:
+    interface = "natlab0"
+
+    def __init__(self) -> None:
+        self.requests: list[str] = []
+
+    async def uapi(self, request: str) -> str:
+        self.requests.append(request)
+        return "errno=0\n\n"
+
+    async def peers(self) -> dict[bytes, object]:
+        return {}
+
+    async def stop(self) -> None:
+        pass
+
+
+class Carrier:
+    def __init__(self) -> None:
+        self.routes: dict[str, tuple[Route, Endpoint] | None] = {}
+        self.paths: dict[str, tuple[Endpoint | None, Endpoint | None]] = {}
+        self.keys: dict[str, bytes] = {}
+        self.direct: list[tuple[bytes, tuple[str, int]]] = []
+        self.relayed: list[tuple[bytes, Endpoint]] = []
+        self.connects: list[str] = []
+
+    def route(self, peer_id: str) -> tuple[Route, Endpoint] | None:
+        return self.routes.get(peer_id)
+
+    def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]:
+        return self.paths.get(peer_id, (None, None))
+
+    def peer_key(self, peer_id: str) -> bytes | None:
+        return self.keys.get(peer_id)
+
+    def send_direct(self, data: bytes, addr: tuple[str, int]) -> None:
+        self.direct.append((data, addr))
+
+    def send_relayed(self, data: bytes, to: Endpoint) -> None:
+        self.relayed.append((data, to))
+
+    def sent(self) -> None:
+        pass
+
+    def connect(self, peer_id: str) -> None:
+        self.connects.append(peer_id)
+
+
+@pytest.fixture
+def wireguard() -> Iterator[socket.socket]:
+    """Stands in for WireGuard's port on loopback."""
+    sock = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    sock.bind(("127.0.0.1", 0))
+    sock.settimeout(2)
+    yield sock
+    sock.close()
+
+
+async def _up(tmp_path: Path, wireguard: socket.socket, carrier: Carrier) -> tuple[Tunnel, Device]:
+    made = make_keys(["alice", "bob", "carol"], tmp_path)
+    alice = Identity.load(tmp_path / "keys" / "alice.json")
+    config = TunnelConfig("alice", alice, tmp_path / "registry.json", wireguard.getsockname()[1], tmp_path / "hosts")
+    (tmp_path / "hosts").write_text("127.0.0.1\tlocalhost\n")
+    tunnel = Tunnel(asyncio.get_running_loop(), config, carrier)
+    device = Device()
+    tunnel.device = device  # type: ignore[assignment]
+    tunnel._load_registry()
+    tunnel.up = True
+    carrier.keys["bob"] = made.registry["bob"].box
+    return tunnel, device
+
+
+async def _linked(tmp_path: Path, wireguard: socket.socket, carrier: Carrier) -> tuple[Tunnel, Device, int]:
+    """A tunnel up whose link to bob is configured: the loopback port WireGuard was given for bob."""
+    tunnel, device = await _up(tmp_path, wireguard, carrier)
+    tunnel.sync()
+    await _until(lambda: device.requests)
+    endpoint = next(line for line in device.requests[0].splitlines() if line.startswith("endpoint="))
+    host, port = endpoint.removeprefix("endpoint=").split(":")
+    assert host == "127.0.0.1"
+    return tunnel, device, int(port)
+
+
+async def _until(condition: Callable[[], object], seconds: float = 2.0) -> None:
+    """Poll the in-process condition (the loop runs the sockets' callbacks meanwhile), with a deadline."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + seconds
+    while not condition():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.005)
+
+
+def test_a_peer_with_a_path_and_a_key_gets_a_loopback_endpoint_and_its_datagrams_go_both_ways(
+    tmp_path: Path, wireguard: socket.socket
+) -> None:
+    async def scenario() -> None:
+        carrier = Carrier()
+        bob_direct = Endpoint("198.18.0.12", 40000)
+        carrier.routes["bob"] = (Route.DIRECT, bob_direct)
+        carrier.paths["bob"] = (bob_direct, None)
+        tunnel, device, port = await _linked(tmp_path, wireguard, carrier)
+        request = device.requests[0]
+        assert "allowed_ip=198.19.255.2/32\n" in request
+        assert f"public_key={carrier.keys['bob'].hex()}\n" in request
+        assert carrier.connects == ["carol"]  # no path to carol: the tunnel asks for one
+
+        # WireGuard -> bob: out on the direct path.
+        wireguard.sendto(WG, ("127.0.0.1", port))
+        await _until(lambda: carrier.direct)
+        assert carrier.direct == [(WG, bob_direct.sockaddr())]
+
+        # bob's direct path -> WireGuard, from bob's loopback endpoint; a stranger's is dropped and counted.
+        tunnel.from_direct(WG + b"in", bob_direct.sockaddr())
+        data, source = wireguard.recvfrom(100)
+        assert (data, source) == (WG + b"in", ("127.0.0.1", port))
+        tunnel.from_direct(WG, ("198.18.0.66", 40000))
+        tunnel.from_relay(WG, Endpoint("198.18.0.20", 50000))
+        assert tunnel.counters.not_peer == 2
+
+        # The relay confirms too (direct still in use): datagrams are taken from both paths.
+        relayed = Endpoint("198.18.0.20", 50123)
+        carrier.paths["bob"] = (bob_direct, relayed)
+        tunnel.refresh()
+        tunnel.from_relay(WG + b"r", relayed)
+        assert wireguard.recvfrom(100) == (WG + b"r", ("127.0.0.1", port))
+
+        # Direct is lost, the route switches to the relay: WireGuard's endpoint stays, the datagrams follow.
+        carrier.routes["bob"] = (Route.RELAY, relayed)
+        carrier.paths["bob"] = (None, relayed)
+        tunnel.refresh()
+        wireguard.sendto(WG, ("127.0.0.1", port))
+        await _until(lambda: carrier.relayed)
+        assert carrier.relayed == [(WG, relayed)]
+        tunnel.from_direct(WG, bob_direct.sockaddr())  # the old direct address is no path of bob's now
+        assert tunnel.counters.not_peer == 3
+        tunnel.from_relay(WG + b"r2", relayed)
+        assert wireguard.recvfrom(100) == (WG + b"r2", ("127.0.0.1", port))
+
+        # No path: dropped and counted, never sent.
+        carrier.routes["bob"] = None
+        carrier.paths["bob"] = (None, None)
+        tunnel.refresh()
+        wireguard.sendto(WG, ("127.0.0.1", port))
+        await _until(lambda: tunnel._links["bob"].no_path == 1)
+
+        status = await tunnel.status()
+        assert status["peers"][0]["overlay"] == "198.19.255.2"
+        assert status["peers"][0]["path"] == "none"
+        await tunnel.bring_down()
+        assert tunnel._direct == {}
+        assert tunnel._relayed == {}
+
+    asyncio.run(scenario())
+
+
+def test_a_peer_without_a_key_from_the_punch_gets_no_link(tmp_path: Path, wireguard: socket.socket) -> None:
+    async def scenario() -> None:
+        carrier = Carrier()
+        carrier.routes["bob"] = (Route.DIRECT, Endpoint("198.18.0.12", 40000))
+        tunnel, device = await _up(tmp_path, wireguard, carrier)
+        del carrier.keys["bob"]
+        tunnel.sync()
+        await asyncio.sleep(0.05)
+        assert device.requests == []
+        assert (await tunnel.status())["peers"] == []
+        await tunnel.bring_down()
+
+    asyncio.run(scenario())
