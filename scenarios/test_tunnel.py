@@ -7,27 +7,20 @@ direct, and router-a's conntrack must hold the flow between the two routers' WAN
 datagrams share the agent's NAT mapping); in cone-symmetric punching cannot work, the tunnel is relayed by
 coturn, and neither router holds a flow towards the other; coturn's own usage counters say the relay carried
 the transfer (and, for the direct pair, far less than it).
-
-A host that is not a peer cannot send into the tunnel: a lab of its own where alice's router is full-cone (it
-forwards anyone's datagram to a mapped port, so only natlab's own check stands in the way) and mallory sits on
-the WAN (compose profile ``attack``) sends real WireGuard handshake initiations to alice's mapped port.
+A host that is not a peer, from the WAN: scenarios/test_tunnel_stranger.py.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
 import pytest
 
-from scenarios.attacker import ATTACK_ENV, attack, public_address
 from scenarios.harness import Lab, start_lab
 from scenarios.steps import PEER_OF
+from scenarios.tunnel_steps import handshaken, tunnel_peer
 from scenarios.turn_usage import restart_hosts, stop_hosts
-from scenarios.wireguard_forge import initiation
-from trust.keys import Identity, Registry
 
 PAYLOAD_BYTES = 4 << 20
 """The TCP transfer: 4 MiB of random bytes, checked by SHA-256 on both ends."""
@@ -41,20 +34,6 @@ def tunnel_lab(request: pytest.FixtureRequest, docker_ready: None) -> Iterator[L
     env = {"NAT_A": a, "NAT_B": b, "NATLAB_TUNNEL": "1", "NATLAB_KEEPALIVE": "2"}
     with start_lab(name=f"tunnel-{a}-{b}", env=env) as lab:
         yield lab
-
-
-def tunnel_peer(lab: Lab, host: str, peer: str) -> dict[str, Any] | None:
-    status = lab.json(host, "client", "tunnel", "status", "--json")
-    return next((p for p in status["peers"] if p["id"] == peer), None)
-
-
-def handshaken(lab: Lab, host: str, peer: str) -> dict[str, Any]:
-    """Wait until WireGuard on ``host`` has completed a handshake with ``peer``; the peer's tunnel status."""
-    return lab.wait_for(
-        lambda: p if (p := tunnel_peer(lab, host, peer)) and p["latest_handshake"] and p["path"] != "none" else None,
-        timeout=40,
-        what=f"a WireGuard handshake between {host} and {peer} over a path",
-    )
 
 
 def expected_path(lab: Lab) -> str:
@@ -144,7 +123,7 @@ def test_coturns_counters_show_the_relay_carried_the_tunnel_only_when_relayed(tu
     and probes only, a small part of the transfer."""
     closed_before = restart_hosts(tunnel_lab)
     for host, peer in (("alice", "bob"), ("bob", "alice")):
-        assert handshaken(tunnel_lab, host, peer)["path"] == expected_path(tunnel_lab)
+        handshaken(tunnel_lab, host, peer, expected_path(tunnel_lab))
     try:
         transfer(tunnel_lab)
     finally:
@@ -176,62 +155,6 @@ def test_a_local_stranger_cannot_send_into_the_tunnel(tunnel_lab: Lab) -> None:
         timeout=10,
         what="the forged tunnel datagram to be counted as not from a peer",
     )
-
-
-FORGED = 10
-"""Handshake initiations mallory sends."""
-INITIATION_BYTES, RESPONSE_BYTES = 148, 92
-
-
-@pytest.fixture(scope="module")
-def stranger_lab(docker_ready: None) -> Iterator[Lab]:
-    """alice behind a full-cone NAT (anyone on the WAN reaches her agent's mapped port), bob direct, the
-    tunnel up at start, and mallory on the WAN; removed afterwards."""
-    env = {"NAT_A": "full-cone", "NAT_B": "full-cone", "NATLAB_TUNNEL": "1", "NATLAB_KEEPALIVE": "2", **ATTACK_ENV}
-    with start_lab(name="tunnel-stranger", env=env) as lab:
-        yield lab
-
-
-def test_a_host_that_is_not_a_peer_cannot_send_into_the_tunnel(stranger_lab: Lab, tmp_path: Path) -> None:
-    """mallory sends alice's mapped port real WireGuard handshake initiations, sealed with bob's own key (as
-    if stolen: the worst case, which alice's WireGuard would accept and answer). The agent drops every one
-    as not from a peer's path (``dropped.not_peer``), mallory hears nothing, and WireGuard's own counters for
-    bob do not move by an initiation's size (its handshake neither). Then the control: the same kind of
-    datagram handed to WireGuard's port from inside alice is answered with a handshake response, so what
-    mallory sent was real WireGuard, stopped by the agent alone."""
-    lab = stranger_lab
-    handshaken(lab, "alice", "bob")
-    handshaken(lab, "bob", "alice")
-    (tmp_path / "bob.json").write_text(lab.exec_ok("bob", "cat", "/run/natlab-secrets/keys/bob.json"))
-    (tmp_path / "registry.json").write_text(lab.exec_ok("alice", "cat", "/run/natlab-secrets/registry.json"))
-    bob_secret = Identity.load(tmp_path / "bob.json").tunnel_secret()
-    alice_key = Registry.load(tmp_path / "registry.json")["alice"].box
-    forged = [initiation(bob_secret, alice_key).hex() for _ in range(FORGED)]
-    target = public_address(lab, "alice")  # router-a's mapping of alice's agent socket
-    before = lab.json("alice", "client", "tunnel", "status", "--json")
-    sent = attack(lab, "send", "--dst", target, *(f"--hex={h}" for h in forged), "--listen", "1")
-    assert sent["heard"] == [], sent
-    after = lab.wait_for(
-        lambda: (
-            s
-            if (s := lab.json("alice", "client", "tunnel", "status", "--json"))["dropped"]["not_peer"]
-            >= before["dropped"]["not_peer"] + FORGED
-            else None
-        ),
-        timeout=10,
-        what="alice's agent to count mallory's initiations as not from a peer",
-    )
-    assert after["dropped"]["not_peer"] == before["dropped"]["not_peer"] + FORGED, after["dropped"]
-    was, now = (next(p for p in s["peers"] if p["id"] == "bob") for s in (before, after))
-    assert now["latest_handshake"] == was["latest_handshake"], (was, now)
-    assert now["rx_bytes"] - was["rx_bytes"] < INITIATION_BYTES, (was, now)  # a keepalive (32 B) may come
-    assert now["tx_bytes"] - was["tx_bytes"] < RESPONSE_BYTES, (was, now)  # WireGuard answered nothing
-
-    port = str(after["port"])  # WireGuard's own port, open to loopback only
-    control = lab.json("alice", "python3", "-m", "attacks", "send", "--dst", f"127.0.0.1:{port}",
-                       f"--hex={initiation(bob_secret, alice_key).hex()}", "--listen", "2")  # fmt: skip
-    answers = [bytes.fromhex(h["hex"]) for h in control["heard"] if "hex" in h]
-    assert any(a[0] == 2 and len(a) == RESPONSE_BYTES for a in answers), control  # a handshake response
 
 
 def test_down_removes_the_interface_names_and_filter_and_up_brings_them_back(tunnel_lab: Lab) -> None:

@@ -21,6 +21,7 @@ from dataclasses import dataclass
 
 from scenarios.harness import Lab
 from scenarios.iperf import IperfError, server_command
+from scenarios.tunnel_steps import handshaken
 
 IPERF_PORT = 5210
 TCP_SECONDS = 4
@@ -29,7 +30,6 @@ DIRECT_AIM = 0.25
 """Issue 12: the direct tunnel carries at least a quarter of raw UDP's rate between the same containers."""
 ADDED_RTT_AIM_MS = 0.5
 """Issue 12: the tunnel adds less than half a millisecond of round trip."""
-HANDSHAKE_TIMEOUT_S = 40
 
 _RTT = re.compile(r"= ([\d.]+)/([\d.]+)/([\d.]+)/([\d.]+) ms")
 _COUNTS = re.compile(r"(\d+) packets transmitted, (\d+) received")
@@ -101,19 +101,6 @@ def rtt_line(label: str, tunnel: PingResult, wan: PingResult, aim_ms: float | No
 # -- in the lab --------------------------------------------------------------------------------------------
 
 
-def handshaken(lab: Lab, host: str, peer: str) -> str:
-    """Wait until ``host``'s WireGuard has a handshake with ``peer`` over a path; the path (direct, relay)."""
-
-    def path() -> str | None:
-        status = lab.json(host, "client", "tunnel", "status", "--json")
-        found = next((p for p in status["peers"] if p["id"] == peer), None)
-        if found and found["latest_handshake"] and found["path"] != "none":
-            return str(found["path"])
-        return None
-
-    return lab.wait_for(path, HANDSHAKE_TIMEOUT_S, f"a WireGuard handshake between {host} and {peer}")
-
-
 def tcp_over_tunnel(lab: Lab) -> TcpResult:
     """iperf3 TCP, alice -> bob.natlab, :data:`TCP_SECONDS` s (bob's one-test server detached)."""
     lab.container("bob").exec_run(server_command(IPERF_PORT), detach=True)
@@ -136,7 +123,7 @@ def ping(lab: Lab, service: str, target: str) -> PingResult:
 def measure(lab: Lab, expected_path: str) -> tuple[str, TcpResult, PingResult]:
     """The tunnel's figures in a lab whose hosts brought it up at start: the path it took (``expected_path``
     or what WireGuard's handshake went over instead), TCP alice -> bob, and ping alice -> bob.natlab."""
-    path = handshaken(lab, "alice", "bob")
+    path = str(handshaken(lab, "alice", "bob")["path"])
     handshaken(lab, "bob", "alice")
     tcp = tcp_over_tunnel(lab)
     shown = path if path == expected_path else f"{path}, expected {expected_path}"
