@@ -15,12 +15,11 @@ NAT and the tunnel (both agents, both wireguard-go) add on top of one WAN hop.
 
 from __future__ import annotations
 
-import json
 import re
 from dataclasses import dataclass
 
 from scenarios.harness import Lab
-from scenarios.iperf import IperfError, server_command
+from scenarios.iperf import load_report, server_command
 from scenarios.tunnel_steps import handshaken
 
 IPERF_PORT = 5210
@@ -58,12 +57,7 @@ class PingResult:
 def parse_tcp(output: str) -> TcpResult:
     """iperf3's client ``--json`` of a TCP test; :class:`IperfError` with iperf3's message when it failed,
     ``ValueError`` when the text is not iperf3's JSON."""
-    try:
-        report = json.loads(output)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"iperf3 printed no JSON ({exc}): {output[:500]!r}") from None
-    if "error" in report:
-        raise IperfError(f"iperf3: {report['error']}")
+    report = load_report(output)
     received, sent = report["end"]["sum_received"], report["end"]["sum_sent"]
     return TcpResult(received["bits_per_second"] / 1e6, int(sent.get("retransmits", 0)), float(received["seconds"]))
 

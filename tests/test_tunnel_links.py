@@ -121,9 +121,7 @@ def test_without_connect_the_tunnel_carries_peers_with_a_path_and_asks_for_none(
 ) -> None:
     async def scenario() -> None:
         carrier = Carrier()
-        bob_direct = Endpoint("198.18.0.12", 40000)
-        carrier.routes["bob"] = (Route.DIRECT, bob_direct)
-        carrier.paths["bob"] = (bob_direct, None)
+        carrier.routes["bob"] = (Route.DIRECT, Endpoint("198.18.0.12", 40000))
         tunnel, device = await _up(tmp_path, wireguard, carrier, connect=False)
         tunnel.sync()
         await _until(lambda: device.requests)
