@@ -119,8 +119,8 @@ def _size_and_hash(lab: Lab) -> tuple[int, str]:
 def test_coturns_counters_show_the_relay_carried_the_tunnel_only_when_relayed(tunnel_lab: Lab) -> None:
     """coturn's per-session peer usage (scenarios/turn_usage.py), for fresh allocations (both hosts restarted,
     the tunnel up again at start): relayed, both sessions together count the transfer twice (alice's
-    allocation sent it, bob's received it) plus WireGuard's overhead; direct, the relay saw its keepalives
-    and probes only, a small part of the transfer."""
+    allocation sent it to a peer, bob's received it from one) plus WireGuard's overhead; direct, the relay saw
+    its keepalives and probes only, a small part of the transfer."""
     closed_before = restart_hosts(tunnel_lab)
     for host, peer in (("alice", "bob"), ("bob", "alice")):
         handshaken(tunnel_lab, host, peer, expected_path(tunnel_lab))

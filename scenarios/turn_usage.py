@@ -1,7 +1,9 @@
 """coturn's own count of what it relayed: each TURN session's "peer usage", logged when its allocation closes.
 
-coturn (run with -v) logs, per session, the bytes it relayed to and from peers when the allocation ends; the
-agents release their allocations when they stop, so stopping both hosts makes coturn report. Restarting
+coturn (run with -v) logs, per session, the bytes it relayed to and from peers ("peer usage"): every few
+seconds while data flows, each line counting what came since the one before, and a last time when the
+allocation closes ("closed"); the agents release their allocations when they stop, so stopping both hosts
+makes coturn report. A session's total is the sum of its lines. Restarting
 both hosts first (:func:`restart_hosts`) gives sessions that cover only what follows (in a lab shared with
 other scenarios, an older allocation would also count their traffic and its keepalives). Used by
 scenarios/test_relay_usage.py (messages) and scenarios/test_tunnel.py (the tunnel).
@@ -15,12 +17,19 @@ from scenarios.harness import Lab
 from scenarios.steps import PEER_OF
 
 PEER_USAGE = re.compile(r"session (\d+): peer usage: .*?rp=(\d+), rb=(\d+), sp=(\d+), sb=(\d+)")
+CLOSED = re.compile(r"session (\d+): closed ")
 
 
 def peer_usage(lab: Lab) -> dict[str, int]:
-    """Relayed bytes per closed TURN session, from coturn's log (received from peers + sent to peers)."""
+    """Relayed bytes per closed TURN session, from coturn's log (received from peers + sent to peers, summed
+    over the session's lines)."""
     log = lab.container("turn").logs().decode("utf-8", "replace")
-    return {m[1]: int(m[3]) + int(m[5]) for m in PEER_USAGE.finditer(log)}
+    closed = {m[1] for m in CLOSED.finditer(log)}
+    usage = dict.fromkeys(closed, 0)
+    for m in PEER_USAGE.finditer(log):
+        if m[1] in closed:
+            usage[m[1]] += int(m[3]) + int(m[5])
+    return usage
 
 
 def stop_hosts(lab: Lab, closed_before: set[str]) -> dict[str, int]:
