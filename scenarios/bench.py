@@ -7,9 +7,12 @@ connect to the first delivered (acknowledged) message for cone-symmetric (`time_
 relayed throughput for one cone-symmetric pair with 1,000-byte messages (`client flood`), next to coturn's
 own `turnutils_uclient` in the same lab; direct throughput for the cone-cone pair, next to raw UDP between the
 same two containers through the same routers (`client udp-rate`); and the signal server's sustained requests per
-second on one CPU next to coturn's, from the same load generator (`scenarios/server_rate.py`).
+second on one CPU next to coturn's, from the same load generator (`scenarios/server_rate.py`); and the
+WireGuard tunnel's figures (`scenarios/tunnel_bench.py`): TCP over it for a direct and a relayed pair against
+raw UDP between the same containers, ping over it against a WAN hop, in labs with the tunnel up.
 
-`python -m scenarios.bench --only server-rate` measures only the last (no lab, one container; seconds).
+`python -m scenarios.bench --only server-rate` measures only the server's rate (no lab, one container; seconds);
+`--only tunnel` only the tunnel's figures and their raw UDP reference (two lab-ups; under a minute).
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from concurrent.futures import ThreadPoolExecutor
 from contextlib import closing
 from typing import Any
 
-from scenarios import results_index, server_rate
+from scenarios import results_index, server_rate, tunnel_bench
 from scenarios.harness import REPO, Lab, LabError
 from scenarios.lab_status import interactive_lab
 
@@ -35,6 +38,7 @@ ATTEMPTS = int(os.environ.get("BENCH_ATTEMPTS", "20"))
 FLOOD = int(os.environ.get("BENCH_FLOOD", "2000"))
 DIRECT_FLOOD = int(os.environ.get("BENCH_DIRECT_FLOOD", "20000"))
 RAW_PORT = "40400"
+RAW_TRIES = 3
 BENCH_RESULTS = REPO / "results" / "bench"
 """bench.txt: the figures as printed, linked from results/index.html."""
 ENV = os.environ | {"NAT_A": "cone", "NAT_B": "cone", "NATLAB_TUNNEL": "0"}
@@ -116,12 +120,16 @@ def direct_throughput() -> tuple[dict[str, Any], dict[str, Any]]:
     with closing(interactive_lab()) as lab:  # its Docker client closed when done
         lab.exec_ok("alice", "client", "connect", "bob")
         flood = lab.json("alice", "client", "flood", "bob", str(DIRECT_FLOOD), "--size", "1000")
-        count, router_a, router_b = str(DIRECT_FLOOD), lab.address("router-a", "wan"), lab.address("router-b", "wan")
-        with ThreadPoolExecutor(1) as pool:  # both ends at once, each with its own Docker client
-            receiving = pool.submit(receive_raw, f"{router_a}:{RAW_PORT}", count)
-            sent = lab.json("alice", "client", "udp-rate", "send", f"{router_b}:{RAW_PORT}", count, "--port", RAW_PORT)
-            raw: dict[str, Any] = {**receiving.result(), "sent": sent["sent"]}
-        return flood, raw
+        return flood, raw_udp(lab)
+
+
+def raw_udp(lab: Lab) -> dict[str, Any]:
+    """`client udp-rate` alice -> bob through both (cone) routers: what bob received."""
+    count, router_a, router_b = str(DIRECT_FLOOD), lab.address("router-a", "wan"), lab.address("router-b", "wan")
+    with ThreadPoolExecutor(1) as pool:  # both ends at once, each with its own Docker client
+        receiving = pool.submit(receive_raw, f"{router_a}:{RAW_PORT}", count)
+        sent = lab.json("alice", "client", "udp-rate", "send", f"{router_b}:{RAW_PORT}", count, "--port", RAW_PORT)
+        return {**receiving.result(), "sent": sent["sent"]}
 
 
 def receive_raw(sender: str, count: str) -> dict[str, Any]:
@@ -129,6 +137,40 @@ def receive_raw(sender: str, count: str) -> dict[str, Any]:
     with closing(interactive_lab()) as lab:
         received: dict[str, Any] = lab.json("bob", "client", "udp-rate", "recv", sender, count, "--port", RAW_PORT)
         return received
+
+
+def tunnel_figures() -> list[str]:
+    """The tunnel's figures (scenarios/tunnel_bench.py), each beside its reference: a fresh cone-cone lab and a
+    fresh cone-symmetric one with NATLAB_TUNNEL=1 (only these; the other figures are measured without it). Fresh:
+    an agent kept from the lab before would hold a path to a peer that is gone until it times out (30 s). Raw
+    UDP alice -> bob is measured in the same cone-cone lab, right after the tunnel's figures, best of
+    RAW_TRIES (each a fraction of a second, so one busy moment on the two cores would decide a single one)."""
+    make("lab-down")
+    make("lab-up", NATLAB_TUNNEL="1")
+    with closing(interactive_lab()) as lab:
+        direct_tcp, direct_ping = tunnel_bench.measure(lab, "direct")
+        wan = tunnel_bench.ping(lab, "router-a", lab.address("server"))
+        raw = max((raw_udp(lab) for _ in range(RAW_TRIES)), key=lambda result: float(result["per_s"]))
+    make("lab-down")
+    make("lab-up", NAT_B="symmetric", NATLAB_TUNNEL="1")
+    with closing(interactive_lab()) as lab:
+        relayed_tcp, relayed_ping = tunnel_bench.measure(lab, "relay")
+    raw_mbit = raw["mb_per_s"] * 8
+    return [
+        f"  tunnel (WireGuard over the agent; iperf3 TCP {tunnel_bench.TCP_SECONDS} s alice -> bob.natlab, "
+        f"{tunnel_bench.PINGS} pings; raw UDP: client udp-rate alice -> bob in the cone-cone lab, best of {RAW_TRIES}; "
+        "WAN hop: router-a -> server):",
+        tunnel_bench.throughput_line("TCP, cone-cone (direct)", direct_tcp, raw_mbit, tunnel_bench.DIRECT_AIM),
+        tunnel_bench.throughput_line("TCP, cone-symmetric (relayed)", relayed_tcp, raw_mbit, None),
+        tunnel_bench.rtt_line("ping, cone-cone (direct)", direct_ping, wan, tunnel_bench.ADDED_RTT_AIM_MS),
+        tunnel_bench.rtt_line("ping, cone-symmetric (relayed)", relayed_ping, wan, None),
+    ]
+
+
+def write_results(lines: list[str]) -> None:
+    BENCH_RESULTS.mkdir(parents=True, exist_ok=True)
+    (BENCH_RESULTS / "bench.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    results_index.write(BENCH_RESULTS.parent)
 
 
 def p95(samples: list[float]) -> float:
@@ -143,9 +185,20 @@ def spread(samples: list[float]) -> str:
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m scenarios.bench", description=__doc__.split("\n")[0])
-    parser.add_argument("--only", choices=["server-rate"], help="measure only this figure (no lab, images kept)")
-    if parser.parse_args(argv).only == "server-rate":
+    parser.add_argument(
+        "--only",
+        choices=["server-rate", "tunnel"],
+        help="measure only these figures (images kept): server-rate (no lab), tunnel (two lab-ups)",
+    )
+    only = parser.parse_args(argv).only
+    if only == "server-rate":
         return server_rate.main()
+    if only == "tunnel":
+        tunnel = tunnel_figures()
+        print("\n".join(["natlab bench, tunnel only (this machine)", *tunnel]))
+        write_results(["natlab bench, tunnel only (this machine)", *tunnel])
+        print("The lab is left up; `make lab-down` stops it.")
+        return 0
     make("lab-down")
     remove_images()
     cold = make("lab-up")
@@ -161,6 +214,7 @@ def main(argv: list[str] | None = None) -> int:
     make("lab-up", NAT_B="symmetric")
     first_relayed = sample(connect_to_first_message_ms)
     flood, (uclient_msgs, uclient_mb) = relayed_throughput()
+    tunnel = tunnel_figures()
     lines: list[str] = []
 
     def say(line: str) -> None:
@@ -186,11 +240,9 @@ def main(argv: list[str] | None = None) -> int:
         f"raw UDP (client udp-rate): {raw['per_s']:.0f} msg/s, {raw['mb_per_s']:.2f} MB/s "
         f"({raw['received']}/{raw['sent']} received)"
     )
-    for line in server_rate.report(rate, rate_settings):
+    for line in [*tunnel, *server_rate.report(rate, rate_settings)]:
         say(line)
-    BENCH_RESULTS.mkdir(parents=True, exist_ok=True)
-    (BENCH_RESULTS / "bench.txt").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    results_index.write(BENCH_RESULTS.parent)
+    write_results(lines)
     print("The lab is left up; `make lab-down` stops it.")
     return 0
 

@@ -34,21 +34,25 @@ _TITLE = "natlab grid: every ordered pair of NAT sites"
 _ROWS = "Rows are the connecting host's site (a), columns the other host's site (b)."
 _MARK = (
     "✗ marks a cell that differs from the expected outcome and says what was expected; a cell matches only when "
-    "every attempt took the expected path and delivered its first message."
+    "every attempt took the expected path and delivered its first message, and every ping over the tunnel "
+    "after an attempt with a path was answered."
 )
 _MARK_IMPAIRED = (
     "On these impaired links a cell matches when more than half of its attempts succeeded (took the expected path "
-    "and delivered their first message); `N% ok` is that share when it is not all of them, and ✗ marks a cell "
-    "where it is half or less."
+    "and delivered their first message) and more than half of its pings over the tunnel were answered; `N% ok` "
+    "is the first share when it is not all of them, and ✗ marks a cell where either is half or less."
 )
 _LEGEND_MD = (
-    f"{_ROWS} Each cell reads `path delivered/attempts · median time to first message · ↗median time to direct` "
-    "(the last only for direct cells); the path is the one most attempts took (a tie counts as the worse)."
+    f"{_ROWS} Each cell reads `path delivered/attempts · median time to first message · ↗median time to direct "
+    "· tunnel answered/pinged` (↗ only for direct cells; `tunnel` where the cell pinged over the WireGuard tunnel "
+    "after an attempt that found a path: `ping -c 3 -i 0.2 -w 5 <column host>.natlab` from the row's host); the "
+    "path is the one most attempts took (a tie counts as the worse)."
 )
 _LEGEND_HTML = (
     f"{_ROWS} Each cell is coloured by the path most attempts took (a tie counts as the worse) and shows how many "
     "attempts delivered their first message, the median time to it and, for direct cells, the median time to "
-    "direct (↗). Hover over a cell for the expectation and every attempt."
+    "direct (↗), and how many pings over the WireGuard tunnel after an attempt were answered (where the cell "
+    "pinged). Hover over a cell for the expectation and every attempt."
 )
 
 
@@ -61,6 +65,9 @@ class Attempt:
     time_to_first_message_ms: float | None
     time_to_direct_ms: float | None
     reason: str | None
+    tunnel: bool | None = None
+    """A ping over the tunnel after the attempt (row host -> ``<column host>.natlab``) was answered; None: not
+    pinged (the cell pings on some attempts only, and never without a path)."""
 
     def __post_init__(self) -> None:
         if self.path not in PATHS:
@@ -75,6 +82,8 @@ class Attempt:
             parts.append(f"direct {_ms(self.time_to_direct_ms)}")
         if self.reason:
             parts.append(self.reason)
+        if self.tunnel is not None:
+            parts.append(f"tunnel ping {'answered' if self.tunnel else 'failed'}")
         return ", ".join(parts)
 
 
@@ -124,10 +133,28 @@ class Cell:
         return _median(attempt.time_to_direct_ms for attempt in self.attempts)
 
     @property
+    def tunnel_pinged(self) -> int:
+        """How many attempts with a path were followed by a ping over the tunnel."""
+        return sum(1 for attempt in self.attempts if attempt.tunnel is not None and attempt.path != Route.NONE)
+
+    @property
+    def tunnel_answered(self) -> int:
+        """How many of those pings were answered."""
+        return sum(1 for attempt in self.attempts if attempt.tunnel and attempt.path != Route.NONE)
+
+    @property
+    def tunnel_ok(self) -> bool:
+        """Where a path existed the tunnel carried a ping: every time (strict), or more than half the time."""
+        if self.strict:
+            return self.tunnel_answered == self.tunnel_pinged
+        return self.tunnel_pinged == 0 or 2 * self.tunnel_answered > self.tunnel_pinged
+
+    @property
     def matches(self) -> bool:
-        """Strict: every attempt took the expected path and delivered (no attempts is no evidence: no match);
-        not strict (impaired links): more than half of them did."""
-        if not self.attempts:
+        """Strict: every attempt took the expected path and delivered (no attempts is no evidence: no match),
+        and every ping over the tunnel after one was answered; not strict (impaired links): more than half of
+        them did."""
+        if not self.attempts or not self.tunnel_ok:
             return False
         if self.strict:
             return self.succeeded == len(self.attempts)
@@ -143,6 +170,8 @@ class Cell:
             parts.append(_ms(self.median_first_message_ms))
         if self.path == Route.DIRECT and self.median_direct_ms is not None:
             parts.append(f"↗{_ms(self.median_direct_ms)}")
+        if self.tunnel_pinged:
+            parts.append(f"tunnel {self.tunnel_answered}/{self.tunnel_pinged}")
         return " · ".join(parts)
 
     def summary(self) -> str:
@@ -214,6 +243,8 @@ def _expectation(cell: Cell) -> str:
     """What a mismatching cell should have shown: the path, or when that was right, that it is flaky."""
     if cell.path != cell.expected:
         return f"expected {cell.expected}"
+    if not cell.tunnel_ok:
+        return "expected the tunnel to carry the ping" + ("" if cell.strict else " more than half the time")
     if not cell.strict:
         return f"expected {cell.expected} in more than half"
     return f"expected {cell.expected} {len(cell.attempts)}/{len(cell.attempts)}"
@@ -317,6 +348,8 @@ def _html_cell(cell: Cell | None, a: str, b: str) -> str:
         figures.append(f"first message {_ms(cell.median_first_message_ms)}")
     if cell.path == Route.DIRECT and cell.median_direct_ms is not None:
         figures.append(f"↗ direct {_ms(cell.median_direct_ms)}")
+    if cell.tunnel_pinged:
+        figures.append(f"tunnel {cell.tunnel_answered}/{cell.tunnel_pinged} pings answered")
     body = f'<div class="path">{_escape(cell.path)}</div>'
     body += "".join(f'<div class="figures">{_escape(figure)}</div>' for figure in figures)
     if not cell.matches:
@@ -378,6 +411,8 @@ def results_json(cells: Sequence[Cell], sites: Sequence[Site], meta: dict[str, s
                 "strict": cell.strict,
                 "median_first_message_ms": cell.median_first_message_ms,
                 "median_direct_ms": cell.median_direct_ms,
+                "tunnel_pinged": cell.tunnel_pinged,
+                "tunnel_answered": cell.tunnel_answered,
                 "attempts": [asdict(attempt) for attempt in cell.attempts],
             }
             for cell in _ordered(cells, [site.name for site in sites])

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from typing import Any
 
 L2_OVERHEAD = 8 + 20 + 14
 """Bytes a shaper counts on top of a UDP datagram's payload: UDP and IPv4 headers, the Ethernet header."""
@@ -61,13 +62,20 @@ def client_command(server: str, port: int, direction: str, offered_bps: int, sec
 def parse_client(output: str, direction: str, offered_bps: int) -> RateResult:
     """The client's ``--json`` output read; :class:`IperfError` with iperf3's own message when it failed,
     ``ValueError`` when the text is not iperf3's JSON."""
-    try:
-        report = json.loads(output)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"iperf3 printed no JSON ({exc}): {output[:500]!r}") from None
-    if "error" in report:
-        raise IperfError(f"iperf3: {report['error']}")
+    report = load_report(output)
     received = report["end"]["sum_received"]
     datagram = int(report["start"]["test_start"]["blksize"])
     payload_bps, lost = float(received["bits_per_second"]), received["lost_percent"] / 100
     return RateResult(direction, offered_bps, payload_bps, lost, datagram)
+
+
+def load_report(output: str) -> dict[str, Any]:
+    """iperf3's ``--json`` document; :class:`IperfError` with iperf3's own message when it says it failed,
+    ``ValueError`` when the text is not JSON."""
+    try:
+        report: dict[str, Any] = json.loads(output)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"iperf3 printed no JSON ({exc}): {output[:500]!r}") from None
+    if "error" in report:
+        raise IperfError(f"iperf3: {report['error']}")
+    return report

@@ -5,18 +5,22 @@ Each lab starts with the tunnel up at start (``NATLAB_TUNNEL=1``): every agent r
 for a path to every host of the registry, so nobody types ``client connect`` first. In cone-cone the path is
 direct, and router-a's conntrack must hold the flow between the two routers' WAN addresses (the tunnel's
 datagrams share the agent's NAT mapping); in cone-symmetric punching cannot work, the tunnel is relayed by
-coturn, and neither router holds a flow towards the other.
+coturn, and neither router holds a flow towards the other; coturn's own usage counters say the relay carried
+the transfer (and, for the direct pair, far less than it).
+A host that is not a peer, from the WAN: scenarios/test_tunnel_stranger.py.
 """
 
 from __future__ import annotations
 
 import json
 from collections.abc import Iterator
-from typing import Any
 
 import pytest
 
 from scenarios.harness import Lab, start_lab
+from scenarios.steps import PEER_OF
+from scenarios.tunnel_steps import handshaken, tunnel_peer
+from scenarios.turn_usage import restart_hosts, stop_hosts
 
 PAYLOAD_BYTES = 4 << 20
 """The TCP transfer: 4 MiB of random bytes, checked by SHA-256 on both ends."""
@@ -30,20 +34,6 @@ def tunnel_lab(request: pytest.FixtureRequest, docker_ready: None) -> Iterator[L
     env = {"NAT_A": a, "NAT_B": b, "NATLAB_TUNNEL": "1", "NATLAB_KEEPALIVE": "2"}
     with start_lab(name=f"tunnel-{a}-{b}", env=env) as lab:
         yield lab
-
-
-def tunnel_peer(lab: Lab, host: str, peer: str) -> dict[str, Any] | None:
-    status = lab.json(host, "client", "tunnel", "status", "--json")
-    return next((p for p in status["peers"] if p["id"] == peer), None)
-
-
-def handshaken(lab: Lab, host: str, peer: str) -> dict[str, Any]:
-    """Wait until WireGuard on ``host`` has completed a handshake with ``peer``; the peer's tunnel status."""
-    return lab.wait_for(
-        lambda: p if (p := tunnel_peer(lab, host, peer)) and p["latest_handshake"] and p["path"] != "none" else None,
-        timeout=40,
-        what=f"a WireGuard handshake between {host} and {peer} over a path",
-    )
 
 
 def expected_path(lab: Lab) -> str:
@@ -71,26 +61,32 @@ def test_ping_over_the_tunnel(tunnel_lab: Lab) -> None:
     assert " 5 received" in output, output
 
 
-def test_a_tcp_transfer_arrives_intact_on_the_path_found(tunnel_lab: Lab) -> None:
-    handshaken(tunnel_lab, "alice", "bob")
-    before = tunnel_peer(tunnel_lab, "alice", "bob")
-    assert before is not None
-    tunnel_lab.exec_ok("alice", "sh", "-c", f"head -c {PAYLOAD_BYTES} /dev/urandom > /tmp/tunnel-tx")
-    sent_hash = tunnel_lab.exec_ok("alice", "sha256sum", "/tmp/tunnel-tx").split()[0]
+def transfer(lab: Lab) -> None:
+    """:data:`PAYLOAD_BYTES` from alice to bob over the tunnel (nc, TCP), checked by SHA-256 at bob's end."""
+    lab.exec_ok("alice", "sh", "-c", f"head -c {PAYLOAD_BYTES} /dev/urandom > /tmp/tunnel-tx")
+    sent_hash = lab.exec_ok("alice", "sha256sum", "/tmp/tunnel-tx").split()[0]
+    lab.exec("bob", "rm", "-f", "/tmp/tunnel-rx")
     # bob listens (one connection, then exits), detached; alice sends once bob's port is open.
-    tunnel_lab.container("bob").exec_run(["sh", "-c", f"nc -l -p {PORT} > /tmp/tunnel-rx"], detach=True)
-    tunnel_lab.wait_for(
-        lambda: tunnel_lab.exec("bob", "sh", "-c", f"ss -ltn | grep -q ':{PORT} '")[0] == 0 or None,
+    lab.container("bob").exec_run(["sh", "-c", f"nc -l -p {PORT} > /tmp/tunnel-rx"], detach=True)
+    lab.wait_for(
+        lambda: lab.exec("bob", "sh", "-c", f"ss -ltn | grep -q ':{PORT} '")[0] == 0 or None,
         timeout=10,
         what="bob's nc to listen",
     )
-    tunnel_lab.exec_ok("alice", "timeout", "60", "sh", "-c", f"nc -N bob.natlab {PORT} < /tmp/tunnel-tx")
-    received = tunnel_lab.wait_for(
-        lambda: h if (h := _size_and_hash(tunnel_lab))[0] == PAYLOAD_BYTES else None,
+    lab.exec_ok("alice", "timeout", "60", "sh", "-c", f"nc -N bob.natlab {PORT} < /tmp/tunnel-tx")
+    received = lab.wait_for(
+        lambda: h if (h := _size_and_hash(lab))[0] == PAYLOAD_BYTES else None,
         timeout=30,
         what="bob to have the whole transfer",
     )
     assert received == (PAYLOAD_BYTES, sent_hash)
+
+
+def test_a_tcp_transfer_arrives_intact_on_the_path_found(tunnel_lab: Lab) -> None:
+    handshaken(tunnel_lab, "alice", "bob")
+    before = tunnel_peer(tunnel_lab, "alice", "bob")
+    assert before is not None
+    transfer(tunnel_lab)
     after = tunnel_peer(tunnel_lab, "alice", "bob")
     assert after is not None
     assert after["path"] == expected_path(tunnel_lab), after
@@ -120,7 +116,28 @@ def _size_and_hash(lab: Lab) -> tuple[int, str]:
     return int(size), digest
 
 
-def test_a_stranger_cannot_send_into_the_tunnel(tunnel_lab: Lab) -> None:
+def test_coturns_counters_show_the_relay_carried_the_tunnel_only_when_relayed(tunnel_lab: Lab) -> None:
+    """coturn's per-session peer usage (scenarios/turn_usage.py), for fresh allocations (both hosts restarted,
+    the tunnel up again at start): relayed, both sessions together count the transfer twice (alice's
+    allocation sent it to a peer, bob's received it from one) plus WireGuard's overhead; direct, the relay saw
+    its keepalives and probes only, a small part of the transfer."""
+    closed_before = restart_hosts(tunnel_lab)
+    for host, peer in (("alice", "bob"), ("bob", "alice")):
+        handshaken(tunnel_lab, host, peer, expected_path(tunnel_lab))
+    try:
+        transfer(tunnel_lab)
+    finally:
+        usage = stop_hosts(tunnel_lab, closed_before)
+        for host in PEER_OF:
+            tunnel_lab.start(host)
+    relayed = sum(usage.values())
+    if expected_path(tunnel_lab) == "relay":
+        assert relayed >= 2 * PAYLOAD_BYTES, f"coturn relayed only {relayed} bytes of a {PAYLOAD_BYTES}-byte transfer"
+    else:
+        assert relayed < PAYLOAD_BYTES // 20, f"a direct pair's tunnel: coturn relayed {relayed} bytes: {usage}"
+
+
+def test_a_local_stranger_cannot_send_into_the_tunnel(tunnel_lab: Lab) -> None:
     """WireGuard's port is loopback-only (nftables), and a WireGuard-shaped datagram on the agent's socket
     from an address that is no peer's path is dropped and counted, never handed to WireGuard."""
     ruleset = tunnel_lab.exec_ok("alice", "nft", "list", "table", "inet", "natlab_tunnel")

@@ -109,6 +109,8 @@ def test_tunnel_config_defaults_and_switches() -> None:
     on = agent_config({**BASE, **env})
     assert (on.tunnel, on.tunnel_port, on.registry) == (True, 51999, "/tmp/r.json")
     assert agent_config({**BASE, "NATLAB_TUNNEL": "0"}).tunnel is False
+    assert default.tunnel_connect is True
+    assert agent_config({**BASE, "NATLAB_TUNNEL_CONNECT": "0"}).tunnel_connect is False
 
 
 def test_server_by_name_is_resolved_once() -> None:
@@ -132,6 +134,7 @@ def test_server_by_name_is_resolved_once() -> None:
         ({"NATLAB_LOG": "loud"}, "NATLAB_LOG='loud': expected one of debug, info, warning"),
         ({"NATLAB_TUNNEL": "maybe"}, "NATLAB_TUNNEL='maybe': expected 1 or 0"),
         ({"NATLAB_TUNNEL_PORT": "0"}, "NATLAB_TUNNEL_PORT='0': expected a UDP port, 1-65535"),
+        ({"NATLAB_TUNNEL_CONNECT": "sometimes"}, "NATLAB_TUNNEL_CONNECT='sometimes': expected 1 or 0"),
     ],
 )
 def test_bad_config_names_the_variable(env: dict[str, str], message: str) -> None:

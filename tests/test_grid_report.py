@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 from html.parser import HTMLParser
 
@@ -334,7 +335,33 @@ def test_write_results_writes_markdown_html_and_json(tmp_path):
         "time_to_first_message_ms": 3.0,
         "time_to_direct_ms": 2.0,
         "reason": None,
+        "tunnel": None,
     }
+    assert (cone_symmetric["tunnel_pinged"], cone_symmetric["tunnel_answered"]) == (0, 0)
+
+
+def pinged(attempt: Attempt, answered: bool) -> Attempt:
+    return dataclasses.replace(attempt, tunnel=answered)
+
+
+def test_a_tunnel_ping_that_fails_where_a_path_exists_is_a_mismatch():
+    ok = cell("cone", "cone", "direct", [pinged(direct(), True), direct()])
+    assert ok.matches
+    assert ok.label() == "direct 2/2 · 3.0 ms · ↗2.0 ms · tunnel 1/1"
+    broken = cell("cone", "cone", "direct", [pinged(direct(), False), direct()])
+    assert not broken.matches
+    text = render_markdown([broken], SITES, META)
+    assert "✗ direct 2/2 · 3.0 ms · ↗2.0 ms · tunnel 0/1 (expected the tunnel to carry the ping)" in text
+    assert "attempt 1: direct, delivered, first message 3.0 ms, direct 2.0 ms, tunnel ping failed" in text
+    assert "tunnel 0/1 pings answered" in render_html([broken], SITES, META)
+    # Without a path there is nothing to carry: such a ping proves nothing and is not counted.
+    assert cell("a", "b", "none", [pinged(failed(), False)]).tunnel_pinged == 0
+
+
+def test_on_impaired_links_more_than_half_of_the_tunnel_pings_must_be_answered():
+    attempts = [pinged(relay(), True), pinged(relay(), True), pinged(relay(), False)]
+    assert Cell("a", "b", "relay", "why", attempts, strict=False).matches
+    assert not Cell("a", "b", "relay", "why", attempts[1:], strict=False).matches
 
 
 def test_pairs_without_a_cell_are_listed_as_not_run_never_as_matching():

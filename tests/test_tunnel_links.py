@@ -79,10 +79,13 @@ def wireguard() -> Iterator[socket.socket]:
     sock.close()
 
 
-async def _up(tmp_path: Path, wireguard: socket.socket, carrier: Carrier) -> tuple[Tunnel, Device]:
+async def _up(
+    tmp_path: Path, wireguard: socket.socket, carrier: Carrier, connect: bool = True
+) -> tuple[Tunnel, Device]:
     made = make_keys(["alice", "bob", "carol"], tmp_path)
     alice = Identity.load(tmp_path / "keys" / "alice.json")
-    config = TunnelConfig("alice", alice, tmp_path / "registry.json", wireguard.getsockname()[1], tmp_path / "hosts")
+    port = wireguard.getsockname()[1]
+    config = TunnelConfig("alice", alice, tmp_path / "registry.json", port, tmp_path / "hosts", connect=connect)
     (tmp_path / "hosts").write_text("127.0.0.1\tlocalhost\n")
     tunnel = Tunnel(asyncio.get_running_loop(), config, carrier)
     device = Device()
@@ -111,6 +114,22 @@ async def _until(condition: Callable[[], object], seconds: float = 2.0) -> None:
     while not condition():
         assert loop.time() < deadline, "condition not met in time"
         await asyncio.sleep(0.005)
+
+
+def test_without_connect_the_tunnel_carries_peers_with_a_path_and_asks_for_none(
+    tmp_path: Path, wireguard: socket.socket
+) -> None:
+    async def scenario() -> None:
+        carrier = Carrier()
+        carrier.routes["bob"] = (Route.DIRECT, Endpoint("198.18.0.12", 40000))
+        tunnel, device = await _up(tmp_path, wireguard, carrier, connect=False)
+        tunnel.sync()
+        await _until(lambda: device.requests)
+        assert "bob" in tunnel._links
+        assert carrier.connects == []  # no path to carol, and none asked for (NATLAB_TUNNEL_CONNECT=0)
+        await tunnel.bring_down()
+
+    asyncio.run(scenario())
 
 
 def test_a_peer_with_a_path_and_a_key_gets_a_loopback_endpoint_and_its_datagrams_go_both_ways(

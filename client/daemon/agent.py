@@ -132,7 +132,9 @@ class Agent:
         self.subscriptions: set[Subscription] = set()
         self.tunnel = Tunnel(
             self._loop,
-            TunnelConfig(config.id, config.identity, Path(config.registry), config.tunnel_port),
+            TunnelConfig(
+                config.id, config.identity, Path(config.registry), config.tunnel_port, connect=config.tunnel_connect
+            ),
             _TunnelCarrier(self),
         )
 

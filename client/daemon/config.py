@@ -29,6 +29,8 @@ NATLAB_INTRO_RATE          2 (per s)                          punches we did not
 NATLAB_INTRO_BURST         20                                 ... and at once (a token bucket)
 NATLAB_TUNNEL              0 (off)                            1: bring the WireGuard tunnel up at start
 NATLAB_TUNNEL_PORT         51820                              WireGuard's listen port (loopback use only)
+NATLAB_TUNNEL_CONNECT      1                                  0: the tunnel asks for no path (carries peers
+                                                              that have one; the grid)
 NATLAB_REGISTRY            /run/natlab-secrets/registry.json  the lab's registry: peers' overlay addresses
 NATLAB_LOG                 info                               log level: debug, info, warning
 =========================  =================================  ==============================================
@@ -108,6 +110,8 @@ class AgentConfig:
     tunnel: bool = False
     """Bring the tunnel up at start (NATLAB_TUNNEL=1); ``client tunnel up`` does it later otherwise."""
     tunnel_port: int = DEFAULT_TUNNEL_PORT
+    tunnel_connect: bool = True
+    """The tunnel asks for a path to every registry peer that has none (NATLAB_TUNNEL_CONNECT=0: it does not)."""
     registry: str = DEFAULT_REGISTRY
 
     def core(self, wall_offset: float = 0.0) -> CoreConfig:
@@ -182,6 +186,7 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         bounds=bounds(env),
         tunnel=_flag(env, "NATLAB_TUNNEL"),
         tunnel_port=_tunnel_port(env.get("NATLAB_TUNNEL_PORT", "")),
+        tunnel_connect=_flag(env, "NATLAB_TUNNEL_CONNECT") if env.get("NATLAB_TUNNEL_CONNECT", "").strip() else True,
         registry=env.get("NATLAB_REGISTRY", "").strip() or DEFAULT_REGISTRY,
     )
 

@@ -122,6 +122,9 @@ class TunnelConfig:
     registry: Path
     port: int = DEFAULT_PORT
     hosts_file: Path = hosts.HOSTS_FILE
+    connect: bool = True
+    """Ask for a path to every registry peer that has none; ``False`` (NATLAB_TUNNEL_CONNECT=0): carry only the
+    peers that have one (the grid, whose attempts each start from scratch)."""
 
 
 class Tunnel:
@@ -249,7 +252,7 @@ class Tunnel:
                 link = None
             if link is None and route is not None and key is not None:
                 self._open(peer_id, overlay, key)
-            if route is None:
+            if route is None and self.config.connect:
                 self._connect(peer_id, now)
             else:
                 self._retries.pop(peer_id, None)

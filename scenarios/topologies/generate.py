@@ -210,6 +210,8 @@ x-host-env: &host-env
   NATLAB_TURN: "{net}.0.20:3478"
   NATLAB_TURN_USER: natlab
   NATLAB_TURN_PASSWORD_FILE: /run/natlab-secrets/turn-password
+  NATLAB_TUNNEL: "${NATLAB_TUNNEL:-0}"
+  NATLAB_TUNNEL_CONNECT: "0"
 
 """
 
