@@ -314,3 +314,20 @@ def test_an_answer_during_the_check_ends_it(path: Path) -> None:
     path.prove(T0 + 0.9)  # an ack of our data, say
     assert check(path, T0 + 1.6) == []
     assert path.state is PathState.DIRECT
+
+
+def test_a_starved_agent_loses_the_path_only_once_its_probes_are_out(path: Path) -> None:
+    """Ticks late (a loaded host): the deadline alone does not lose the path, the answers may be waiting
+    unread; it is lost once the probes due were sent too, one per tick, with no burst of catch-up probes."""
+    path.punch(SERVER_SAYS, T0)
+    path.on_hello_ack(SERVER_SAYS, T0)
+    path.note_sending(T0 + 0.1)
+    assert probes(check(path, T0 + 0.5)) == [SERVER_SAYS]
+    assert probes(check(path, T0 + 2.0)) == [SERVER_SAYS]  # 1.5 s late: a probe, not lost yet
+    assert path.check_wakeup(0.5) == pytest.approx(T0 + 2.05)  # the next probe, not the past deadline
+    assert check(path, T0 + 2.01) == []
+    for i in range(1, 19):
+        assert probes(check(path, T0 + 2.0 + i * 0.05)) == [SERVER_SAYS]
+    assert path.state is PathState.DIRECT
+    [changed] = check(path, T0 + 2.0 + 19 * 0.05)
+    assert changed == Changed(PathState.DIRECT, PathState.FAILED)

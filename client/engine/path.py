@@ -156,6 +156,8 @@ class Path:
         self._check_until: float | None = None  # an active check's deadline (see :meth:`check`), if one runs
         self._check_next = 0.0  # its next probe
         self._check_sending = False  # whether it checks a path in use (else one not proven yet)
+        self._check_probes = 0  # its probes sent so far ...
+        self._check_needed = 0  # ... and how many must be, unanswered, for the path to be lost
 
     def _fire(self, trigger: Trigger) -> list[Action]:
         new = TRANSITIONS.get((self.state, trigger))
@@ -279,19 +281,26 @@ class Path:
             self._check_until = None
             return []
         if self._check_until is not None:
-            if now >= self._check_until:
+            # Lost only once every probe due is out, too: an agent starved of CPU (its ticks late) may not
+            # have sent them, nor read the answers waiting in its socket; it then waits longer.
+            if now >= self._check_until and self._check_probes >= self._check_needed:
                 self._check_until = None
                 why = "while sending" if self._check_sending else "to our probes"
                 return self.lose(f"{label} lost: no response from {self.addr} within {deadline:g} s {why}", now)
             if now < self._check_next:
                 return []
-            self._check_next = max(self._check_next + interval, now)
+            self._check_next += interval
+            if self._check_next <= now:  # after a stall, one probe rather than a burst of catch-up ones
+                self._check_next = now + interval
+            self._check_probes += 1
             return [Probe(self.addr)]
         due = self._check_due(quiet)
         if due is None or now < due:
             return []
         self._check_until = now + deadline
         self._check_next = now + interval
+        self._check_probes = 1
+        self._check_needed = math.floor(deadline / interval + 1e-9)
         self._check_sending = self.proven  # else it checks a path confirmed by the peer's probe alone
         return [Probe(self.addr)]
 
@@ -300,6 +309,8 @@ class Path:
         if self.state is not PathState.DIRECT or self.addr is None:
             return None
         if self._check_until is not None:
+            if self._check_probes < self._check_needed:
+                return self._check_next  # not lost before its probes are out (see check)
             return min(self._check_until, self._check_next)
         return self._check_due(quiet)
 
