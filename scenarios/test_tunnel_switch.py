@@ -23,12 +23,13 @@ from typing import Any
 
 import pytest
 
-from scenarios.harness import Lab, start_lab
-from scenarios.steps import events
+from scenarios.harness import Lab, LabTimeout, start_lab
+from scenarios.steps import connect_expecting, events, reset_paths
 
 PING_INTERVAL = 0.1
-CUT_LOST = 20
-"""Most pings lost when the direct path is cut (2 s: the check's 1-1.5 s, the move and a loaded host)."""
+CUT_LOST = 30
+"""Most pings lost when the direct path is cut: 3 s. The check notices in 1-1.5 s on a quiet host (11 lost
+in the README's run); on a loaded one its 20 probes wait for the agent's late ticks (24 lost at load 9)."""
 RESTORE_LOST = 3
 """Most pings lost when the direct path comes back (none expected)."""
 CHUNK = 1 << 20
@@ -95,11 +96,31 @@ def lost_pings(output: str) -> list[tuple[int, float]]:
     return lost
 
 
+def relay_standing_by(lab: Lab) -> None:
+    """Wait until each side has confirmed the relay path behind the direct one (warm for the cut). The pair
+    learns the peer's relayed address from the server's punch: one made before a host's allocation came
+    up (the tunnel connects as soon as the agents register) has none, so then the pair connects again,
+    both allocations up."""
+
+    def confirmed() -> bool | None:
+        return all(events(lab, h, "relay_confirmed") for h in HOSTS) or None
+
+    try:
+        lab.wait_for(confirmed, 5, "the relays to confirm behind the direct path")
+        return
+    except LabTimeout:
+        pass
+    lab.wait_for(lambda: all(lab.json(h, "client", "status", "--json")["relay"] for h in HOSTS) or None, 30, "relays")
+    reset_paths(lab)
+    connect_expecting(lab, "alice", "direct", 30)
+    lab.wait_for(confirmed, 30, "the relays to confirm behind the direct path")
+
+
 def test_a_path_switch_under_a_ping_loses_a_few_packets_and_a_transfer_arrives_intact(switch_lab: Lab) -> None:
     lab = switch_lab
     both_on(lab, "direct", 60)
-    # The relay stands by, warm, before the cut: each side confirmed it behind the direct path.
-    lab.wait_for(lambda: all(events(lab, h, "relay_confirmed") for h in HOSTS) or None, 30, "the relays to confirm")
+    relay_standing_by(lab)
+    both_on(lab, "direct", 60)
     before = {h: len(events(lab, h, "path_changed")) for h in HOSTS}
 
     lab.exec_ok("alice", "sh", "-c", ": > /tmp/switch-tx")
