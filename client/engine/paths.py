@@ -31,7 +31,8 @@ MIN_KEEPALIVE = 1.0
 # at least every CHECK_QUIET s; when it has not, probes go out every CHECK_INTERVAL s, and none answered
 # within CHECK_DEADLINE s loses the path: the route falls to the relay, kept warm by its keepalives, and the
 # background probing (direct_retry) brings direct back. A cut is noticed CHECK_DEADLINE to CHECK_QUIET +
-# CHECK_DEADLINE after it happens (1-1.5 s), depending on when the last answer came.
+# CHECK_DEADLINE after it happens (1-1.5 s), depending on when the last answer came; later on a loaded
+# host, where the check's probes wait for late ticks (see Path.check).
 #
 # Others' numbers, for the same job at Internet scale: ICE consent freshness (RFC 7675) checks every 5 s
 # (randomised) and gives a path up after 30 s without a response; Tailscale's magicsock pings the path in
