@@ -271,3 +271,63 @@ def test_the_table_is_complete_for_its_triggers() -> None:
 def test_a_trigger_the_table_forbids_is_a_bug(path: Path) -> None:
     with pytest.raises(PathError, match="timeout not allowed in state none"):
         path._fire(Trigger.TIMEOUT)
+
+
+# -- the active check (a direct path in use) ------------------------------------------------------------
+
+
+def check(path: Path, now: float) -> list[Action]:
+    """The active check as the agent runs it: quiet 0.5 s, deadline 1 s, a probe every 50 ms."""
+    return path.check(now, 0.5, 1.0, 0.05, "direct")
+
+
+def test_a_path_confirmed_by_the_peers_probe_alone_is_not_proven_until_ours_is_answered(path: Path) -> None:
+    path.on_hello(ACTUAL, T0)
+    assert path.state is PathState.DIRECT
+    assert not path.proven
+    assert path.check_wakeup(0.5) == T0  # a check at once
+    assert probes(check(path, T0)) == [ACTUAL]
+    path.on_hello_ack(ACTUAL, T0 + 0.001)
+    assert path.proven
+    assert path.check_wakeup(0.5) is None  # idle: nothing to check
+
+
+def test_traffic_unanswered_for_quiet_seconds_calls_for_probes_then_loses_the_path(path: Path) -> None:
+    path.punch(SERVER_SAYS, T0)
+    path.on_hello_ack(SERVER_SAYS, T0 + 0.01)
+    assert path.note_sending(T0 + 0.1) is True  # the first traffic since the answer: a check is scheduled
+    assert path.note_sending(T0 + 0.2) is False  # ... once
+    assert path.check_wakeup(0.5) == pytest.approx(T0 + 0.51)
+    assert check(path, T0 + 0.3) == []
+    sent = [p for i in range(20) for p in probes(check(path, T0 + 0.51 + i * 0.05))]
+    assert sent == [SERVER_SAYS] * 20
+    [changed] = check(path, T0 + 1.52)
+    assert changed == Changed(PathState.DIRECT, PathState.FAILED)
+    assert path.reason == f"direct lost: no response from {SERVER_SAYS} within 1 s while sending"
+
+
+def test_an_answer_during_the_check_ends_it(path: Path) -> None:
+    path.punch(SERVER_SAYS, T0)
+    path.on_hello_ack(SERVER_SAYS, T0)
+    path.note_sending(T0 + 0.1)
+    assert probes(check(path, T0 + 0.5)) == [SERVER_SAYS]
+    path.prove(T0 + 0.9)  # an ack of our data, say
+    assert check(path, T0 + 1.6) == []
+    assert path.state is PathState.DIRECT
+
+
+def test_a_starved_agent_loses_the_path_only_once_its_probes_are_out(path: Path) -> None:
+    """Ticks late (a loaded host): the deadline alone does not lose the path, the answers may be waiting
+    unread; it is lost once the probes due were sent too, one per tick, with no burst of catch-up probes."""
+    path.punch(SERVER_SAYS, T0)
+    path.on_hello_ack(SERVER_SAYS, T0)
+    path.note_sending(T0 + 0.1)
+    assert probes(check(path, T0 + 0.5)) == [SERVER_SAYS]
+    assert probes(check(path, T0 + 2.0)) == [SERVER_SAYS]  # 1.5 s late: a probe, not lost yet
+    assert path.check_wakeup(0.5) == pytest.approx(T0 + 2.05)  # the next probe, not the past deadline
+    assert check(path, T0 + 2.01) == []
+    for i in range(1, 19):
+        assert probes(check(path, T0 + 2.0 + i * 0.05)) == [SERVER_SAYS]
+    assert path.state is PathState.DIRECT
+    [changed] = check(path, T0 + 2.0 + 19 * 0.05)
+    assert changed == Changed(PathState.DIRECT, PathState.FAILED)

@@ -156,8 +156,10 @@ class RelayLab(Lab):
         return len(self.named(host, "message_delivered"))
 
 
-def relay_lab(alice_nat: dict[str, str], bob_nat: dict[str, str], keepalive: float = 10.0) -> RelayLab:
-    lab = RelayLab(keepalive)
+def relay_lab(
+    alice_nat: dict[str, str], bob_nat: dict[str, str], keepalive: float = 10.0, kind: type[RelayLab] = RelayLab
+) -> RelayLab:
+    lab = kind(keepalive)
     lab.add("alice", Nat("198.18.0.11", **alice_nat))  # type: ignore[arg-type]
     lab.add("bob", Nat("198.18.0.12", **bob_nat))  # type: ignore[arg-type]
     lab.run_until(lambda: all(c.relay_up and c.registered and not c.server.reannouncing for c in lab.cores.values()))

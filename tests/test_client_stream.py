@@ -8,6 +8,7 @@ import json
 import os
 import signal
 import subprocess
+import time
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
 
@@ -77,6 +78,10 @@ def test_a_paced_flood_waits_out_a_lost_path_and_finishes_once_it_is_back(
         os.kill(bob.proc.pid, signal.SIGSTOP)  # bob falls silent: alice's path is lost after 3 keepalives
         lost = wait_for(lambda: (p := alice.peer("bob")) and p["path"] == "none" and p, "alice to lose the path")
         assert lost["reason"].startswith("direct lost: no response from "), lost
+        # bob stays stopped a few of the stream's periods more: once he runs he answers alice's last probes
+        # (queued in his socket), which brings the path back within milliseconds.
+        gone = time.monotonic()
+        wait_for(lambda: time.monotonic() - gone > 0.3 and alice.peer("bob")["path"] == "none", "the stream to wait")  # type: ignore[index]
         assert not running.done(), "the stream waits for a path instead of failing"
         os.kill(bob.proc.pid, signal.SIGCONT)
         again = alice.cli("connect", "bob", "--json")  # without a relay the agent does not reconnect by itself

@@ -380,9 +380,12 @@ class Agent:
                 logger.log(output.level, output.text)
 
     def _after(self) -> None:
-        """After a batch of datagrams, a tick or a request: its events, the timer and whoever waits for a
-        change."""
+        """After a batch of datagrams, a tick or a request: its events, the tunnel's inbound maps (a path
+        confirmed or lost in it: a peer's datagrams are taken from its new path at once, not at the
+        tunnel's next sync), the timer and whoever waits for a change."""
         self._emit()
+        if self.tunnel.up:
+            self.tunnel.refresh()
         self._reschedule()
         self._wake()
 
@@ -459,6 +462,9 @@ class _TunnelCarrier:
     def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]:
         return self._agent.core.confirmed(peer_id)
 
+    def confirmed_version(self) -> object:
+        return self._agent.core.confirmed_version()
+
     def peer_key(self, peer_id: str) -> bytes | None:
         return self._agent.core.peer_box_key(peer_id)
 
@@ -471,10 +477,11 @@ class _TunnelCarrier:
         agent = self._agent
         agent._perform(agent.core.relay_datagram(to, data, agent._loop.time()))
 
-    def sent(self) -> None:
-        """A batch of tunnel datagrams went out: what the relay did (a refresh, say) is followed up."""
+    def sent(self, peer_id: str) -> None:
+        """A batch of tunnel datagrams went out to ``peer_id``: the core notes the traffic (its direct path's
+        active check), and what the relay did (a refresh, say) or a check now due is followed up."""
         agent = self._agent
-        if agent._events:
+        if agent.core.tunnel_sent(peer_id, agent._loop.time()) or agent._events:
             agent._after()
 
     def connect(self, peer_id: str) -> None:

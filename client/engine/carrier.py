@@ -41,6 +41,8 @@ class Carrier:
         if route is None:
             return []
         kind, addr = route
+        if kind is Route.DIRECT:
+            peer.path.note_sending(now)  # traffic: the direct path's active check watches for answers
         return self.to(peer, addr, message, now, via_relay=kind is Route.RELAY)
 
     def reply(self, peer: Peer, message: Message, source: Endpoint, now: float, via_relay: bool) -> list[Output]:

@@ -30,7 +30,7 @@ from client.engine.events import Disconnected, TurnAllocated, TurnFailed
 from client.engine.messaging import Messenger, Sent
 from client.engine.outputs import Emit, Log, Output, Send, SendRaw, TunnelIn
 from client.engine.path import Answer, PathState, PathTiming
-from client.engine.paths import PathKeeper
+from client.engine.paths import CHECK_QUIET, PathKeeper
 from client.engine.peer import Peer
 from client.engine.peer_table import PeerTable
 from client.engine.presence import Watch, on_report
@@ -156,6 +156,7 @@ class AgentCore:
         timing = dataclasses.replace(config.timing, probes=bounds.probes(probe_bytes))
         self.table = PeerTable(bounds, timing, self.clock, self._touched, self.drops, sealer=self.sealer)
         self.peers: dict[str, Peer] = self.table.peers
+        self._forgets = 0  # local disconnects (see confirmed_version)
         self._channels: set[Endpoint] = set()
         """Relayed addresses the tunnel asked our allocation to bind a channel to (:meth:`relay_datagram`)."""
 
@@ -274,7 +275,10 @@ class AgentCore:
         if peer.pending is not None or (peer.reasking is not None and peer.path.state is PathState.NONE):
             return False  # our punch has not come yet (the peer's relay probe may come first): direct may follow
         punching = PathState.PUNCHING in (peer.path.state, peer.relay.state)
-        return peer.path.state is PathState.DIRECT or not punching
+        if peer.path.state is PathState.DIRECT:
+            # Confirmed by the peer's probe alone, while relayed: our check's answer moves it (milliseconds).
+            return peer.path.proven or peer.path_name(self.relay_up) is not Route.RELAY
+        return not punching
 
     def has_path(self, peer_id: str) -> bool:
         """Whether a message to ``peer_id`` can go now: a path (direct or relay) is in use."""
@@ -292,6 +296,7 @@ class AgentCore:
             return []
         peer.pending = peer.reasking = None
         peer.reconnect_at = None
+        self._forgets += 1
         peer.path.reset()
         peer.relay.reset()
         peer.path.keep_probing(None, 0.0)
@@ -314,6 +319,10 @@ class AgentCore:
         if sent.ticket is not None:
             # Due no later than the new message's first retransmission (what else was due is scheduled).
             self.clock.schedule(peer_id, now + self.config.delivery.rto_initial)
+        if peer is not None and peer.extended:
+            check = peer.path.check_wakeup(CHECK_QUIET)  # traffic on the direct path: its active check
+            if check is not None:
+                self.clock.schedule(peer_id, check)
         return sent
 
     def peer_status(self, peer_id: str, now: float | None = None) -> dict[str, Any] | None:
@@ -342,6 +351,23 @@ class AgentCore:
             out = self._turn(self.relay.bind(to, now), now)
         return out + self._turn(self.relay.send(to, data, now), now)
 
+    def tunnel_sent(self, peer_id: str, now: float) -> bool:
+        """A batch of tunnel datagrams went out to ``peer_id`` on its route (once per batch, not per datagram):
+        on the direct path, that is traffic its active check watches (:meth:`PathKeeper.tick`). Whether the
+        peer's wakeup moved earlier (the shell then re-arms its timer)."""
+        peer = self.peers.get(peer_id)
+        if peer is None or not peer.extended:
+            return False
+        route = peer.route(self.relay_up)
+        if route is None or route[0] is not Route.DIRECT or not peer.path.note_sending(now):
+            return False
+        at = peer.path.check_wakeup(CHECK_QUIET)
+        if at is None:
+            return False
+        before = self.clock.next()
+        self.clock.schedule(peer_id, at)
+        return self.clock.next() < before
+
     def route(self, peer_id: str) -> tuple[Route, Endpoint] | None:
         """The path in use to ``peer_id`` and where it sends (``None``: none, or an unknown peer)."""
         peer = self.peers.get(peer_id)
@@ -356,6 +382,11 @@ class AgentCore:
         direct = peer.path.addr if peer.path.state is PathState.DIRECT else None
         relayed = peer.relay.addr if self.relay_up and peer.relay.state is PathState.DIRECT else None
         return direct, relayed
+
+    def confirmed_version(self) -> tuple[int, bool, int]:
+        """Changes whenever :meth:`confirmed` may answer differently for some peer (a path confirmed, lost or
+        moved, our relay up or down, a peer forgotten or a disconnect): a copy compares it in O(1)."""
+        return self.paths.changes + self._forgets, self.relay_up, len(self.peers)
 
     def peer_box_key(self, peer_id: str) -> bytes | None:
         """The X25519 key our server's punch gave for ``peer_id`` (its WireGuard key), or ``None``."""
@@ -612,6 +643,8 @@ class AgentCore:
         if isinstance(peer, Drop):
             return self._drop(peer, ack, source)
         self._heard(peer, now, source, via_relay)
+        if not via_relay and source == peer.path.addr:
+            peer.path.prove(now)  # an answer to our data: the direct path works both ways
         return self.messenger.on_ack(peer, ack, now)
 
     def _on_keepalive(

@@ -22,6 +22,7 @@ returns a list of actions for the caller to perform.
 from __future__ import annotations
 
 import enum
+import math
 from dataclasses import dataclass
 
 from protocol import Endpoint
@@ -144,6 +145,19 @@ class Path:
         self._budget: int | None = None  # this attempt's budget, as it started
         self.heard: float | None = None  # when the peer was last heard on this path
         self._retry: float | None = None  # background probing interval while failed, if any
+        self.since: float | None = None
+        """When the path last became direct (confirmed)."""
+        self.answered: float | None = None
+        """When the peer last answered on this path what we sent on it (a hello-ack to our probe, an ack to
+        our data): a round trip, which only proves the path works both ways. A probe or keepalive from the
+        peer proves its half only: with ours cut, it would keep a dead path "alive" forever."""
+        self.sending: float | None = None
+        """When traffic (messages, tunnel datagrams) last went out on this path: see :meth:`check`."""
+        self._check_until: float | None = None  # an active check's deadline (see :meth:`check`), if one runs
+        self._check_next = 0.0  # its next probe
+        self._check_sending = False  # whether it checks a path in use (else one not proven yet)
+        self._check_probes = 0  # its probes sent so far ...
+        self._check_needed = 0  # ... and how many must be, unanswered, for the path to be lost
 
     def _fire(self, trigger: Trigger) -> list[Action]:
         new = TRANSITIONS.get((self.state, trigger))
@@ -189,22 +203,27 @@ class Path:
         return [Answer(source), *self._confirm(source, now, started)]
 
     def on_hello_ack(self, source: Endpoint, now: float, started: float | None = None) -> list[Action]:
-        """An answer to our probe: the path is direct; stop probing.
+        """An answer to our probe: the path is direct (and proven, see :attr:`proven`); stop probing.
 
         Not after a reset: a late answer to a path we forgot (a local disconnect) would bring it back
         unasked, and a later connect would find a path already "up" and punch nothing.
         """
         if self.state is PathState.NONE:
             return [Ignored(f"an answer from {self.peer} at {source} to a probe of a forgotten path")]
-        return self._confirm(source, now, started)
+        actions = self._confirm(source, now, started)
+        self.prove(now)
+        return actions
 
     def _confirm(self, source: Endpoint, now: float, started: float | None) -> list[Action]:
         actions: list[Action] = []
         if self.addr != source and self.state is PathState.DIRECT:
-            actions.append(Moved(self.addr, source))
+            actions.append(Moved(self.addr, source))  # the peer's NAT moved it; its sealed probe says so
         self.addr = source
         if self.state is PathState.DIRECT:
+            self.heard = now
             return actions
+        self.since = now
+        self._check_until = None
         if started is not None:
             self.started = started
         elif self.started is None:
@@ -223,6 +242,89 @@ class Path:
     def hear(self, now: float) -> None:
         """Something came from the peer on this path: it is alive."""
         self.heard = now
+
+    def prove(self, now: float) -> None:
+        """The peer answered what we sent on this path (a hello-ack, an ack): it works both ways."""
+        self.heard = self.answered = now
+        self._check_until = None
+
+    @property
+    def proven(self) -> bool:
+        """Whether the peer answered on this path since it was (last) confirmed. A path confirmed by the
+        peer's probe alone has shown only its half: traffic moves to it from the relay once ours is answered
+        too (ICE's rule: a pair is valid when *our* check succeeds), so that no datagram goes into a half-open
+        path while the relay still works."""
+        return (
+            self.state is PathState.DIRECT
+            and self.answered is not None
+            and self.since is not None
+            and self.answered >= self.since
+        )
+
+    def note_sending(self, now: float) -> bool:
+        """Traffic went out on this path; whether an active check is now due that was not before (the caller
+        schedules :meth:`check_wakeup`)."""
+        before = self.sending
+        self.sending = now
+        answered = self.answered if self.answered is not None else -math.inf
+        return self.state is PathState.DIRECT and (before is None or before <= answered)
+
+    def check(self, now: float, quiet: float, deadline: float, interval: float, label: str) -> list[Action]:
+        """The active check of a confirmed path in use: lost fast when traffic goes out on it unanswered.
+
+        A check starts when the path is not proven (confirmed by the peer's probe alone) or when traffic went
+        out on it since its last answer and that answer is ``quiet`` s old: a probe at once, and another
+        every ``interval`` s, until an answer (:meth:`prove`) or ``deadline`` s have passed: then the path is
+        lost (failed, with the reason), as :meth:`check_alive` loses a silent one. An idle path is left to
+        :meth:`check_alive`'s keepalive-paced liveness."""
+        if self.state is not PathState.DIRECT or self.addr is None:
+            self._check_until = None
+            return []
+        if self._check_until is not None:
+            # Lost only once every probe due is out, too: an agent starved of CPU (its ticks late) may not
+            # have sent them, nor read the answers waiting in its socket; it then waits longer.
+            if now >= self._check_until and self._check_probes >= self._check_needed:
+                self._check_until = None
+                why = "while sending" if self._check_sending else "to our probes"
+                return self.lose(f"{label} lost: no response from {self.addr} within {deadline:g} s {why}", now)
+            if now < self._check_next:
+                return []
+            self._check_next += interval
+            if self._check_next <= now:  # after a stall, one probe rather than a burst of catch-up ones
+                self._check_next = now + interval
+            self._check_probes += 1
+            return [Probe(self.addr)]
+        due = self._check_due(quiet)
+        if due is None or now < due:
+            return []
+        self._check_until = now + deadline
+        self._check_next = now + interval
+        self._check_probes = 1
+        self._check_needed = math.floor(deadline / interval + 1e-9)
+        self._check_sending = self.proven  # else it checks a path confirmed by the peer's probe alone
+        return [Probe(self.addr)]
+
+    def check_wakeup(self, quiet: float) -> float | None:
+        """When :meth:`check` has something to do, or ``None``."""
+        if self.state is not PathState.DIRECT or self.addr is None:
+            return None
+        if self._check_until is not None:
+            if self._check_probes < self._check_needed:
+                return self._check_next  # not lost before its probes are out (see check)
+            return min(self._check_until, self._check_next)
+        return self._check_due(quiet)
+
+    def _check_due(self, quiet: float) -> float | None:
+        """When a check is to start (with none running): at once while unproven, ``quiet`` s after the last
+        answer when traffic went out since, else never."""
+        if not self.proven:
+            return self.since or 0.0
+        if self._sending_unanswered():
+            return self.answered + quiet  # type: ignore[operator]
+        return None
+
+    def _sending_unanswered(self) -> bool:
+        return self.sending is not None and (self.answered is None or self.sending > self.answered)
 
     def silent_until(self, limit: float) -> float | None:
         """When a confirmed path counts as lost if nothing is heard (``limit`` s of silence), else ``None``."""
@@ -243,6 +345,7 @@ class Path:
         A path still punching stops too (nothing to probe through); one not up is only given the reason.
         """
         self.reason = reason
+        self._check_until = None
         if self.state is PathState.PUNCHING:
             self._targets = ()
             return self._fire(Trigger.TIMEOUT)
@@ -312,6 +415,7 @@ class Path:
         self.reason = reason
         self.started = None
         self.heard = None
+        self._check_until = None
         self._targets = ()
         self._punched = None
         return self._fire(Trigger.RESET)

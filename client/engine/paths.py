@@ -24,6 +24,34 @@ LIVENESS_PERIODS = 3
 MIN_KEEPALIVE = 1.0
 """Seconds: the shortest keepalive period :meth:`PathKeeper.keep_closer` goes down to."""
 
+# The active check of a direct path in use (:meth:`client.engine.path.Path.check`). Keepalive-paced liveness
+# (3 silent periods, 6-30 s) is right for an idle path, whose loss costs nothing until it is used, but a
+# path carrying a ping every 0.1 s or a TCP stream loses everything sent while it is dead. So while traffic
+# goes out on the direct path, the peer must answer on it (a hello-ack to our probe, an ack to our data)
+# at least every CHECK_QUIET s; when it has not, probes go out every CHECK_INTERVAL s, and none answered
+# within CHECK_DEADLINE s loses the path: the route falls to the relay, kept warm by its keepalives, and the
+# background probing (direct_retry) brings direct back. A cut is noticed CHECK_DEADLINE to CHECK_QUIET +
+# CHECK_DEADLINE after it happens (1-1.5 s), depending on when the last answer came; later on a loaded
+# host, where the check's probes wait for late ticks (see Path.check).
+#
+# Others' numbers, for the same job at Internet scale: ICE consent freshness (RFC 7675) checks every 5 s
+# (randomised) and gives a path up after 30 s without a response; Tailscale's magicsock pings the path in
+# use every 3 s while the peer is active (heartbeatInterval) and trusts it alone for 6.5 s after a pong
+# (trustUDPAddrDuration), sending by both the path and DERP after that. Both bound their overhead and false
+# alarms over many peers on long, lossy paths at the cost of seconds of loss; ours is a lab with RTTs in
+# milliseconds and a handful of peers, and a switch is to cost a few packets. Still, a lossy path must not
+# be lost: CHECK_DEADLINE / CHECK_INTERVAL = 20 probes, all of which a path losing 30 % each way (a round
+# trip gets through with p = 0.49) loses with p = 0.51^20, about 1.4e-6 a check (at two checks a second,
+# once in about four days of traffic, if the losses are independent), and an ack of our data counts as an
+# answer too. A check is mostly one probe answered at once; a dead path costs 20 sealed hellos (about 2 KB).
+# The deadline is still several round trips of a path a few hundred milliseconds long.
+CHECK_QUIET = 0.5
+"""Seconds since the peer's last answer on the direct path after which traffic sent on it calls for a check."""
+CHECK_DEADLINE = 1.0
+"""Seconds a check waits for an answer before the direct path counts as lost."""
+CHECK_INTERVAL = 0.05
+"""Seconds between a check's probes."""
+
 
 class PathKeeper:
     """Drives every peer's direct and relay :class:`~client.engine.path.Path` for one agent."""
@@ -52,6 +80,9 @@ class PathKeeper:
         self.drops = drops
         self.probe_bytes = probe_bytes
         """Bytes of one probe as the budget counts them (a sealed hello)."""
+        self.changes = 0
+        """Path state changes and moves performed so far: what a copy of the confirmed paths (the tunnel's
+        inbound maps) compares to know it is up to date, in O(1)."""
 
     def perform(self, peer: Peer, actions: list[Action], now: float, via_relay: bool) -> list[Output]:
         """Turn a path's actions into datagrams (via the relay for the relay path), events and log lines."""
@@ -64,11 +95,13 @@ class PathKeeper:
                 case Answer(to):
                     out += self.carrier.to(peer, to, HelloAck(me), now, via_relay)
                 case Changed(_, new):
+                    self.changes += 1
                     if via_relay:
                         out += relay_path_event(path, new)
                     else:
                         out += direct_path_event(peer, new, relayed=self.carrier.can_send(peer))
                 case Moved(old, new):
+                    self.changes += 1
                     out.append(Log(logging.INFO, f"peer {path.peer} moved from {old} to {new}"))
                 case Ignored(why):
                     out.append(Log(logging.INFO, f"ignoring {why}"))
@@ -109,6 +142,8 @@ class PathKeeper:
         if peer.extended:
             relay_up = self.carrier.relay_up
             had_a_path = peer.path_name(relay_up) is not Route.NONE
+            checked = peer.path.check(now, CHECK_QUIET, CHECK_DEADLINE, CHECK_INTERVAL, "direct")
+            out += self.perform(peer, checked, now, via_relay=False)
             lost = peer.path.check_alive(now, self.liveness, "direct")
             if lost:
                 out += self.keep_closer(peer, now)
@@ -133,6 +168,10 @@ class PathKeeper:
             for t in (path.wakeup(), path.silent_until(self.liveness) if peer.extended else None):
                 if t is not None and t < at:
                     at = t
+        if peer.extended:
+            check = peer.path.check_wakeup(CHECK_QUIET)
+            if check is not None and check < at:
+                at = check
         return min(at, peer.next_keepalive)
 
     def keep_closer(self, peer: Peer, now: float) -> list[Output]:

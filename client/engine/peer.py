@@ -81,7 +81,7 @@ class Peer:
     def routing(self, relay_up: bool) -> tuple[object, ...]:
         """Everything :meth:`route` and :meth:`path_name` depend on."""
         path, relay = self.path, self.relay
-        return path.state, path.addr, relay.state, relay.addr, relay_up
+        return path.state, path.addr, path.proven, relay.state, relay.addr, relay_up
 
     @classmethod
     def new(cls, peer_id: str, timing: PathTiming, now: float = 0.0) -> Peer:
@@ -98,11 +98,15 @@ class Peer:
         return self.extended and self.route(relay_up) is not None
 
     def route(self, relay_up: bool) -> tuple[Route, Endpoint] | None:
-        """The path in use and where it sends, or ``None``."""
-        if self.path.state is PathState.DIRECT and self.path.addr is not None:
-            return Route.DIRECT, self.path.addr
-        if relay_up and self.relay.state is PathState.DIRECT and self.relay.addr is not None:
-            return Route.RELAY, self.relay.addr
+        """The path in use and where it sends, or ``None``: direct when confirmed, except that a confirmed
+        relay keeps the traffic until the direct path is :attr:`~client.engine.path.Path.proven` (answered
+        both ways: a path switch never moves traffic into a half-open path)."""
+        path, relay = self.path, self.relay
+        relayed = relay_up and relay.state is PathState.DIRECT and relay.addr is not None
+        if path.state is PathState.DIRECT and path.addr is not None and (not relayed or path.proven):
+            return Route.DIRECT, path.addr
+        if relayed:
+            return Route.RELAY, relay.addr  # type: ignore[return-value]
         return None
 
     def path_name(self, relay_up: bool) -> Route:

@@ -11,7 +11,9 @@ is dropped and counted, never forwarded.
 
 Per datagram the work is a dict lookup and a ``send``: reads from WireGuard are drained in batches (as
 :mod:`client.daemon.udp` drains the agent's socket), the route looked up once per batch; the inbound address
-maps (each peer's confirmed paths) are brought up to date once per batch of the agent's (:meth:`Tunnel.refresh`).
+maps (each peer's confirmed paths) are brought up to date once per batch of the agent's (:meth:`Tunnel.refresh`),
+and the agent is told once per batch sent that traffic went out (:meth:`Carrier.sent`: the direct path's
+active check, :meth:`client.engine.path.Path.check`, watches for the peer's answers while it is used).
 
 Which peers: every id of the lab's registry with an overlay address (``trust.overlay``) that has a path (direct
 or relay) and whose key came in our server's punch (it is the peer's WireGuard key, ``trust.wireguard``). While
@@ -64,10 +66,11 @@ class Carrier(Protocol):
 
     def route(self, peer_id: str) -> tuple[Route, Endpoint] | None: ...
     def confirmed(self, peer_id: str) -> tuple[Endpoint | None, Endpoint | None]: ...
+    def confirmed_version(self) -> object: ...
     def peer_key(self, peer_id: str) -> bytes | None: ...
     def send_direct(self, data: bytes, addr: tuple[str, int]) -> None: ...
     def send_relayed(self, data: bytes, to: Endpoint) -> None: ...
-    def sent(self) -> None: ...
+    def sent(self, peer_id: str) -> None: ...
     def connect(self, peer_id: str) -> None: ...
 
 
@@ -145,6 +148,7 @@ class Tunnel:
         self._direct: dict[tuple[str, int], Link] = {}
         self._relayed: dict[Endpoint, Link] = {}
         self._retries: dict[str, Retry] = {}
+        self._version: object = None  # the carrier's confirmed_version the inbound maps were made at
         self._timer: asyncio.TimerHandle | None = None
         self._tasks: set[asyncio.Task[None]] = set()
         self._busy = asyncio.Lock()
@@ -256,7 +260,7 @@ class Tunnel:
                 self._connect(peer_id, now)
             else:
                 self._retries.pop(peer_id, None)
-        self.refresh()
+        self.refresh(force=True)
         self._timer = self._loop.call_later(SYNC_PERIOD, self.sync)
 
     def _connect(self, peer_id: str, now: float) -> None:
@@ -303,9 +307,14 @@ class Tunnel:
         except TunnelError as exc:
             logger.warning("tunnel: %s", exc)
 
-    def refresh(self) -> None:
-        """Follow each link's confirmed paths (after a batch of the agent's datagrams, a tick or a request):
-        the inbound maps hold each peer's confirmed direct address and relayed address, nothing else."""
+    def refresh(self, force: bool = False) -> None:
+        """Follow each link's confirmed paths (after a batch of the agent's datagrams, a tick or a request,
+        and on a datagram no map knows): the inbound maps hold each peer's confirmed direct address and
+        relayed address, nothing else. O(1) while no path changed (the carrier's version); ``force``: look."""
+        version = self._carrier.confirmed_version()
+        if version == self._version and not force:
+            return
+        self._version = version
         confirmed = self._carrier.confirmed
         for peer_id, link in self._links.items():
             now = confirmed(peer_id)
@@ -327,12 +336,24 @@ class Tunnel:
     # -- datagrams -----------------------------------------------------------------------------------
 
     def from_direct(self, data: bytes, addr: tuple[str, int]) -> None:
-        """A WireGuard datagram on the agent's socket from ``addr``: to WireGuard if it is a peer's direct path."""
-        self._to_wireguard(self._direct.get(addr), data)
+        """A WireGuard datagram on the agent's socket from ``addr``: to WireGuard if it is a peer's direct path.
+
+        Not in the map: maybe a path confirmed earlier in the agent's batch still being read (the peer moved
+        to it at our answer, a round trip ago), so the maps are brought up to date first (O(1) if no path
+        changed): a path switch drops none of the datagrams that arrive on the new path."""
+        link = self._direct.get(addr)
+        if link is None:
+            self.refresh()
+            link = self._direct.get(addr)
+        self._to_wireguard(link, data)
 
     def from_relay(self, data: bytes, source: Endpoint) -> None:
         """A WireGuard datagram through our relay from ``source``: to WireGuard if it is a peer's relay path."""
-        self._to_wireguard(self._relayed.get(source), data)
+        link = self._relayed.get(source)
+        if link is None:
+            self.refresh()
+            link = self._relayed.get(source)
+        self._to_wireguard(link, data)
 
     def _to_wireguard(self, link: Link | None, data: bytes) -> None:
         """``data`` to WireGuard from ``link``'s socket; with no link (not a peer's path), dropped and counted."""
@@ -371,7 +392,7 @@ class Tunnel:
                 sent += 1
         if sent:
             link.carried_out += sent
-            carrier.sent()
+            carrier.sent(link.peer_id)  # once a batch: the direct path's active check watches for answers
 
     # -- status --------------------------------------------------------------------------------------
 
