@@ -23,6 +23,8 @@ import logging
 import os
 from pathlib import Path
 
+import tenacity
+
 from trust.overlay import OVERLAY_PREFIX
 from trust.wireguard import GET, PeerState, check_errno, parse_get, set_device
 
@@ -32,6 +34,8 @@ INTERFACE = "natlab0"
 UAPI_DIR = Path("/var/run/wireguard")
 START_WAIT = 5.0
 """Seconds wireguard-go has to create its UAPI socket."""
+START_POLL = 0.02
+"""Seconds between looks at the UAPI socket while wireguard-go starts."""
 NFT_TABLE = "natlab_tunnel"
 
 
@@ -121,18 +125,28 @@ class Device:
 
     async def _wait_for_socket(self, lines: list[str]) -> None:
         """Until wireguard-go answers on its UAPI socket: the file appears at bind, before it listens (a
-        connect in between is refused)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + START_WAIT
-        while not await self._answers():
-            process = self._process
-            if process is not None and process.returncode is not None:
-                await asyncio.sleep(0)  # the last lines of its output
-                said = "; ".join(lines[-5:]) or "no output"
-                raise TunnelError(f"wireguard-go {self.interface} exited ({process.returncode}): {said}")
-            if loop.time() > deadline:
-                raise TunnelError(f"wireguard-go did not answer on {self.socket} within {START_WAIT:g} s")
-            await asyncio.sleep(0.02)
+        connect in between is refused). Its exit ends the wait at once, with its last lines."""
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_result(lambda answered: not answered),
+            stop=tenacity.stop_after_delay(START_WAIT),
+            wait=tenacity.wait_fixed(START_POLL),
+            reraise=True,
+        )
+        try:
+            await retrying(self._answers_or_exited, lines)
+        except tenacity.RetryError:
+            raise TunnelError(f"wireguard-go did not answer on {self.socket} within {START_WAIT:g} s") from None
+
+    async def _answers_or_exited(self, lines: list[str]) -> bool:
+        """Whether wireguard-go answers; :class:`TunnelError` with its last lines once it has exited."""
+        if await self._answers():
+            return True
+        process = self._process
+        if process is not None and process.returncode is not None:
+            await asyncio.sleep(0)  # let its output reader take the last lines
+            said = "; ".join(lines[-5:]) or "no output"
+            raise TunnelError(f"wireguard-go {self.interface} exited ({process.returncode}): {said}")
+        return False
 
     async def _answers(self) -> bool:
         try:

@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol
 
+import tenacity
+
 from client.engine.routes import Route
 from client.tunnel import hosts
 from client.tunnel.device import Device, TunnelError
@@ -57,6 +59,8 @@ CONNECT_RETRY = (2.0, 60.0)
 """A connect to a registry peer with no path is repeated after 2 s, doubling to 60 s."""
 REGISTRY_WAIT = 10.0
 """Seconds ``up`` waits for the registry to hold our own overlay address (the server writes it at lab start)."""
+REGISTRY_POLL = 0.1
+"""Seconds between reads of the registry while ``up`` waits for it."""
 KEEPALIVE = 25
 """WireGuard's persistent keepalive (seconds): keeps the peers' handshakes fresh while the tunnel is idle."""
 
@@ -198,15 +202,22 @@ class Tunnel:
                 logger.info("tunnel down")
 
     async def _own_address(self) -> ipaddress.IPv4Address:
-        deadline = self._loop.time() + REGISTRY_WAIT
-        while True:
+        """Our overlay address, once the registry holds it (the server writes it as the lab starts)."""
+
+        async def lookup() -> ipaddress.IPv4Address | None:
             self._load_registry()
-            address = self._registry.overlay.get(self.config.own_id)
-            if address is not None:
-                return address
-            if self._loop.time() > deadline:
-                raise TunnelError(f"no overlay address for {self.config.own_id} in {self.config.registry}")
-            await asyncio.sleep(0.1)
+            return self._registry.overlay.get(self.config.own_id)
+
+        retrying = tenacity.AsyncRetrying(
+            retry=tenacity.retry_if_result(lambda address: address is None),
+            stop=tenacity.stop_after_delay(REGISTRY_WAIT),
+            wait=tenacity.wait_fixed(REGISTRY_POLL),
+        )
+        try:
+            address: ipaddress.IPv4Address = await retrying(lookup)
+        except tenacity.RetryError:
+            raise TunnelError(f"no overlay address for {self.config.own_id} in {self.config.registry}") from None
+        return address
 
     def _load_registry(self) -> bool:
         """Read the registry again if it changed; whether it did."""
