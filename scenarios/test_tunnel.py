@@ -4,9 +4,11 @@ path carried them.
 Each lab starts with the tunnel up at start (``NATLAB_TUNNEL=1``): every agent runs wireguard-go and asks
 for a path to every host of the registry, so nobody types ``client connect`` first. In cone-cone the path is
 direct, and router-a's conntrack must hold the flow between the two routers' WAN addresses (the tunnel's
-datagrams share the agent's NAT mapping); in cone-symmetric punching cannot work, the tunnel is relayed by
-coturn, and neither router holds a flow towards the other; coturn's own usage counters say the relay carried
-the transfer (and, for the direct pair, far less than it).
+datagrams share the agent's NAT mapping); the kernel carries WireGuard's datagrams
+(client/tunnel/steering.py), the agent none of them. In cone-symmetric punching cannot work, the tunnel is
+relayed by coturn (the agent carries every datagram as ChannelData), and neither router holds a flow towards
+the other; coturn's own usage counters say the relay carried the transfer (and, for the direct pair, far less
+than it).
 A host that is not a peer, from the WAN: scenarios/test_tunnel_stranger.py.
 """
 
@@ -91,7 +93,15 @@ def test_a_tcp_transfer_arrives_intact_on_the_path_found(tunnel_lab: Lab) -> Non
     assert after is not None
     assert after["path"] == expected_path(tunnel_lab), after
     assert after["tx_bytes"] - before["tx_bytes"] > PAYLOAD_BYTES  # WireGuard carried it, with its overhead
-    assert after["carried_out"] - before["carried_out"] > PAYLOAD_BYTES // 1500
+    # Who carried WireGuard's datagrams: on the direct path the kernel (client/tunnel/steering.py), not one
+    # datagram through the agent; relayed, the agent (as TURN ChannelData), every one of them.
+    carried = after["carried_out"] - before["carried_out"]
+    if expected_path(tunnel_lab) == "direct":
+        assert after["carrier"] == "kernel", after
+        assert carried < 50, after  # a few at most: WireGuard roaming to the agent's socket for a moment
+    else:
+        assert after["carrier"] == "agent", after
+        assert carried > PAYLOAD_BYTES // 1500, after
 
     # Which path carried it: the routers' conntrack. Direct: router-a maps alice's agent socket straight to
     # router-b's WAN address (the tunnel shares the agent's mapping), answered. Relayed: no answered flow
@@ -138,10 +148,11 @@ def test_coturns_counters_show_the_relay_carried_the_tunnel_only_when_relayed(tu
 
 
 def test_a_local_stranger_cannot_send_into_the_tunnel(tunnel_lab: Lab) -> None:
-    """WireGuard's port is loopback-only (nftables), and a WireGuard-shaped datagram on the agent's socket
-    from an address that is no peer's path is dropped and counted, never handed to WireGuard."""
+    """WireGuard's port takes only loopback and the kernel path's datagrams (nftables), and a WireGuard-shaped
+    datagram on the agent's socket from an address that is no peer's path is dropped and counted, never
+    handed to WireGuard."""
     ruleset = tunnel_lab.exec_ok("alice", "nft", "list", "table", "inet", "natlab_tunnel")
-    assert 'iifname != "lo" udp dport 51820 counter' in ruleset, ruleset
+    assert 'iifname != "lo" udp dport 51820 meta mark != 0x4e4c0000 counter' in ruleset, ruleset
     status = tunnel_lab.json("alice", "client", "status", "--json")
     port = status["local"].rsplit(":", 1)[1]
     before = status["tunnel"]["dropped"]["not_peer"]

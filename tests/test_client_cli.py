@@ -111,6 +111,8 @@ def test_tunnel_config_defaults_and_switches() -> None:
     assert agent_config({**BASE, "NATLAB_TUNNEL": "0"}).tunnel is False
     assert default.tunnel_connect is True
     assert agent_config({**BASE, "NATLAB_TUNNEL_CONNECT": "0"}).tunnel_connect is False
+    assert default.tunnel_kernel is True
+    assert agent_config({**BASE, "NATLAB_TUNNEL_KERNEL": "0"}).tunnel_kernel is False
 
 
 def test_server_by_name_is_resolved_once() -> None:
@@ -135,6 +137,7 @@ def test_server_by_name_is_resolved_once() -> None:
         ({"NATLAB_TUNNEL": "maybe"}, "NATLAB_TUNNEL='maybe': expected 1 or 0"),
         ({"NATLAB_TUNNEL_PORT": "0"}, "NATLAB_TUNNEL_PORT='0': expected a UDP port, 1-65535"),
         ({"NATLAB_TUNNEL_CONNECT": "sometimes"}, "NATLAB_TUNNEL_CONNECT='sometimes': expected 1 or 0"),
+        ({"NATLAB_TUNNEL_KERNEL": "fast"}, "NATLAB_TUNNEL_KERNEL='fast': expected 1 or 0"),
     ],
 )
 def test_bad_config_names_the_variable(env: dict[str, str], message: str) -> None:

@@ -18,6 +18,7 @@ from trust.wireguard import (
     public_key,
     remove_peer,
     set_device,
+    set_endpoint,
     set_peer,
     uapi_key,
     wg_key,
@@ -49,6 +50,9 @@ def test_set_requests_are_the_documented_text() -> None:
         "allowed_ip=198.19.255.2/32\npersistent_keepalive_interval=25\n\n"
     )
     assert remove_peer(key) == f"set=1\npublic_key={'ab' * 32}\nremove=true\n\n"
+    assert set_endpoint(key, ("198.18.0.12", 40000)) == (
+        f"set=1\npublic_key={'ab' * 32}\nupdate_only=true\nendpoint=198.18.0.12:40000\n\n"
+    )
     assert GET == "get=1\n\n"
 
 

@@ -13,9 +13,12 @@ from pathlib import Path
 import pytest
 
 from client.engine.routes import Route
+from client.tunnel import links
+from client.tunnel.device import TunnelError
 from client.tunnel.links import Tunnel, TunnelConfig
 from protocol import Endpoint
 from trust import Identity, make_keys
+from trust.wireguard import PeerState
 
 WG = bytes([4, 0, 0, 0]) + bytes(60)
 """A transport-data-shaped datagram."""
@@ -71,6 +74,9 @@ class Carrier:
 
     def connect(self, peer_id: str) -> None:
         self.connects.append(peer_id)
+
+    def local_port(self) -> int | None:
+        return None
 
 
 @pytest.fixture
@@ -232,6 +238,150 @@ def test_a_datagram_on_a_path_confirmed_since_the_last_refresh_is_taken(
         tunnel.from_direct(WG + b"d", bob_direct.sockaddr())
         assert wireguard.recvfrom(100) == (WG + b"d", ("127.0.0.1", port))
         assert tunnel.counters.not_peer == 0
+        await tunnel.bring_down()
+
+    asyncio.run(scenario())
+
+
+class Steering:
+    """Stands in for the kernel path's table: records the set's changes in ``log`` (with the device's UAPI
+    requests, so the order of the two shows); ``fail`` makes the next change refused, as nft might."""
+
+    def __init__(self, log: list[str]) -> None:
+        self.steering = True
+        self.members: set[Endpoint] = set()
+        self.log = log
+        self.fail = False
+
+    async def update(self, add: object = (), remove: object = ()) -> None:
+        adding, removing = set(add) - self.members, set(remove) & self.members  # type: ignore[call-overload]
+        if not adding and not removing:
+            return
+        if self.fail:
+            raise TunnelError("nft: Error: Could not process rule: No such file or directory")
+        self.members |= adding
+        self.members -= removing
+        self.log += [f"add {e}" for e in adding] + [f"remove {e}" for e in removing]
+
+    async def uninstall(self) -> None:
+        self.members.clear()
+
+
+class LoggingDevice(Device):
+    """Records each endpoint move in the shared log; ``tx`` is WireGuard's bytes sent to bob."""
+
+    def __init__(self, log: list[str], bob: bytes) -> None:
+        super().__init__()
+        self.log = log
+        self.bob = bob
+        self.tx = 0
+
+    async def uapi(self, request: str) -> str:
+        if "update_only=true" in request:
+            self.log.append(next(line for line in request.splitlines() if line.startswith("endpoint=")))
+        return await super().uapi(request)
+
+    async def peers(self) -> dict[bytes, object]:
+        return {self.bob: PeerState(self.bob, None, 0.0, 0, self.tx)}
+
+
+async def _steered(
+    tmp_path: Path, wireguard: socket.socket, carrier: Carrier
+) -> tuple[Tunnel, LoggingDevice, Steering, list[str], int]:
+    """A tunnel whose kernel path is on (fakes): its link to bob configured, bob's route as the carrier says."""
+    log: list[str] = []
+    tunnel, _, port = await _linked(tmp_path, wireguard, carrier)
+    device = LoggingDevice(log, carrier.keys["bob"])
+    steering = Steering(log)
+    tunnel.device = device  # type: ignore[assignment]
+    tunnel.steering = steering  # type: ignore[assignment]
+    return tunnel, device, steering, log, port
+
+
+def test_the_kernel_carries_a_direct_peer_and_hands_it_back_to_the_agent_when_the_route_leaves_it(
+    tmp_path: Path, wireguard: socket.socket
+) -> None:
+    """Direct: the address joins the set before WireGuard is sent there. Relay: WireGuard is moved back to
+    the loopback socket before the address leaves the set (no datagram to it leaves un-steered)."""
+
+    async def scenario() -> None:
+        carrier = Carrier()
+        relayed = Endpoint("198.18.0.20", 50123)
+        carrier.routes["bob"] = (Route.RELAY, relayed)
+        tunnel, _, steering, log, port = await _steered(tmp_path, wireguard, carrier)
+        tunnel.refresh()
+        await asyncio.sleep(0.01)
+        assert log == []  # relayed: the agent carries it, nothing to steer
+
+        bob_direct = Endpoint("198.18.0.12", 40000)
+        carrier.routes["bob"] = (Route.DIRECT, bob_direct)
+        tunnel.refresh()
+        await _until(lambda: len(log) == 2)
+        assert log == [f"add {bob_direct}", f"endpoint={bob_direct}"]
+        status = await tunnel.status()
+        assert status["peers"][0]["carrier"] == "kernel"
+
+        carrier.routes["bob"] = (Route.RELAY, relayed)
+        tunnel.refresh()
+        await _until(lambda: len(log) == 4)
+        assert log[2:] == [f"endpoint=127.0.0.1:{port}", f"remove {bob_direct}"]
+        assert steering.members == set()
+        assert (await tunnel.status())["peers"][0]["carrier"] == "agent"
+        await tunnel.bring_down()
+
+    asyncio.run(scenario())
+
+
+def test_a_refused_change_turns_the_kernel_path_off_and_the_agent_carries_every_peer(
+    tmp_path: Path, wireguard: socket.socket
+) -> None:
+    async def scenario() -> None:
+        carrier = Carrier()
+        bob_direct = Endpoint("198.18.0.12", 40000)
+        carrier.routes["bob"] = (Route.DIRECT, bob_direct)
+        tunnel, _, steering, log, port = await _steered(tmp_path, wireguard, carrier)
+        steering.fail = True
+        tunnel.refresh()
+        await _until(lambda: not steering.steering)
+        await asyncio.sleep(0.01)
+        assert log == []  # never sent to the address it could not steer
+        assert (await tunnel.status())["peers"][0]["carrier"] == "agent"
+        wireguard.sendto(WG, ("127.0.0.1", port))
+        await _until(lambda: carrier.direct)  # the agent carries it, on the direct route
+        await tunnel.bring_down()
+
+    asyncio.run(scenario())
+
+
+def test_wireguard_roaming_to_the_agent_is_undone_and_kernel_traffic_reaches_the_active_check(
+    tmp_path: Path, wireguard: socket.socket, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A datagram of bob's through the agent (the relay, a moment after our switch to direct) moves
+    WireGuard's endpoint to the loopback socket: the agent carries what WireGuard then sends and moves it
+    back. Traffic the kernel carries reaches the agent as WireGuard's byte count growing."""
+    monkeypatch.setattr(links, "WATCH_PERIOD", 0.01)
+
+    async def scenario() -> None:
+        carrier = Carrier()
+        bob_direct = Endpoint("198.18.0.12", 40000)
+        carrier.routes["bob"] = (Route.DIRECT, bob_direct)
+        tunnel, device, _, log, port = await _steered(tmp_path, wireguard, carrier)
+        tunnel._spawn(tunnel._watch())
+        tunnel.refresh()
+        await _until(lambda: len(log) == 2)
+
+        device.tx = 1000
+        await _until(lambda: carrier.batches == ["bob"])  # told once per growth, not per look
+        await asyncio.sleep(0.05)
+        assert carrier.batches == ["bob"]
+
+        wireguard.sendto(WG, ("127.0.0.1", port))  # WireGuard roamed to the loopback socket
+        await _until(lambda: len(log) == 3)
+        assert carrier.direct == [(WG, bob_direct.sockaddr())]  # carried by the agent meanwhile
+        assert log[2] == f"endpoint={bob_direct}"
+        wireguard.sendto(WG, ("127.0.0.1", port))
+        await asyncio.sleep(0.05)
+        assert len(log) == 3  # at most once a REASSERT
         await tunnel.bring_down()
 
     asyncio.run(scenario())

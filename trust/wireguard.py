@@ -69,6 +69,12 @@ def set_peer(
     return "\n".join(lines) + "\n\n"
 
 
+def set_endpoint(public: bytes, endpoint: tuple[str, int]) -> str:
+    """The UAPI request that moves an existing peer's endpoint (``update_only``: it never adds a peer, so a
+    move that comes after the peer's removal changes nothing)."""
+    return f"set=1\npublic_key={uapi_key(public)}\nupdate_only=true\nendpoint={endpoint[0]}:{endpoint[1]}\n\n"
+
+
 def remove_peer(public: bytes) -> str:
     """The UAPI request that removes one peer."""
     return f"set=1\npublic_key={uapi_key(public)}\nremove=true\n\n"

@@ -133,7 +133,12 @@ class Agent:
         self.tunnel = Tunnel(
             self._loop,
             TunnelConfig(
-                config.id, config.identity, Path(config.registry), config.tunnel_port, connect=config.tunnel_connect
+                config.id,
+                config.identity,
+                Path(config.registry),
+                config.tunnel_port,
+                connect=config.tunnel_connect,
+                kernel=config.tunnel_kernel,
             ),
             _TunnelCarrier(self),
         )
@@ -483,6 +488,11 @@ class _TunnelCarrier:
         agent = self._agent
         if agent.core.tunnel_sent(peer_id, agent._loop.time()) or agent._events:
             agent._after()
+
+    def local_port(self) -> int | None:
+        """The agent's UDP port (the one the punch opened the NATs for), or ``None`` before it is bound."""
+        sock = self._agent._socket
+        return None if sock is None or sock.closed else sock.port
 
     def connect(self, peer_id: str) -> None:
         """Ask for a path (the tunnel's own connect: no one waits for it; a refusal is a debug line)."""

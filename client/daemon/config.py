@@ -28,9 +28,11 @@ NATLAB_PROBE_BUDGET        512 (bytes)                        probes per path pe
 NATLAB_INTRO_RATE          2 (per s)                          punches we did not ask for, sustained ...
 NATLAB_INTRO_BURST         20                                 ... and at once (a token bucket)
 NATLAB_TUNNEL              0 (off)                            1: bring the WireGuard tunnel up at start
-NATLAB_TUNNEL_PORT         51820                              WireGuard's listen port (loopback use only)
+NATLAB_TUNNEL_PORT         51820                              WireGuard's listen port (the agent's use only)
 NATLAB_TUNNEL_CONNECT      1                                  0: the tunnel asks for no path (carries peers
                                                               that have one; the grid)
+NATLAB_TUNNEL_KERNEL       1                                  0: the agent carries every tunnel datagram (1:
+                                                              the kernel carries direct peers' datagrams)
 NATLAB_REGISTRY            /run/natlab-secrets/registry.json  the lab's registry: peers' overlay addresses
 NATLAB_LOG                 info                               log level: debug, info, warning
 =========================  =================================  ==============================================
@@ -112,6 +114,8 @@ class AgentConfig:
     tunnel_port: int = DEFAULT_TUNNEL_PORT
     tunnel_connect: bool = True
     """The tunnel asks for a path to every registry peer that has none (NATLAB_TUNNEL_CONNECT=0: it does not)."""
+    tunnel_kernel: bool = True
+    """The kernel carries the tunnel's datagrams to peers on a direct path (NATLAB_TUNNEL_KERNEL=0: the agent)."""
     registry: str = DEFAULT_REGISTRY
 
     def core(self, wall_offset: float = 0.0) -> CoreConfig:
@@ -186,7 +190,8 @@ def agent_config(env: Mapping[str, str], resolve: Callable[[str, int], str] | No
         bounds=bounds(env),
         tunnel=_flag(env, "NATLAB_TUNNEL"),
         tunnel_port=_tunnel_port(env.get("NATLAB_TUNNEL_PORT", "")),
-        tunnel_connect=_flag(env, "NATLAB_TUNNEL_CONNECT") if env.get("NATLAB_TUNNEL_CONNECT", "").strip() else True,
+        tunnel_connect=_flag_on(env, "NATLAB_TUNNEL_CONNECT"),
+        tunnel_kernel=_flag_on(env, "NATLAB_TUNNEL_KERNEL"),
         registry=env.get("NATLAB_REGISTRY", "").strip() or DEFAULT_REGISTRY,
     )
 
@@ -198,6 +203,11 @@ def _flag(env: Mapping[str, str], name: str) -> bool:
     if text in ("1", "on", "yes", "true"):
         return True
     raise ConfigError(f"{name}={text!r}: expected 1 or 0")
+
+
+def _flag_on(env: Mapping[str, str], name: str) -> bool:
+    """A flag that is on unless set to 0 (or off, no, false)."""
+    return _flag(env, name) if env.get(name, "").strip() else True
 
 
 def _tunnel_port(text: str) -> int:

@@ -8,10 +8,9 @@ natlab0`` reads the same socket for people.
 
 Bringing the device up: ``wireguard-go -f natlab0`` (foreground: it ends when the agent stops it, and with the
 agent's container), then the private key and listen port, the overlay address (/24: the route to every other
-host's address) and link up with ``ip``, and one nftables rule that drops anything reaching WireGuard's port
-from any interface but loopback: WireGuard binds its port on every address, and only the agent may talk to
-it (from its per-peer loopback sockets, :mod:`client.tunnel.links`). Errors from the tools reach the user
-verbatim (:class:`TunnelError`).
+host's address) and link up with ``ip``. WireGuard binds its port on every address: the tunnel's nftables
+table (:mod:`client.tunnel.steering`) keeps everyone but the agent away from it. Errors from the tools reach
+the user verbatim (:class:`TunnelError`).
 """
 
 from __future__ import annotations
@@ -36,8 +35,6 @@ START_WAIT = 5.0
 """Seconds wireguard-go has to create its UAPI socket."""
 START_POLL = 0.02
 """Seconds between looks at the UAPI socket while wireguard-go starts."""
-NFT_TABLE = "natlab_tunnel"
-
 
 _BANNER = "┌│└"
 """First characters of the lines of wireguard-go's start-up banner box, left out of the agent's log."""
@@ -45,23 +42,6 @@ _BANNER = "┌│└"
 
 class TunnelError(RuntimeError):
     """The tunnel cannot come up (or a tool failed); the message carries the tool's own words."""
-
-
-_DROP_TABLE = f"table inet {NFT_TABLE}\ndelete table inet {NFT_TABLE}\n"
-"""Remove our table whether or not it exists (bookworm's nft 1.0.6 has no ``destroy``): add, then delete."""
-
-
-def filter_rules(port: int) -> str:
-    """The nftables table (``nft -f``) that keeps everyone but the agent (loopback) away from WireGuard."""
-    return (
-        f"table inet {NFT_TABLE} {{\n"
-        '  comment "natlab: the tunnel (client/tunnel/device.py)"\n'
-        "  chain input {\n"
-        "    type filter hook input priority filter; policy accept;\n"
-        f'    iifname != "lo" udp dport {port} counter drop comment "natlab: WireGuard hears only the agent"\n'
-        "  }\n"
-        "}\n"
-    )
 
 
 async def run_tool(*argv: str, stdin: str | None = None) -> str:
@@ -90,15 +70,13 @@ class Device:
         self._process: asyncio.subprocess.Process | None = None
         self._output: asyncio.Task[None] | None = None
         self._lock = asyncio.Lock()
-        self._filtered = False
-        """Whether our nftables table may be in place (only then does :meth:`stop` touch nftables)."""
 
     @property
     def running(self) -> bool:
         return self._process is not None and self._process.returncode is None
 
     async def start(self, private: bytes, port: int, address: ipaddress.IPv4Address) -> None:
-        """Start wireguard-go, set the key and port, address the interface, bring it up, filter the port."""
+        """Start wireguard-go, set the key and port, address the interface, bring it up."""
         try:
             self._process = await asyncio.create_subprocess_exec(
                 "wireguard-go",
@@ -117,8 +95,6 @@ class Device:
             await self.uapi(set_device(private, port))
             await run_tool("ip", "address", "replace", f"{address}/{OVERLAY_PREFIX}", "dev", self.interface)
             await run_tool("ip", "link", "set", self.interface, "up")
-            self._filtered = True
-            await run_tool("nft", "-f", "-", stdin=_DROP_TABLE + filter_rules(port))
         except BaseException:
             await self.stop()
             raise
@@ -197,7 +173,7 @@ class Device:
             raise TunnelError(str(exc)) from None
 
     async def stop(self) -> None:
-        """Stop wireguard-go (its interface goes with it) and remove the filter; quiet if already down."""
+        """Stop wireguard-go (its interface goes with it); quiet if already down."""
         process, self._process = self._process, None
         if process is not None and process.returncode is None:
             process.terminate()
@@ -211,7 +187,3 @@ class Device:
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await self._output
             self._output = None
-        if self._filtered:
-            self._filtered = False
-            with contextlib.suppress(TunnelError):
-                await run_tool("nft", "-f", "-", stdin=_DROP_TABLE)
