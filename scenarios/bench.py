@@ -140,8 +140,9 @@ def receive_raw(sender: str, count: str) -> dict[str, Any]:
 
 
 def tunnel_figures() -> list[str]:
-    """The tunnel's figures (scenarios/tunnel_bench.py), each beside its reference: a fresh cone-cone lab and a
-    fresh cone-symmetric one with NATLAB_TUNNEL=1 (only these; the other figures are measured without it). Fresh:
+    """The tunnel's figures (scenarios/tunnel_bench.py), each beside its reference: a fresh cone-cone lab, the same
+    with the kernel path off (NATLAB_TUNNEL_KERNEL=0: the agent carries every datagram, for comparison) and a
+    fresh cone-symmetric one, all with NATLAB_TUNNEL=1 (only these; the other figures are measured without it). Fresh:
     an agent kept from the lab before would hold a path to a peer that is gone until it times out (30 s). Raw
     UDP alice -> bob is measured in the same cone-cone lab, right after the tunnel's figures, best of
     RAW_TRIES (each a fraction of a second, so one busy moment on the two cores would decide a single one)."""
@@ -152,17 +153,24 @@ def tunnel_figures() -> list[str]:
         wan = tunnel_bench.ping(lab, "router-a", lab.address("server"))
         raw = max((raw_udp(lab) for _ in range(RAW_TRIES)), key=lambda result: float(result["per_s"]))
     make("lab-down")
+    make("lab-up", NATLAB_TUNNEL="1", NATLAB_TUNNEL_KERNEL="0")
+    with closing(interactive_lab()) as lab:
+        agent_tcp, agent_ping = tunnel_bench.measure(lab, "direct")
+    make("lab-down")
     make("lab-up", NAT_B="symmetric", NATLAB_TUNNEL="1")
     with closing(interactive_lab()) as lab:
         relayed_tcp, relayed_ping = tunnel_bench.measure(lab, "relay")
     raw_mbit = raw["mb_per_s"] * 8
+    agent_label = "(direct, NATLAB_TUNNEL_KERNEL=0)"
     return [
-        f"  tunnel (WireGuard over the agent; iperf3 TCP {tunnel_bench.TCP_SECONDS} s alice -> bob.natlab, "
-        f"{tunnel_bench.PINGS} pings; raw UDP: client udp-rate alice -> bob in the cone-cone lab, best of {RAW_TRIES}; "
-        "WAN hop: router-a -> server):",
+        "  tunnel (WireGuard; direct: the kernel carries it, relayed: the agent;"
+        f" iperf3 TCP {tunnel_bench.TCP_SECONDS} s alice -> bob.natlab, {tunnel_bench.PINGS} pings; raw UDP: client"
+        f" udp-rate alice -> bob in the cone-cone lab, best of {RAW_TRIES}; WAN hop: router-a -> server):",
         tunnel_bench.throughput_line("TCP, cone-cone (direct)", direct_tcp, raw_mbit, tunnel_bench.DIRECT_AIM),
+        tunnel_bench.throughput_line(f"TCP, cone-cone {agent_label}", agent_tcp, raw_mbit, None),
         tunnel_bench.throughput_line("TCP, cone-symmetric (relayed)", relayed_tcp, raw_mbit, None),
         tunnel_bench.rtt_line("ping, cone-cone (direct)", direct_ping, wan, tunnel_bench.ADDED_RTT_AIM_MS),
+        tunnel_bench.rtt_line(f"ping, cone-cone {agent_label}", agent_ping, wan, None),
         tunnel_bench.rtt_line("ping, cone-symmetric (relayed)", relayed_ping, wan, None),
     ]
 

@@ -102,11 +102,13 @@ def paths(host: str, status: Any) -> list[str]:
 
 
 def tunnel_line(peer: Mapping[str, Any]) -> str:
-    """The tunnel to one peer (README "Tunnel"): its name and overlay address, path, handshake and bytes."""
+    """The tunnel to one peer (README "Tunnel"): its name and overlay address, path and who carries it,
+    handshake and bytes."""
     age = peer.get("handshake_age_s")
     handshake = "no handshake yet" if age is None else f"handshake {age:.0f} s ago"
+    carrier = f" by the {peer['carrier']}" if peer.get("carrier") else ""
     return (
-        f"tunnel {peer['name']} ({peer['overlay']}) over {peer['path']}, {handshake}, "
+        f"tunnel {peer['name']} ({peer['overlay']}) over {peer['path']}{carrier}, {handshake}, "
         f"{peer['rx_bytes']} B in, {peer['tx_bytes']} B out"
     )
 

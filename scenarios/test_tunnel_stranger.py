@@ -68,7 +68,7 @@ def test_a_host_that_is_not_a_peer_cannot_send_into_the_tunnel(stranger_lab: Lab
     assert now["rx_bytes"] - was["rx_bytes"] < INITIATION_BYTES, (was, now)  # a keepalive (32 B) may come
     assert now["tx_bytes"] - was["tx_bytes"] < RESPONSE_BYTES, (was, now)  # WireGuard answered nothing
 
-    port = str(after["port"])  # WireGuard's own port, open to loopback only
+    port = str(after["port"])  # WireGuard's own port: loopback (and the kernel path) only
     control = lab.json("alice", "python3", "-m", "attacks", "send", "--dst", f"127.0.0.1:{port}",
                        f"--hex={initiation(bob_secret, alice_key).hex()}", "--listen", "2")  # fmt: skip
     answers = [bytes.fromhex(h["hex"]) if "hex" in h else h["text"].encode() for h in control["heard"]]

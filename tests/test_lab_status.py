@@ -80,12 +80,12 @@ def test_render_shows_networks_addresses_and_paths() -> None:
 
 def test_render_shows_the_tunnel_under_each_pair_while_it_is_up() -> None:
     tunnel_peer: dict[str, object] = {"id": "bob", "name": "bob.natlab", "overlay": "198.19.255.2", "path": "direct"}
-    tunnel_peer |= {"handshake_age_s": 3.4, "rx_bytes": 1200, "tx_bytes": 900}
+    tunnel_peer |= {"carrier": "kernel", "handshake_age_s": 3.4, "rx_bytes": 1200, "tx_bytes": 900}
     up = {**ALICE_STATUS, "tunnel": {"up": True, "peers": [tunnel_peer]}}
     text = render("natlab", {}, [ServiceView(ALICE, "healthy", up)]).splitlines()
     assert text[-2:] == [
         "  alice -> bob: direct via 198.19.0.12:4000, direct in 3.2 ms",
-        "    tunnel bob.natlab (198.19.255.2) over direct, handshake 3 s ago, 1200 B in, 900 B out",
+        "    tunnel bob.natlab (198.19.255.2) over direct by the kernel, handshake 3 s ago, 1200 B in, 900 B out",
     ]
     down = {**ALICE_STATUS, "tunnel": {"up": False, "peers": [tunnel_peer]}}
     assert render("natlab", {}, [ServiceView(ALICE, "healthy", down)]).splitlines()[-1].startswith("  alice -> bob")

@@ -275,13 +275,17 @@ def tunnel_lines(tunnel: dict[str, Any]) -> list[str]:
     if not tunnel["up"]:
         why = f": {tunnel['reason']}" if tunnel.get("reason") else ""
         return [f"tunnel {tunnel['interface']} down{why}"]
-    lines = [f"tunnel {tunnel['interface']} up at {tunnel['address']} (WireGuard port {tunnel['port']}, loopback only)"]
+    carriers = "direct peers carried by the kernel" if tunnel.get("kernel_path") else "carried by the agent"
+    lines = [
+        f"tunnel {tunnel['interface']} up at {tunnel['address']} (WireGuard port {tunnel['port']}, the agent's only;"
+        f" {carriers})"
+    ]
     for peer in tunnel["peers"]:
         age = peer["handshake_age_s"]
         handshake = "no handshake yet" if age is None else f"handshake {age:.0f} s ago"
         lines.append(
-            f"{peer['name']:<20} {peer['overlay']:<15} {peer['path']:<7} {handshake}, "
-            f"received {peer['rx_bytes']} B, sent {peer['tx_bytes']} B"
+            f"{peer['name']:<20} {peer['overlay']:<15} {peer['path']:<7} {peer.get('carrier', 'agent'):<7}"
+            f"{handshake}, received {peer['rx_bytes']} B, sent {peer['tx_bytes']} B"
         )
     dropped = [f"{reason} {n}" for reason, n in tunnel.get("dropped", {}).items() if n]
     if dropped:

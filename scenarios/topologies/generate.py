@@ -153,6 +153,7 @@ def services() -> tuple[dict[str, Any], dict[str, Any]]:
                             "NATLAB_KEY_FILE": f"/run/natlab-secrets/keys/{site.name}.json"},
             "volumes": ["secrets:/run/natlab-secrets:ro"],
             "devices": ["/dev/net/tun:/dev/net/tun"],  # the tunnel's TUN device (README "Tunnel")
+            "sysctls": {"net.ipv4.ip_local_reserved_ports": "51820"},  # WireGuard's port (see compose.yaml)
             "networks": {lan: {"ipv4_address": f"{NET}.{site.index}.10"}},
             "healthcheck": "*host-health",
         }  # fmt: skip
