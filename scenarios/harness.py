@@ -105,6 +105,9 @@ ARTIFACTS: dict[Role, list[tuple[str, list[str]]]] = {
         ("events.jsonl", ["client", "events"]),
         ("status.json", ["client", "status", "--json"]),
         ("routes.txt", ["ip", "route"]),
+        ("ruleset.nft", ["nft", "list", "ruleset"]),  # the tunnel's kernel path and its counters
+        ("sockets.txt", ["ss", "-tuanmi"]),  # TCP's state over the tunnel, UDP sockets' drops (skmem d)
+        ("wireguard.txt", ["wg", "show", "all"]),
     ],
     Role.SERVER: [("server.json", ["cat", "/run/natlab/server.json"])],
     Role.TURN: [("addresses.txt", ["ip", "-4", "addr"])],

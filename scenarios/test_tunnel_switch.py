@@ -18,7 +18,7 @@ import itertools
 import re
 import time
 from collections.abc import Iterator
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
 from typing import Any
 
 import pytest
@@ -81,6 +81,33 @@ def received_bytes(lab: Lab) -> int:
     return int(output) if code == 0 else 0
 
 
+def until_received(lab: Lab, sent: Future[tuple[int, str]], size: int, timeout: float, what: str) -> None:
+    """Wait until bob has ``size`` bytes; a transfer that ended short of them fails at once, with what the sender
+    said (its exit status and output) and both files' sizes."""
+
+    def probe() -> bool | None:
+        if received_bytes(lab) >= size:
+            return True
+        if sent.done():
+            code, output = sent.result()
+            on_disk = lab.exec("alice", "stat", "-c", "%s", "/tmp/switch-tx")[1].strip()
+            raise AssertionError(
+                f"the transfer ended (exit {code}: {output.strip()!r}) with {received_bytes(lab)} B at bob "
+                f"of {on_disk} B written at alice, before {what}"
+            )
+        return None
+
+    try:
+        lab.wait_for(probe, timeout, what)
+    except LabTimeout as exc:
+        # The transfer's state at the stall (the artifacts are taken later, after the sender's timeout).
+        state = {
+            host: lab.exec(host, "sh", "-c", "ss -tnmi; ls -l /tmp/switch-*; ps -ef | grep -E 'nc|tail|head'")[1]
+            for host in HOSTS
+        }
+        raise LabTimeout(f"{exc}\n--- at the stall ---\n{state}") from None
+
+
 def lost_pings(output: str) -> list[tuple[int, float]]:
     """The sequence numbers ping got no reply for, each with when it was sent (interpolated between the
     replies around it: ``-D`` stamps replies only)."""
@@ -129,29 +156,31 @@ def test_a_path_switch_under_a_ping_loses_a_few_packets_and_a_transfer_arrives_i
         lambda: lab.exec("bob", "sh", "-c", f"ss -ltn | grep -q ':{PORT} '")[0] == 0 or None, 10, "bob's nc to listen"
     )
     # The transfer's source grows as the test appends to it; it ends after STAGES chunks (head -c), one
-    # connection from the first byte to the last.
+    # connection from the first byte to the last. stdbuf -o0: tail writes into a pipe through stdio, which
+    # otherwise may hold the last 4 KB of a chunk until the next one comes (bob would wait for them forever).
     total = STAGES * CHUNK
-    feed = f"tail -c +1 -f /tmp/switch-tx | head -c {total} | nc -N bob.natlab {PORT}"
+    feed = f"stdbuf -o0 tail -c +1 -f /tmp/switch-tx | head -c {total} | nc -N bob.natlab {PORT}"
     transfer = ThreadPoolExecutor(max_workers=1)
     sent = transfer.submit(lab.exec, "alice", "timeout", "120", "sh", "-c", feed)
     ping = f"echo $$ > /tmp/switch-ping.pid && exec ping -D -i {PING_INTERVAL} bob.natlab > /tmp/switch-ping 2>&1"
     lab.container("alice").exec_run(["sh", "-c", ping], detach=True)
     lab.wait_for(lambda: lab.exec("alice", "test", "-s", "/tmp/switch-ping")[0] == 0 or None, 10, "the ping to start")
+
     try:
         append_chunk(lab)
-        lab.wait_for(lambda: received_bytes(lab) >= CHUNK or None, 30, "the first chunk over the direct path")
+        until_received(lab, sent, CHUNK, 30, "the first chunk over the direct path")
 
         cut = set_block(lab, "block")
         append_chunk(lab)  # in flight while the direct path dies
         relayed = both_on(lab, "relay", 30)
         append_chunk(lab)
-        lab.wait_for(lambda: received_bytes(lab) >= 3 * CHUNK or None, 60, "three chunks, the last over the relay")
+        until_received(lab, sent, 3 * CHUNK, 60, "three chunks, the last over the relay")
 
         restore = set_block(lab, "unblock")
         append_chunk(lab)
         direct = both_on(lab, "direct", 30)
         append_chunk(lab)
-        lab.wait_for(lambda: received_bytes(lab) >= total or None, 60, "the whole transfer")
+        until_received(lab, sent, total, 60, "the whole transfer")
         # Pings after the move, so that a loss at the restore is followed by a reply and counted.
         lab.wait_for(lambda: time.time() > direct + 2 or None, 10, "two seconds of pings on the direct path")
     finally:
