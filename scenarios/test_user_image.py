@@ -11,7 +11,6 @@ each side knows of its NAT comes from the agent beside it (`client nat-type`), n
 
 from __future__ import annotations
 
-import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import partial
@@ -20,7 +19,7 @@ from typing import Any
 import pytest
 
 from protocol import Endpoint
-from scenarios.harness import REPO, Lab, LabError, Role, start_lab
+from scenarios.harness import Lab, LabError, Role, start_lab
 from scenarios.steps import server_peers
 
 PORT = 40000
@@ -45,15 +44,6 @@ class Case:
 
 
 CASES = (Case("cone", reaches=True), Case("symmetric", reaches=False))
-
-
-@pytest.fixture(scope="session")
-def user_image(docker_ready: None) -> str:
-    """The example user image, built (content-hashed, so only once) by images/build-user-netcat.sh."""
-    done = subprocess.run(["images/build-user-netcat.sh"], cwd=REPO, capture_output=True, text=True, check=False)
-    if done.returncode != 0:
-        pytest.fail(f"images/build-user-netcat.sh failed:\n{done.stderr}{done.stdout}", pytrace=False)
-    return done.stdout.strip()
 
 
 @pytest.fixture(scope="module", params=CASES, ids=lambda case: case.id)
