@@ -70,6 +70,8 @@ user-image: compose ## Build the example user image natlab-user-netcat (plain De
 # `--progress quiet`: compose prints nothing but its errors, verbatim (e.g. "Pool overlaps with other one on
 # this address space" when another lab or network holds the lab's subnets: move it with NATLAB_WAN and friends).
 lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NAT_A_IMPAIR=, NATLAB_WAN=, ATTACKER=1, HOST_A_IMAGE=, ...)
+	@for s in A B; do [ -z "$$(printenv HOST_$${s}_COMMAND)" ] || [ -n "$$(printenv HOST_$${s}_IMAGE)" ] || { \
+	  echo "lab-up: HOST_$${s}_COMMAND needs HOST_$${s}_IMAGE, the image to run it in" >&2; exit 2; }; done
 	@err=$$(mktemp); trap 'rm -f "$$err"' EXIT; \
 	$(COMPOSE) $(PROFILES) --progress quiet up -d --wait --wait-timeout 60 --remove-orphans 2>"$$err" || { \
 	  $(COMPOSE) $(PROFILES) ps -a; $(COMPOSE) $(PROFILES) logs --tail 40; \

@@ -532,6 +532,10 @@ def user_host_overlays(files: Sequence[Path], env: Mapping[str, str]) -> tuple[P
     """The bring-your-own-host overlays (:data:`USER_HOST_OVERLAYS`) whose image variable ``env`` sets, that
     `files` do not name already. Only ``env`` counts, not the caller's environment: a HOST_A_IMAGE left in a
     shell must not change the scenarios' labs."""
+    for variable in USER_HOST_OVERLAYS:
+        command = variable.replace("_IMAGE", "_COMMAND")
+        if env.get(command) and not env.get(variable):
+            raise LabError(f"{command} needs {variable}, the image to run it in")
     return tuple(path for variable, path in USER_HOST_OVERLAYS.items() if env.get(variable) and path not in files)
 
 

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scenarios.harness import COMPOSE_FILE, SLOTS, USER_HOST_OVERLAYS, Lab, Role, Subnets
+from scenarios.harness import COMPOSE_FILE, SLOTS, USER_HOST_OVERLAYS, Lab, LabError, Role, Subnets
 from scenarios.topologies import generate
 from scenarios.topologies.generate import DEFAULT_CGN, DEFAULT_NET, GRID_FILE, HERE, render, sites
 from tests.support.host import require
@@ -238,3 +238,8 @@ def test_a_users_own_images_join_their_agents_namespace_with_nothing_of_natlabs(
 def test_a_host_image_in_the_callers_shell_leaves_a_scenarios_lab_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HOST_A_IMAGE", "myapp:1")
     assert Lab(project="natlab-model-check").files == (COMPOSE_FILE,)
+
+
+def test_a_host_command_without_its_image_is_a_clear_error() -> None:
+    with pytest.raises(LabError, match="HOST_B_COMMAND needs HOST_B_IMAGE"):
+        Lab(project="natlab-model-check", env={"HOST_B_COMMAND": "myapp --serve"})
