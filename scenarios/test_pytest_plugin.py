@@ -18,8 +18,10 @@ EXAMPLE = REPO / "examples" / "test_netcat_through_nats.py"
 def plugin_projects() -> set[str]:
     """Compose projects of labs the plugin started (``natlab-pytest-...``) that still have a container."""
     with docker_client() as client:
-        containers = client.containers.list(all=True, filters={"label": LABEL})
-    return {p for c in containers if (p := c.labels.get(PROJECT_LABEL, "")).startswith("natlab-pytest-")}
+        # sparse: the list alone, no inspect per container (other labs' containers come and go meanwhile)
+        containers = client.containers.list(all=True, sparse=True, filters={"label": LABEL})
+    labels = (c.attrs.get("Labels") or {} for c in containers)
+    return {p for label in labels if (p := label.get(PROJECT_LABEL, "")).startswith("natlab-pytest-")}
 
 
 def test_the_example_passes_in_a_project_of_its_own_through_the_plugin(tmp_path: Path, user_image: str) -> None:

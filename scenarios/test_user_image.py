@@ -24,8 +24,9 @@ from scenarios.steps import server_peers
 
 PORT = 40000
 """netcat's UDP port at both ends (LAN and, when the NAT preserves it, WAN)."""
-SENDS, GAP_S, RUN_S = 20, 0.1, 3
-"""Each side sends SENDS lines GAP_S apart, and its netcat stops after RUN_S seconds: bounded in count and time."""
+SENDS, GAP_S, RUN_S = 50, 0.1, 6
+"""Each side sends SENDS lines GAP_S apart, and its netcat stops after RUN_S seconds: bounded in count and time,
+and long enough that the two sides' sends overlap by seconds even when one `docker exec` starts late."""
 HOSTS = {"alice": ("router-a", "router-b"), "bob": ("router-b", "router-a")}
 """Each user host: its own router, and the router it sends to."""
 EIM = "endpoint-independent"
@@ -96,17 +97,14 @@ def test_netcat_gets_through_as_theory_says(user_lab: Lab, case: Case) -> None:
     assert theory is case.reaches, reports
     for host, (_, far_router) in HOSTS.items():
         start_netcat(user_lab, host, user_lab.address(far_router, "wan"))
-    runs = {
-        host: user_lab.wait_for(partial(finished_netcat, user_lab, host), RUN_S + 10, f"{host}'s netcat")
-        for host in HOSTS
-    }
     for host, peer in (("alice", "bob"), ("bob", "alice")):
-        heard = [line for line in runs[host].received if line.startswith(f"{peer} ")]
+        probe = partial(heard_from, user_lab, host, peer, until_done=not case.reaches)
+        heard = user_lab.wait_for(probe, RUN_S + 15, f"{host}'s netcat")
         flows = flows_to_peer(user_lab, host)
         assert len(flows) == 1, flows
         flow = flows[0]
         if case.reaches:
-            assert heard, f"{host} heard nothing from {peer}: {runs[host]}"
+            assert heard, f"{host} heard nothing from {peer}: {user_lab.exec(host, 'cat', '/tmp/nc.err')}"
             assert "UNREPLIED" not in flow["flags"], flow
             assert int(flow["reply"]["dport"]) == PORT, flow  # the port theory said the peer should aim at
         else:
@@ -115,18 +113,9 @@ def test_netcat_gets_through_as_theory_says(user_lab: Lab, case: Case) -> None:
             assert int(flow["reply"]["dport"]) != PORT, flow  # mapped to a port nobody aimed at
 
 
-@dataclass(frozen=True)
-class NetcatRun:
-    """What one side's netcat did: its exit code (124: stopped by `timeout`), the lines it received, stderr."""
-
-    code: int
-    received: list[str]
-    errors: str
-
-
 def start_netcat(lab: Lab, host: str, peer_wan: str) -> None:
     """In the user's container: send SENDS numbered lines from PORT to the peer's router at PORT, print what
-    comes back, stop after RUN_S seconds; the outcome lands in /tmp/nc.* (read by :func:`finished_netcat`)."""
+    comes back, stop after RUN_S seconds; /tmp/nc.out holds what it heard, /tmp/nc.done its exit code."""
     script = (
         f'rm -f /tmp/nc.*; i=0; while [ $i -lt {SENDS} ]; do i=$((i+1)); echo "{host} $i"; sleep {GAP_S}; done'
         f" | timeout {RUN_S} nc -u -p {PORT} {peer_wan} {PORT} >/tmp/nc.out 2>/tmp/nc.err; echo $? >/tmp/nc.done"
@@ -134,12 +123,15 @@ def start_netcat(lab: Lab, host: str, peer_wan: str) -> None:
     lab.container(host).exec_run(["sh", "-c", script], detach=True)
 
 
-def finished_netcat(lab: Lab, host: str) -> NetcatRun | None:
-    code, done = lab.exec(host, "cat", "/tmp/nc.done")
-    if code != 0:
-        return None
-    received = lab.exec_ok(host, "cat", "/tmp/nc.out").splitlines()
-    return NetcatRun(int(done), received, lab.exec_ok(host, "cat", "/tmp/nc.err"))
+def heard_from(lab: Lab, host: str, peer: str, until_done: bool) -> list[str] | None:
+    """The lines `host`'s netcat received from `peer`: as soon as there are some (unless `until_done`), else
+    once netcat has finished (then possibly none); None while it may still hear."""
+    code, output = lab.exec(host, "cat", "/tmp/nc.out")
+    heard = [line for line in output.splitlines() if line.startswith(f"{peer} ")] if code == 0 else []
+    if heard and not until_done:
+        return heard
+    finished, _ = lab.exec(host, "test", "-f", "/tmp/nc.done")
+    return heard if finished == 0 else None
 
 
 def nat_type(lab: Lab, host: str) -> dict[str, Any]:
