@@ -61,6 +61,13 @@ def user_lab(case: Case, user_image: str) -> Iterator[Lab]:
         yield lab
 
 
+@pytest.fixture(scope="module")
+def nat_reports(user_lab: Lab) -> dict[str, dict[str, Any]]:
+    """What each host knows of its NAT: `client nat-type --json` from the agent beside its own container
+    (same network namespace), once per lab (each run takes seconds)."""
+    return {host: user_lab.json(f"{host}-agent", "client", "nat-type", "--json") for host in HOSTS}
+
+
 def test_the_users_container_is_the_host_with_nothing_of_natlabs(user_lab: Lab, user_image: str) -> None:
     """alice is the user's image under the host's own name; it holds no natlab code, key or variable, and
     routes through its router because it lives in its agent's network namespace."""
@@ -77,24 +84,25 @@ def test_the_users_container_is_the_host_with_nothing_of_natlabs(user_lab: Lab, 
         assert route.split()[:3] == ["default", "via", user_lab.address(router, lan)], route
 
 
-def test_the_agent_beside_the_users_container_works(user_lab: Lab, case: Case) -> None:
+def test_the_agent_beside_the_users_container_works(
+    user_lab: Lab, case: Case, nat_reports: dict[str, dict[str, Any]]
+) -> None:
     """The agent registers the host at its router's WAN address, and `client nat-type` from the host's
     namespace reports the router's own profile."""
     peers = server_peers(user_lab)
     for host, (router, _) in HOSTS.items():
         assert Endpoint.parse(peers[host]["addr"]).host == user_lab.address(router, "wan")
         profile = user_lab.json(router, "cat", "/run/natlab/profile.json")
-        report = nat_type(user_lab, host)
+        report = nat_reports[host]
         assert profile["name"] == case.profile
         assert (report["mapping"], report["filtering"]) == (profile["mapping"], profile["filtering"]), report
 
 
-def test_netcat_gets_through_as_theory_says(user_lab: Lab, case: Case) -> None:
+def test_netcat_gets_through_as_theory_says(user_lab: Lab, case: Case, nat_reports: dict[str, dict[str, Any]]) -> None:
     """Both netcats start together; each receives the other's lines exactly when theory says, and the
     routers' conntrack agrees: replied flows at the preserved port, or UNREPLIED ones at fresh ports."""
-    reports = {host: nat_type(user_lab, host) for host in HOSTS}
-    theory = all(r["mapping"] == EIM and r["port_preserved"] for r in reports.values())
-    assert theory is case.reaches, reports
+    theory = all(r["mapping"] == EIM and r["port_preserved"] for r in nat_reports.values())
+    assert theory is case.reaches, nat_reports
     for host, (_, far_router) in HOSTS.items():
         start_netcat(user_lab, host, user_lab.address(far_router, "wan"))
     for host, peer in (("alice", "bob"), ("bob", "alice")):
@@ -132,12 +140,6 @@ def heard_from(lab: Lab, host: str, peer: str, until_done: bool) -> list[str] | 
         return heard
     finished, _ = lab.exec(host, "test", "-f", "/tmp/nc.done")
     return heard if finished == 0 else None
-
-
-def nat_type(lab: Lab, host: str) -> dict[str, Any]:
-    """`client nat-type --json` from the agent beside `host`'s own container (same network namespace)."""
-    report: dict[str, Any] = lab.json(f"{host}-agent", "client", "nat-type", "--json")
-    return report
 
 
 def flows_to_peer(lab: Lab, host: str) -> list[dict[str, Any]]:
