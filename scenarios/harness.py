@@ -536,6 +536,8 @@ def user_host_overlays(files: Sequence[Path], env: Mapping[str, str]) -> tuple[P
         command = variable.replace("_IMAGE", "_COMMAND")
         if env.get(command) and not env.get(variable):
             raise LabError(f"{command} needs {variable}, the image to run it in")
+        if env.get(variable) and COMPOSE_FILE not in files:
+            raise LabError(f"{variable} brings a host into compose.yaml's sites, and {COMPOSE_FILE} is not started")
     return tuple(path for variable, path in USER_HOST_OVERLAYS.items() if env.get(variable) and path not in files)
 
 

@@ -243,3 +243,8 @@ def test_a_host_image_in_the_callers_shell_leaves_a_scenarios_lab_as_it_is(monke
 def test_a_host_command_without_its_image_is_a_clear_error() -> None:
     with pytest.raises(LabError, match="HOST_B_COMMAND needs HOST_B_IMAGE"):
         Lab(project="natlab-model-check", env={"HOST_B_COMMAND": "myapp --serve"})
+
+
+def test_a_host_image_needs_compose_yamls_sites() -> None:
+    with pytest.raises(LabError, match=r"HOST_A_IMAGE brings a host into compose\.yaml's sites"):
+        Lab((GRID_FILE,), project="natlab-model-check", env={"HOST_A_IMAGE": "myapp:1"})
