@@ -13,7 +13,13 @@ export NAT_A NAT_B
 # of router-a, NAT_A_IMPAIR_UP / NAT_A_IMPAIR_DOWN one each (they win over the unsuffixed one); B likewise.
 IMPAIR_VARS := $(foreach site,A B,$(foreach way,_UP _DOWN,NAT_$(site)_IMPAIR$(way)) NAT_$(site)_IMPAIR)
 export $(IMPAIR_VARS)
-COMPOSE := docker compose
+# Bring your own host (README "Bring your own host"): HOST_A_IMAGE=myapp:latest runs that image as alice (its
+# command HOST_A_COMMAND, else the image's own), with natlab's agent beside it as alice-agent; B likewise (bob).
+# Each adds its overlay to compose.yaml; unset, lab-up is what it always was.
+HOST_VARS := HOST_A_IMAGE HOST_A_COMMAND HOST_B_IMAGE HOST_B_COMMAND
+export $(HOST_VARS)
+USER_HOSTS := $(if $(HOST_A_IMAGE),-f scenarios/topologies/user-host-a.yaml) $(if $(HOST_B_IMAGE),-f scenarios/topologies/user-host-b.yaml)
+COMPOSE := docker compose$(if $(strip $(USER_HOSTS)), -f compose.yaml $(strip $(USER_HOSTS)))
 ATTACKER ?=
 # ATTACKER=1: lab-up also starts the attacker (mallory) and its victim, compose profile `attack`.
 PROFILES := $(if $(ATTACKER),--profile attack)
@@ -30,7 +36,7 @@ ifneq ($(CAPTURE),)
 export NATLAB_CAPTURE := $(if $(filter 1 on yes true,$(CAPTURE)),full,$(CAPTURE))
 endif
 
-.PHONY: help venv compose images lab-up lab-down lab-status impair-check logs capture lint unit scenarios impaired test bench grid sweep fuzz clean
+.PHONY: help venv compose images user-image lab-up lab-down lab-status impair-check logs capture lint unit scenarios impaired test bench grid sweep fuzz clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
@@ -41,6 +47,8 @@ help: ## Show the targets and what they do
 	@echo "             NAT_A_IMPAIR, NAT_A_IMPAIR_UP, NAT_A_IMPAIR_DOWN and NAT_B_… (link impairments for lab-up: 'delay=40ms jitter=5ms"
 	@echo "             loss=2%' or a preset: dsl, cable, lte, satellite, lossy-wifi; up = LAN -> WAN; see README \"Impairments\")"
 	@echo "             CAPTURE=1 (lab-up: the routers capture packets from boot; then make capture), CAPTURE=ring (the last few MB)"
+	@echo "             HOST_A_IMAGE, HOST_A_COMMAND, HOST_B_IMAGE, HOST_B_COMMAND (lab-up: your own image as alice / bob, natlab's"
+	@echo "             agent beside it as alice-agent / bob-agent; see README \"Bring your own host\")"
 
 $(STAMP): pyproject.toml
 	python3 -m venv $(VENV)
@@ -56,9 +64,14 @@ compose: $(STAMP) ## Install the Docker Compose v2 plugin if `docker compose` is
 images: compose ## Build the lab image (bootstraps the Debian base once; rebuilds only what changed)
 	@images/build.sh >/dev/null
 
+user-image: compose ## Build the example user image natlab-user-netcat (plain Debian + netcat, no natlab code); prints its tag
+	@images/build-user-netcat.sh
+
 # `--progress quiet`: compose prints nothing but its errors, verbatim (e.g. "Pool overlaps with other one on
 # this address space" when another lab or network holds the lab's subnets: move it with NATLAB_WAN and friends).
-lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NAT_A_IMPAIR=, NATLAB_WAN=, ATTACKER=1, ...)
+lab-up: images ## Start the interactive lab and wait until every service is healthy (NAT_A=, NAT_B=, NAT_A_IMPAIR=, NATLAB_WAN=, ATTACKER=1, HOST_A_IMAGE=, ...)
+	@for s in A B; do [ -z "$$(printenv HOST_$${s}_COMMAND)" ] || [ -n "$$(printenv HOST_$${s}_IMAGE)" ] || { \
+	  echo "lab-up: HOST_$${s}_COMMAND needs HOST_$${s}_IMAGE, the image to run it in" >&2; exit 2; }; done
 	@err=$$(mktemp); trap 'rm -f "$$err"' EXIT; \
 	$(COMPOSE) $(PROFILES) --progress quiet up -d --wait --wait-timeout 60 --remove-orphans 2>"$$err" || { \
 	  $(COMPOSE) $(PROFILES) ps -a; $(COMPOSE) $(PROFILES) logs --tail 40; \
@@ -67,12 +80,15 @@ lab-up: images ## Start the interactive lab and wait until every service is heal
 	@for s in A B; do both=$$(printenv NAT_$${s}_IMPAIR || true); \
 	  up=$$(printenv NAT_$${s}_IMPAIR_UP || true); down=$$(printenv NAT_$${s}_IMPAIR_DOWN || true); \
 	  [ -z "$$both$$up$$down" ] || echo "  router-$${s,,} impaired: up '$${up:-$${both:-off}}', down '$${down:-$${both:-off}}'"; done
-	@echo "  chat:    docker compose exec alice client bob"
+	@$(if $(HOST_A_IMAGE),echo "  alice:   your $(HOST_A_IMAGE) (docker compose exec alice ...); natlab's agent is alice-agent",true)
+	@$(if $(HOST_B_IMAGE),echo "  bob:     your $(HOST_B_IMAGE) (docker compose exec bob ...); natlab's agent is bob-agent",true)
+	@echo "  chat:    docker compose exec $(if $(HOST_A_IMAGE),alice-agent,alice) client bob"
 	@echo "  details: make lab-status"
 	@$(if $(CAPTURE),echo "  packets: make capture (the routers capture $(NATLAB_CAPTURE) into /var/log/natlab/pcap)",true)
 
+# compose.yaml alone: --remove-orphans takes a user host's agent (alice-agent) too, whatever HOST_A_IMAGE says now.
 lab-down: compose ## Stop the interactive lab and remove its containers and networks
-	@$(COMPOSE) --profile attack down --volumes --remove-orphans --timeout 2 2>/dev/null  # the attacker too, if up
+	@docker compose --profile attack down --volumes --remove-orphans --timeout 2 2>/dev/null  # the attacker too, if up
 
 lab-status: $(STAMP) ## Show the lab: profiles, addresses, who is registered, each pair's path
 	@$(PY) -m scenarios.lab_status

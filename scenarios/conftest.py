@@ -82,6 +82,16 @@ def docker_ready() -> None:
     os.environ["NATLAB_IMAGE"] = done.stdout.strip()
 
 
+@pytest.fixture(scope="session")
+def user_image(docker_ready: None) -> str:
+    """The example user image (plain Debian + netcat, README "Bring your own host"), built by
+    images/build-user-netcat.sh: content-hashed, so only when its inputs changed."""
+    done = subprocess.run(["images/build-user-netcat.sh"], cwd=REPO, capture_output=True, text=True, check=False)
+    if done.returncode != 0:
+        pytest.fail(f"images/build-user-netcat.sh failed:\n{done.stderr}{done.stdout}", pytrace=False)
+    return done.stdout.strip()
+
+
 @pytest.fixture(scope="session", params=PAIRS, ids=lambda pair: pair.id)
 def pair(request: pytest.FixtureRequest) -> Pair:
     """The NAT pair under test; test ids name it (cone-symmetric), so `-k symmetric` selects."""

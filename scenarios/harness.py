@@ -33,6 +33,13 @@ from scenarios.captures import copy_pcaps
 
 REPO = Path(__file__).resolve().parent.parent
 COMPOSE_FILE = REPO / "compose.yaml"
+USER_HOST_OVERLAYS = {
+    "HOST_A_IMAGE": REPO / "scenarios" / "topologies" / "user-host-a.yaml",
+    "HOST_B_IMAGE": REPO / "scenarios" / "topologies" / "user-host-b.yaml",
+}
+"""Bring your own host (README): a lab whose ``env`` sets HOST_A_IMAGE (HOST_B_IMAGE) also gets this overlay,
+which runs that image as alice (bob), with HOST_A_COMMAND as its command, and natlab's agent beside it in the
+same network namespace as the service alice-agent (bob-agent)."""
 LABEL = "natlab"
 ROLE_LABEL = "natlab.role"
 PROJECT_LABEL = "com.docker.compose.project"
@@ -83,6 +90,8 @@ class Role(StrEnum):
     """The lab's attacker on the WAN (compose profile ``attack``): runs `python3 -m attacks` when told to."""
     VICTIM = "victim"
     """A bystander on the WAN that counts every UDP byte reaching it (`python3 -m attacks sink show`)."""
+    USER = "user"
+    """A user's own image in a host's network namespace (bring your own host): no natlab code, no state."""
 
 
 STATE_COMMAND: dict[Role, tuple[str, ...] | None] = {
@@ -92,6 +101,7 @@ STATE_COMMAND: dict[Role, tuple[str, ...] | None] = {
     Role.HOST: ("client", "status", "--json"),
     Role.ATTACKER: None,
     Role.VICTIM: ("python3", "-m", "attacks", "sink", "show"),
+    Role.USER: None,
 }
 """The command that prints a service's state as one JSON document, by role (None: it keeps none)."""
 
@@ -113,6 +123,7 @@ ARTIFACTS: dict[Role, list[tuple[str, list[str]]]] = {
     Role.TURN: [("addresses.txt", ["ip", "-4", "addr"])],
     Role.ATTACKER: [("addresses.txt", ["ip", "-4", "addr"])],
     Role.VICTIM: [("sink.json", ["python3", "-m", "attacks", "sink", "show"])],
+    Role.USER: [],  # its log only: the image may have no tool at all; the agent beside it saves the routes
 }
 """What a failed scenario saves from each service besides its log, by role."""
 
@@ -280,7 +291,7 @@ class Lab:
     Writing a topology (a compose file, or an overlay on compose.yaml):
 
     * label every service ``natlab: lab`` and ``natlab.role: server | turn | router | host | attacker |
-      victim`` (see
+      victim | user`` (see
       :class:`Role`); overlays that ``extends`` a service inherit its labels. Label every network and
       volume ``natlab: lab``. Give each service a static ``ipv4_address`` on each of its networks.
     * a host's router is the router on the host's network (:meth:`Topology.router_of`); a router's NAT
@@ -298,7 +309,9 @@ class Lab:
     :meth:`start` take a service away and back.
 
     ``env`` are compose variables (NAT profiles, timers, options), applied over ``subnets``' placement
-    and the caller's environment; ``services`` starts only those (all by default).
+    and the caller's environment; ``services`` starts only those (all by default). ``env`` with
+    ``HOST_A_IMAGE`` (``HOST_B_IMAGE``) brings the user's own image in as alice (bob), natlab's agent beside
+    it as alice-agent (bob-agent): :data:`USER_HOST_OVERLAYS`.
     """
 
     def __init__(
@@ -311,9 +324,9 @@ class Lab:
         services: Sequence[str] = (),
     ) -> None:
         self.project = project
-        self.files = tuple(files)
         self.subnets = subnets or Subnets({})
         self.env = self.subnets.env() | dict(env or {})
+        self.files = tuple(files) + user_host_overlays(files, self.env)
         self.only = tuple(services)
         self._docker: docker.DockerClient | None = None
 
@@ -518,6 +531,19 @@ class Lab:
         return folder
 
 
+def user_host_overlays(files: Sequence[Path], env: Mapping[str, str]) -> tuple[Path, ...]:
+    """The bring-your-own-host overlays (:data:`USER_HOST_OVERLAYS`) whose image variable ``env`` sets, that
+    `files` do not name already. Only ``env`` counts, not the caller's environment: a HOST_A_IMAGE left in a
+    shell must not change the scenarios' labs."""
+    for variable in USER_HOST_OVERLAYS:
+        command = variable.replace("_IMAGE", "_COMMAND")
+        if env.get(command) and not env.get(variable):
+            raise LabError(f"{command} needs {variable}, the image to run it in")
+        if env.get(variable) and COMPOSE_FILE not in files:
+            raise LabError(f"{variable} brings a host into compose.yaml's sites, and {COMPOSE_FILE} is not started")
+    return tuple(path for variable, path in USER_HOST_OVERLAYS.items() if env.get(variable) and path not in files)
+
+
 def health_of(container: Container) -> str:
     """The healthcheck's verdict (healthy, starting, unhealthy), or the container's state when it has none."""
     state = container.attrs["State"]
@@ -536,7 +562,9 @@ def start_lab(
 
     ``env``: compose variables, e.g. ``{"NAT_A": "cone", "NAT_B": "symmetric"}``; see :class:`Lab`. The
     routers capture a ring of packets unless ``env`` or the environment says otherwise (``NATLAB_CAPTURE``);
-    the hosts start without the tunnel unless ``env`` has ``NATLAB_TUNNEL=1``.
+    the hosts start without the tunnel unless ``env`` has ``NATLAB_TUNNEL=1``. ``env`` may bring the user's
+    own host images: ``{"HOST_A_IMAGE": "myapp:latest", "HOST_A_COMMAND": "myapp --serve"}`` (README "Bring
+    your own host").
     """
     env = {CAPTURE_VARIABLE: os.environ.get(CAPTURE_VARIABLE) or SCENARIO_CAPTURE, TUNNEL_VARIABLE: "0", **(env or {})}
     last_error: SubnetInUse | None = None

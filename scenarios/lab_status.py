@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ipaddress
 import json
+import shlex
 import sys
 import time
 from collections.abc import Mapping, Sequence
@@ -40,7 +41,11 @@ def interactive_lab() -> Lab:
 
 
 def query(lab: Lab, service: Service) -> Any:
-    """The one JSON document that describes a service (see STATE_COMMAND), or None."""
+    """The one JSON document that describes a service (see STATE_COMMAND), or None. A user's own image is
+    described from its container (it may have no tool to ask): the image and the command it runs."""
+    if service.role is Role.USER:
+        config = lab.container(service.name).attrs["Config"]
+        return {"image": config.get("Image"), "command": config.get("Cmd") or []}
     command = STATE_COMMAND[service.role]
     if command is None:
         return None
@@ -66,14 +71,27 @@ def describe(view: ServiceView) -> str:
             ready = "answering STUN" if view.health == "healthy" else "not answering STUN yet"
             return f"STUN/TURN relay on {listening}, {ready}"
         case Role.HOST:
-            if not state:
-                return "agent not answering"
-            registered = "registered" if state.get("registered") else "NOT registered"
-            relay = state.get("turn") or {}
-            allocation = f", relay {relay.get('state')}" if relay else ", no relay"
-            return f"{registered} as {state.get('id', '?')} with {state.get('server', '?')}{allocation}"
+            return host_agent(state)
         case Role.ATTACKER | Role.VICTIM:
             return attack_service(service, state)
+        case Role.USER:
+            return user_host(service, state)
+
+
+def user_host(service: Service, state: Any) -> str:
+    """A user's own image (README "Bring your own host"): what it runs, and that natlab's agent is beside it."""
+    command = shlex.join(state.get("command") or []) or "its own command"
+    return f"your image {state.get('image', '?')} ({command}), in {service.name}-agent's network namespace"
+
+
+def host_agent(state: Any) -> str:
+    """A host's agent: registered or not, with which server, and its TURN allocation."""
+    if not state:
+        return "agent not answering"
+    registered = "registered" if state.get("registered") else "NOT registered"
+    relay = state.get("turn") or {}
+    allocation = f", relay {relay.get('state')}" if relay else ", no relay"
+    return f"{registered} as {state.get('id', '?')} with {state.get('server', '?')}{allocation}"
 
 
 def attack_service(service: Service, state: Any) -> str:
@@ -133,12 +151,13 @@ def presence(views: Sequence[ServiceView], wall_now: float) -> list[str]:
     heard = {gone["id"]: ("offline", gone["last_seen"]) for gone in server.get("gone", [])}
     heard |= {peer["id"]: ("online", peer["last_seen"]) for peer in server.get("peers", [])}
     lines = []
+    width = max([9, *(len(view.service.name) for view in views if view.service.role is Role.HOST)])
     for view in views:
         if view.service.role is Role.HOST:
             host_id = (view.state or {}).get("id") or view.service.name
             state, last_seen = heard.get(host_id, ("offline", None))
             age = "never heard" if last_seen is None else f"last heard {_age(last_seen, wall_now)} ago"
-            lines.append(f"  {view.service.name:<9} {state:<8} {age}")
+            lines.append(f"  {view.service.name:<{width}} {state:<8} {age}")
     return ["presence (signal server):", *lines] if lines else []
 
 
@@ -155,10 +174,11 @@ def render(
 ) -> str:
     """The whole status text (``wall_now``: the time presence ages are counted to, default now)."""
     placed = ", ".join(f"{name} {subnet}" for name, subnet in networks.items()) or "-"
-    lines = [f"natlab lab '{project}': {placed}", f"  {'SERVICE':<9} {'STATE':<10} {'ADDRESSES':<27} DETAIL"]
+    width = max([9, *(len(view.service.name) for view in views)])  # alice-agent: a user host's agent
+    lines = [f"natlab lab '{project}': {placed}", f"  {'SERVICE':<{width}} {'STATE':<10} {'ADDRESSES':<27} DETAIL"]
     for view in views:
         addresses = " ".join(view.service.addresses.values())
-        lines.append(f"  {view.service.name:<9} {view.health:<10} {addresses:<27} {describe(view)}")
+        lines.append(f"  {view.service.name:<{width}} {view.health:<10} {addresses:<27} {describe(view)}")
     lines += counters(views)
     lines += presence(views, time.time() if wall_now is None else wall_now)
     lines.append("paths:")

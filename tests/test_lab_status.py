@@ -68,6 +68,17 @@ def test_attacker_says_how_to_attack_and_victim_what_reached_it() -> None:
     assert describe(ServiceView(victim, "starting", None)) == "counter not answering"
 
 
+def test_a_users_own_image_shows_what_it_runs_and_where_its_agent_is() -> None:
+    alice = Service("alice", Role.USER, {})
+    state = {"image": "myapp:latest", "command": ["myapp", "--serve"]}
+    assert describe(ServiceView(alice, "running", state)) == (
+        "your image myapp:latest (myapp --serve), in alice-agent's network namespace"
+    )
+    assert describe(ServiceView(alice, "running", {"image": "myapp:latest", "command": []})) == (
+        "your image myapp:latest (its own command), in alice-agent's network namespace"
+    )
+
+
 def test_render_shows_networks_addresses_and_paths() -> None:
     networks = {"lan-a": ipaddress.IPv4Network("198.19.1.0/24"), "wan": ipaddress.IPv4Network("198.19.0.0/24")}
     views = [ServiceView(ALICE, "healthy", ALICE_STATUS), ServiceView(TURN, "healthy", None)]

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from scenarios.harness import COMPOSE_FILE, SLOTS, Lab, Role, Subnets
+from scenarios.harness import COMPOSE_FILE, SLOTS, USER_HOST_OVERLAYS, Lab, LabError, Role, Subnets
 from scenarios.topologies import generate
 from scenarios.topologies.generate import DEFAULT_CGN, DEFAULT_NET, GRID_FILE, HERE, render, sites
 from tests.support.host import require
@@ -204,3 +204,47 @@ def test_no_lab_grid_or_slot_network_overlaps_the_overlay_block() -> None:
     assert len(networks) > len(SLOTS) * 3
     for net in networks:
         assert not net.overlaps(OVERLAY_NET), net
+
+
+@pytest.mark.needs("docker")
+def test_a_users_own_images_join_their_agents_namespace_with_nothing_of_natlabs() -> None:
+    """Bring your own host: HOST_A_IMAGE / HOST_B_IMAGE in a lab's env add their overlays (the caller's shell
+    does not); the user's container keeps the host's service name with its own role, joins the namespace of
+    the agent (compose.yaml's host, renamed, with the same id and address) and gets no capability, device,
+    volume or environment of natlab's; its command is HOST_A_COMMAND, else the image's own."""
+    env = {"HOST_A_IMAGE": "myapp:1", "HOST_A_COMMAND": "myapp --serve 'a b'", "HOST_B_IMAGE": "other:2"}
+    lab = Lab(project="natlab-model-check", subnets=Subnets.for_slot(5), env=env)
+    assert lab.files == (COMPOSE_FILE, *USER_HOST_OVERLAYS.values())
+    assert lab.topology.with_role(Role.USER) == ["alice", "bob"]
+    assert sorted(lab.hosts) == ["alice-agent", "bob-agent"]
+    assert lab.service("alice-agent").environment["NATLAB_ID"] == "alice"
+    assert lab.address("alice-agent") == f"{Subnets.for_slot(5).prefixes['NATLAB_LAN_A']}.10"
+    assert lab.topology.router_of("bob-agent") == "router-b"
+    done = lab.compose("config", "--format", "json")
+    services = json.loads(done.stdout)["services"]
+    for user, image, command in (("alice", "myapp:1", ["myapp", "--serve", "a b"]), ("bob", "other:2", None)):
+        spec = services[user]
+        assert spec["image"] == image
+        assert (spec.get("command") or None) == command, spec.get("command")
+        assert spec["network_mode"] == f"service:{user}-agent"
+        assert spec["depends_on"][f"{user}-agent"]["condition"] == "service_healthy"
+        assert not {"networks", "cap_add", "devices", "volumes", "environment", "healthcheck"} & spec.keys(), spec
+        assert spec["labels"] == {"natlab": "lab", "natlab.role": "user"}
+    only_a = Lab(project="natlab-model-check", subnets=Subnets.for_slot(5), env={"HOST_A_IMAGE": "myapp:1"})
+    assert only_a.files == (COMPOSE_FILE, USER_HOST_OVERLAYS["HOST_A_IMAGE"])
+    assert only_a.topology.with_role(Role.HOST) == ["alice-agent", "bob"]
+
+
+def test_a_host_image_in_the_callers_shell_leaves_a_scenarios_lab_as_it_is(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HOST_A_IMAGE", "myapp:1")
+    assert Lab(project="natlab-model-check").files == (COMPOSE_FILE,)
+
+
+def test_a_host_command_without_its_image_is_a_clear_error() -> None:
+    with pytest.raises(LabError, match="HOST_B_COMMAND needs HOST_B_IMAGE"):
+        Lab(project="natlab-model-check", env={"HOST_B_COMMAND": "myapp --serve"})
+
+
+def test_a_host_image_needs_compose_yamls_sites() -> None:
+    with pytest.raises(LabError, match=r"HOST_A_IMAGE brings a host into compose\.yaml's sites"):
+        Lab((GRID_FILE,), project="natlab-model-check", env={"HOST_A_IMAGE": "myapp:1"})
