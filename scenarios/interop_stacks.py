@@ -150,7 +150,7 @@ def nebula_certificates(lab: Lab, service: str, exchange: Path) -> dict[str, dic
 
 
 def nebula(
-    lab: Lab, relays: bool, *, a: str = "alice", b: str = "bob", lighthouse: str = "server", timeout: float = 20.0
+    lab: Lab, relays: bool, *, a: str = "alice", b: str = "bob", lighthouse: str = "server", timeout: float = 15.0
 ) -> dict[str, Report]:
     """One nebula attempt: certificates made afresh, the lighthouse started in ``lighthouse`` (a WAN service),
     then both sides, each pinging the other; every nebula stopped afterwards."""
