@@ -42,9 +42,11 @@ STACKS = (
         "aiortc",
         "aiortc (WebRTC)",
         frozenset({RELAY}),
-        frozenset({DIRECT}),
-        "ICE (RFC 8445) through the lab's coturn: it checks every candidate pair and nominates the best that "
-        "works, a TURN relay candidate only when no host/srflx/prflx pair does.",
+        frozenset({DIRECT, RELAY}),
+        "ICE through the lab's coturn. aioice, aiortc's ICE agent, nominates aggressively when controlling (every "
+        "check side a sends carries USE-CANDIDATE): the first pair whose check succeeds carries the data and is "
+        "never replaced. Where punching works, a direct pair or a TURN relay pair that answered first; where it "
+        "cannot, a relay pair.",
     ),
     Stack(
         "nebula",
