@@ -36,6 +36,10 @@ OVERLAY = "100.127.254"
 """The overlay's /24 (inside 100.64.0.0/10, like the lab's carrier networks; it exists only in the tun devices)."""
 ADDRESSES = {"lighthouse": f"{OVERLAY}.1", "a": f"{OVERLAY}.10", "b": f"{OVERLAY}.20"}
 DEVICE = "nebula1"
+LIGHTHOUSE_INTERVAL_S = 4
+"""How often a node reports its addresses to the lighthouse: this also keeps its NAT mapping towards the
+lighthouse alive, which the lighthouse needs to reach it (punch notifications, relay requests). The grid's
+routers forget an idle mapping after 8 s (scenarios.grid.UDP_TIMEOUT_S); nebula's default is 10 s."""
 RTT_PINGS = ("ping", "-c", "5", "-i", "0.2", "-W", "1")
 RTT = re.compile(r"= [\d.]+/([\d.]+)/")
 
@@ -52,7 +56,7 @@ def config(side: str, folder: Path, lighthouse: str, relays: bool) -> dict[str, 
         "static_host_map": {} if is_lighthouse else {lighthouse_vpn: [f"{lighthouse}:{PORT}"]},
         "lighthouse": {
             "am_lighthouse": is_lighthouse,
-            "interval": 60,
+            "interval": LIGHTHOUSE_INTERVAL_S,
             "hosts": [] if is_lighthouse else [lighthouse_vpn],
         },
         # A side listens on a fresh port each attempt (0: the kernel picks), so no NAT mapping of an earlier
