@@ -35,7 +35,7 @@ endif
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
 	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked),"
-	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS, SWEEP_ARGS,"
+	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS, SWEEP_ARGS, INTEROP_ARGS,"
 	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
 	@echo "             ATTACKER=1 (lab-up also starts the attacker mallory and its victim)"
 	@echo "             NAT_A_IMPAIR, NAT_A_IMPAIR_UP, NAT_A_IMPAIR_DOWN and NAT_B_… (link impairments for lab-up: 'delay=40ms jitter=5ms"
