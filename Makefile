@@ -36,12 +36,12 @@ ifneq ($(CAPTURE),)
 export NATLAB_CAPTURE := $(if $(filter 1 on yes true,$(CAPTURE)),full,$(CAPTURE))
 endif
 
-.PHONY: help venv compose images user-image lab-up lab-down lab-status impair-check logs capture lint unit scenarios impaired test bench grid sweep fuzz clean
+.PHONY: help venv compose images user-image lab-up lab-down lab-status impair-check logs capture lint unit scenarios impaired test bench grid sweep fuzz interop interop-image clean
 
 help: ## Show the targets and what they do
 	@grep -hE '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  \033[1m%-12s\033[0m %s\n", $$1, $$2}'
 	@echo "  Variables: NAT_A, NAT_B (router profiles for lab-up: full-cone, restricted-cone, cone, symmetric, symmetric-pp, symmetric-seq, udp-blocked),"
-	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS, SWEEP_ARGS,"
+	@echo "             NATLAB_WAN, NATLAB_LAN_A, NATLAB_LAN_B (the lab's /24s, first three octets, inside 198.18.0.0/15), PYTEST_ARGS, GRID_ARGS, SWEEP_ARGS, INTEROP_ARGS,"
 	@echo "             FUZZ_SECONDS (make fuzz's total time, default 60)"
 	@echo "             ATTACKER=1 (lab-up also starts the attacker mallory and its victim)"
 	@echo "             NAT_A_IMPAIR, NAT_A_IMPAIR_UP, NAT_A_IMPAIR_DOWN and NAT_B_… (link impairments for lab-up: 'delay=40ms jitter=5ms"
@@ -133,6 +133,27 @@ grid: images ## Every ordered pair of NAT profiles in one lab, checked against t
 
 sweep: images ## Cone-cone across round trip x loss: time to direct and delivery, plotted to results/sweep (SWEEP_ARGS='--attempts 5')
 	$(PY) -m scenarios.sweep $(SWEEP_ARGS)
+
+# The interop image (README "Interop"): the lab image plus nebula (Debian) and aiortc, whose wheels are fetched
+# here on the host (the lab's containers reach no registry) for the containers' Python (Debian bookworm's 3.11,
+# glibc 2.36) and architecture, pinned by interop/requirements.txt. Built only by these targets and the interop
+# scenarios, never by `make images` or `make lab-up`.
+INTEROP_WHEELS := .build/interop-wheels
+INTEROP_ARCH := $(shell uname -m)
+INTEROP_ARGS ?=
+
+$(INTEROP_WHEELS)/.fetched: interop/requirements.txt $(STAMP)
+	@rm -rf $(INTEROP_WHEELS) && mkdir -p $(INTEROP_WHEELS)
+	@$(PY) -m pip download -q --no-deps --only-binary=:all: --dest $(INTEROP_WHEELS) -r interop/requirements.txt \
+	  --python-version 3.11 --implementation cp --abi cp311 --abi abi3 --abi none \
+	  $(foreach glibc,2_17 2_26 2_28,--platform manylinux_$(glibc)_$(INTEROP_ARCH)) --platform manylinux2014_$(INTEROP_ARCH) --platform any
+	@touch $@
+
+interop-image: compose $(INTEROP_WHEELS)/.fetched ## Build the interop image (lab image + nebula + aiortc from wheels fetched on this host); prints its tag
+	@images/build-interop.sh $(INTEROP_WHEELS)
+
+interop: interop-image ## aiortc, nebula (relays off/on) and natlab's client across NAT site pairs, vs expectations (INTEROP_ARGS='--all --attempts 3')
+	$(PY) -m scenarios.interop $(INTEROP_ARGS)
 
 FUZZ_SECONDS ?= 60
 FUZZ_STAMP := $(VENV)/.fuzz-installed

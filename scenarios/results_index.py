@@ -1,4 +1,5 @@
-"""``results/index.html``: one page linking what ``make grid``, ``make sweep`` and ``make bench`` wrote.
+"""``results/index.html``: one page linking what ``make grid``, ``make sweep``, ``make interop`` and ``make bench``
+wrote.
 
 Each of them calls :func:`write` when done, so the page always lists what the folder holds: every grid report
 (``grid/`` and each ``grid-impaired-*/``), the sweep's plots (shown inline) and data, and the bench's figures.
@@ -46,6 +47,13 @@ def find(results: Path) -> list[Entry]:
             "a direct path, the share of connects that got there, and a message stream's rate and retransmissions."
         )
         entries.append(Entry("Traversal under impairment", about, files, tuple(f for f in files if f.endswith(".svg"))))
+    files = _present(results, results / "interop", ("interop.html", "interop.md", "interop.json"))
+    if files:
+        about = (
+            "Third-party P2P stacks (aiortc, nebula with relays off and on) beside natlab's client across NAT site "
+            "pairs, checked against theory and each stack's documented behaviour, with time to connect (make interop)."
+        )
+        entries.append(Entry("Interop", about, files))
     files = _present(results, results / "bench", ("bench.txt",))
     if files:
         entries.append(Entry("Benchmarks", "What make bench measured on this machine.", files))
