@@ -12,7 +12,7 @@ WireGuard tunnel's figures (`scenarios/tunnel_bench.py`): TCP over it for a dire
 raw UDP between the same containers, ping over it against a WAN hop, in labs with the tunnel up.
 
 `python -m scenarios.bench --only server-rate` measures only the server's rate (no lab, one container; seconds);
-`--only tunnel` only the tunnel's figures and their raw UDP reference (two lab-ups; under a minute).
+`--only tunnel` only the tunnel's figures and their raw UDP reference (three lab-ups; about a minute).
 """
 
 from __future__ import annotations
@@ -196,7 +196,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--only",
         choices=["server-rate", "tunnel"],
-        help="measure only these figures (images kept): server-rate (no lab), tunnel (two lab-ups)",
+        help="measure only these figures (images kept): server-rate (no lab), tunnel (three lab-ups)",
     )
     only = parser.parse_args(argv).only
     if only == "server-rate":

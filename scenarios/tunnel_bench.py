@@ -10,7 +10,8 @@ to aim at), so the relayed pair is put against the same raw figure, from the con
 RTT is ping's average over :data:`PINGS` pings: alice to ``bob.natlab``, against router-a to the server's WAN
 address (one hop on the same WAN bridge: every router's firewall drops an unsolicited echo request, so
 router-a cannot ping router-b). The added RTT is the difference, everything the two LANs, both routers'
-NAT and the tunnel (both agents, both wireguard-go) add on top of one WAN hop.
+NAT and the tunnel (both wireguard-go; both agents too where they carry it: relayed, or with
+NATLAB_TUNNEL_KERNEL=0) add on top of one WAN hop.
 """
 
 from __future__ import annotations

@@ -354,6 +354,7 @@ def test_status_json(start_agent: Callable[[str], AgentProcess], server: FakeSig
             "interface": "natlab0",
             "address": None,
             "port": 51820,
+            "kernel_path": False,
             "reason": None,
             "peers": [],
             "dropped": {"not_peer": 0, "down": 0, "unwritable": 0},
