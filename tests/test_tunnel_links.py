@@ -275,8 +275,12 @@ class LoggingDevice(Device):
         self.log = log
         self.bob = bob
         self.tx = 0
+        self.gone = False
 
     async def uapi(self, request: str) -> str:
+        if self.gone:
+            self.log.append("refused")
+            raise TunnelError("cannot reach wireguard-go at /var/run/wireguard/natlab0.sock: Connection refused")
         if "update_only=true" in request:
             self.log.append(next(line for line in request.splitlines() if line.startswith("endpoint=")))
         return await super().uapi(request)
@@ -382,6 +386,30 @@ def test_wireguard_roaming_to_the_agent_is_undone_and_kernel_traffic_reaches_the
         wireguard.sendto(WG, ("127.0.0.1", port))
         await asyncio.sleep(0.05)
         assert len(log) == 3  # at most once a REASSERT
+        await tunnel.bring_down()
+
+    asyncio.run(scenario())
+
+
+def test_with_wireguard_gone_the_kernel_path_gives_up_after_one_try_each_way(
+    tmp_path: Path, wireguard: socket.socket
+) -> None:
+    """A refused move to the kernel turns the kernel path off, and the move back that follows is tried once:
+    no loop of refused requests while wireguard-go is gone."""
+
+    async def scenario() -> None:
+        carrier = Carrier()
+        bob_direct = Endpoint("198.18.0.12", 40000)
+        carrier.routes["bob"] = (Route.DIRECT, bob_direct)
+        tunnel, device, steering, log, _ = await _steered(tmp_path, wireguard, carrier)
+        tunnel.refresh()
+        await _until(lambda: len(log) == 2)  # added, moved
+        device.gone = True
+        carrier.routes["bob"] = (Route.RELAY, Endpoint("198.18.0.20", 50123))
+        tunnel.refresh()
+        await _until(lambda: tunnel._steerer is not None and tunnel._steerer.done())
+        assert log[2:] == ["refused", "refused"]  # the move back, then (the kernel path off) once more
+        assert not steering.steering
         await tunnel.bring_down()
 
     asyncio.run(scenario())

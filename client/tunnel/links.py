@@ -125,6 +125,7 @@ class Link:
     roamed: bool = False
     """WireGuard moved the endpoint to the loopback socket while the kernel carries the peer: tell it again."""
     reassert_at: float = 0.0
+    """The loop's time before which the endpoint is not moved back again (:data:`REASSERT`)."""
     tx_seen: int = 0
     """WireGuard's bytes sent to the peer at the last look (:data:`WATCH_PERIOD`)."""
 
@@ -431,6 +432,11 @@ class Tunnel:
                     link.steered = want
                 await self.steering.update(remove=leaving)
             except TunnelError as exc:
+                if not self.steering.steering:
+                    # Moving WireGuard back to the agent failed too (wireguard-go gone, say): nothing more to do
+                    # here; the next status says what is wrong.
+                    logger.warning("tunnel: %s", exc)
+                    return
                 self._kernel_off(str(exc))
 
     def _kernel_off(self, reason: str) -> None:
