@@ -11,7 +11,7 @@ nebula's own log: the handshake that completed names the peer's underlay ``udpAd
 through (``--relays on``: the lighthouse relays, and 1.6 never moves a relayed tunnel to a direct path).
 
     python3 -m interop.nebula --side a --exchange /tmp/natlab-interop/x --lighthouse 198.18.4.10 \\
-        --peer 100.127.254.20 [--relays off] [--timeout 20]
+        --peer 198.19.254.20 [--relays off] [--timeout 20]
 """
 
 from __future__ import annotations
@@ -32,8 +32,10 @@ from interop.report import DIRECT, NONE, RELAY, Report, write_report
 
 STACK = "nebula"
 PORT = 4242
-OVERLAY = "100.127.254"
-"""The overlay's /24 (inside 100.64.0.0/10, like the lab's carrier networks; it exists only in the tun devices)."""
+OVERLAY = "198.19.254"
+"""nebula's overlay /24: inside the lab's 198.18.0.0/15, beside natlab's own tunnel overlay (198.19.255.0/24)
+and, like it, outside every lab, grid and slot network (tests/test_topologies.py); it exists only in the tun
+devices."""
 ADDRESSES = {"lighthouse": f"{OVERLAY}.1", "a": f"{OVERLAY}.10", "b": f"{OVERLAY}.20"}
 DEVICE = "nebula1"
 LIGHTHOUSE_INTERVAL_S = 4

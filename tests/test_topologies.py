@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from interop.nebula import OVERLAY as NEBULA_OVERLAY
 from scenarios.harness import COMPOSE_FILE, SLOTS, USER_HOST_OVERLAYS, Lab, LabError, Role, Subnets
 from scenarios.topologies import generate
 from scenarios.topologies.generate import DEFAULT_CGN, DEFAULT_NET, GRID_FILE, HERE, render, sites
@@ -202,8 +203,12 @@ def test_no_lab_grid_or_slot_network_overlaps_the_overlay_block() -> None:
         )
     networks.append(ipaddress.IPv4Network("100.64.0.0/16"))  # the CGNAT topology's carrier insides
     assert len(networks) > len(SLOTS) * 3
+    nebula = ipaddress.IPv4Network(f"{NEBULA_OVERLAY}.0/24")  # the interop nebula's overlay, reserved likewise
+    assert nebula.subnet_of(ipaddress.IPv4Network("198.18.0.0/15"))
+    assert not nebula.overlaps(OVERLAY_NET)
     for net in networks:
         assert not net.overlaps(OVERLAY_NET), net
+        assert not net.overlaps(nebula), net
 
 
 @pytest.mark.needs("docker")
