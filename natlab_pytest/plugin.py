@@ -22,7 +22,7 @@ from contextlib import ExitStack, contextmanager
 from dataclasses import dataclass, field
 from functools import cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol
+from typing import TYPE_CHECKING
 
 import pytest
 
@@ -66,8 +66,13 @@ class LabSpec:
         return {name: value for name, value in given.items() if value is not None} | dict(self.env)
 
 
-class LabFactory(Protocol):
-    """What ``natlab_lab`` yields: call it with :class:`LabSpec`'s fields to start a lab."""
+class LabFactory:
+    """What ``natlab_lab`` yields: call it with :class:`LabSpec`'s fields to start a lab; it keeps every lab it
+    started open on the test's exit stack (removed when the test ends) and in :attr:`labs`."""
+
+    def __init__(self, stack: ExitStack) -> None:
+        self._stack = stack
+        self.labs: list[NatLab] = []
 
     def __call__(
         self,
@@ -81,7 +86,13 @@ class LabFactory(Protocol):
         impair_a: str | None = None,
         impair_b: str | None = None,
         env: Mapping[str, str] | None = None,
-    ) -> NatLab: ...
+    ) -> NatLab:
+        spec = LabSpec(
+            nat_a, nat_b, host_a_image, host_a_command, host_b_image, host_b_command, impair_a, impair_b, env or {}
+        )
+        lab = self._stack.enter_context(open_lab(spec))
+        self.labs.append(lab)
+        return lab
 
 
 @cache
@@ -122,31 +133,11 @@ def natlab_lab(request: pytest.FixtureRequest) -> Iterator[LabFactory]:
     """Start labs: ``lab = natlab_lab(nat_a="cone", nat_b="symmetric", host_a_image=...)``. Each is removed
     when the test ends; if the test failed, its artifacts are saved first (``natlab-artifacts/<test>/``)."""
     with ExitStack() as stack:
-        labs: list[NatLab] = []
-
-        def start(
-            nat_a: str = "cone",
-            nat_b: str = "cone",
-            *,
-            host_a_image: str | None = None,
-            host_a_command: str | None = None,
-            host_b_image: str | None = None,
-            host_b_command: str | None = None,
-            impair_a: str | None = None,
-            impair_b: str | None = None,
-            env: Mapping[str, str] | None = None,
-        ) -> NatLab:
-            spec = LabSpec(
-                nat_a, nat_b, host_a_image, host_a_command, host_b_image, host_b_command, impair_a, impair_b, env or {}
-            )
-            lab = stack.enter_context(open_lab(spec))
-            labs.append(lab)
-            return lab
-
-        yield start
+        factory = LabFactory(stack)
+        yield factory
         report = request.node.stash.get(_report_key, None)
         if report is not None and report.failed:
-            _save_artifacts(request, labs)
+            _save_artifacts(request, factory.labs)
 
 
 def _save_artifacts(request: pytest.FixtureRequest, labs: list[NatLab]) -> None:
